@@ -1,0 +1,391 @@
+"""The AReaL coupling: the only module that knows AReaL's internals (checked on areal 1.0.4).
+
+AReaL has no plugin API, so the plugin patches two modules right after they execute
+(:mod:`areal_a3po._bootstrap` calls :func:`patch_module` from an import hook, in every process):
+
+``areal.api.cli_args``
+    * ``PPOActorConfig`` gains the init field ``a3po: A3POConfig`` (YAML ``actor.a3po``), so
+      OmegaConf, ``load_expr_config``, ``asdict`` and AReaL's RPC serialization carry it.
+    * ``PPOActorConfig.__init__`` validates the provider choice (names the YAML key).
+    * ``PPOActorConfig.should_compute_prox_logp`` asks the provider whether the recompute forward
+      is needed; AReaL's controller skips ``compute_logp`` when it is not.
+``areal.trainer.ppo.actor``
+    * ``PPOActor._compute_advantages`` also rolls ``versions`` by -1, like ``logprobs`` and
+      ``loss_mask``, so every token is paired with its own version (AReaL 1.0.4 leaves it
+      one position off).
+    * ``PPOActor._ppo_update`` exposes the minibatch index to providers.
+    * ``grpo_loss_fn`` dispatches plugin providers and losses; ``_log_proximal_approximation_stats``
+      logs the plugin's metrics under AReaL's ``ppo_actor/update/compute_logp`` scope.
+
+AReaL's own methods (``recompute``, ``loglinear``, ``metrics``) run AReaL's untouched code path.
+When a future AReaL ships a plugin API, this module is the one to rewrite.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import functools
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import torch
+
+from areal_a3po import SUPPORTED_AREAL, approx, registry
+from areal_a3po.config import A3POConfig, A3POConfigError, validate_actor
+from areal_a3po.providers import ProxInputError, check_inputs
+from areal_a3po.registry import Provider, ProxInputs
+
+_PATCHED: set[str] = set()
+_ORIGINAL: dict[str, Any] = {}
+_WARNED = False
+
+
+def _logger():
+    from areal.utils import logging
+
+    return logging.getLogger("A3POCoupling")
+
+
+# ----------------------------------------------------------------------------- version gate
+
+
+def areal_version() -> str | None:
+    try:
+        return metadata.version("areal")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def areal_supported() -> bool:
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    v = areal_version()
+    try:
+        return v is not None and Version(v) in SpecifierSet(SUPPORTED_AREAL)
+    except InvalidVersion:
+        return False
+
+
+def _unsupported_reason() -> str:
+    return (
+        f"areal-a3po supports areal{SUPPORTED_AREAL}, but areal {areal_version()} is installed, "
+        "so the plugin left AReaL unpatched"
+    )
+
+
+def hooked() -> bool:
+    """Whether this process's AReaL config module carries the plugin."""
+    return "areal.api.cli_args" in _PATCHED
+
+
+def patch_module(module) -> None:
+    """Entry point of the import hook: patch one freshly imported AReaL module (idempotent)."""
+    global _WARNED
+    name = module.__name__
+    if name in _PATCHED:
+        return
+    if not areal_supported():
+        if not _WARNED:
+            _WARNED = True
+            _logger().warning(f"{_unsupported_reason()}. Plugin providers are unavailable.")
+        if name == "areal.api.cli_args":
+            _guard_unsupported(module.PPOActorConfig)
+        return
+    PATCHERS[name](module)
+    _PATCHED.add(name)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _guard_unsupported(cls) -> None:
+    """Unsupported AReaL: no patching, but a recipe asking for a plugin provider fails clearly."""
+    original = cls.__post_init__
+
+    @functools.wraps(original)
+    def __post_init__(self):
+        if registry.is_plugin_provider(self.prox_logp_method):
+            raise A3POConfigError(
+                f"actor.prox_logp_method: {self.prox_logp_method} is provided by areal-a3po, "
+                f"but {_unsupported_reason()}. Install a supported areal, or choose "
+                "prox_logp_method: recompute."
+            )
+        original(self)
+
+    cls.__post_init__ = __post_init__
+
+
+def _patch_cli_args(module) -> None:
+    cls = module.PPOActorConfig
+    f = dataclasses.field(
+        default_factory=A3POConfig,
+        metadata={"help": "areal-a3po options (see docs/configuration.md)."},
+    )
+    f.name, f.type, f._field_type, f.kw_only = "a3po", A3POConfig, dataclasses._FIELD, True
+    cls.__dataclass_fields__["a3po"] = f
+    cls.__annotations__["a3po"] = A3POConfig
+
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, a3po: A3POConfig | dict | None = None, **kwargs):
+        init(self, *args, **kwargs)
+        if a3po is None:
+            a3po = A3POConfig()
+        elif isinstance(a3po, dict):
+            a3po = A3POConfig(**a3po)
+        self.a3po = a3po
+        validate_actor(self.prox_logp_method, self.use_decoupled_loss, a3po)
+
+    should = cls.should_compute_prox_logp
+
+    @functools.wraps(should)
+    def should_compute_prox_logp(self) -> bool:
+        provider = registry.providers().get(self.prox_logp_method)
+        if provider is None or provider.native:
+            return should(self)
+        return bool(self.use_decoupled_loss and provider.needs_recompute)
+
+    cls.__init__ = __init__
+    cls.should_compute_prox_logp = should_compute_prox_logp
+
+
+def plugin_selected(actor_config) -> bool:
+    """The actor config routes the loss through a plugin provider."""
+    return bool(
+        getattr(actor_config, "use_decoupled_loss", False)
+        and registry.is_plugin_provider(getattr(actor_config, "prox_logp_method", ""))
+    )
+
+
+# ----------------------------------------------------------------------------- actor
+
+
+@dataclass
+class _UpdateContext:
+    options: A3POConfig
+    n_minibatches: int
+    minibatch: int = -1
+
+
+@dataclass
+class _LossState:
+    name: str
+    provider: Provider
+    inputs: ProxInputs
+    prox: torch.Tensor
+
+
+_UPDATE: contextvars.ContextVar[_UpdateContext | None] = contextvars.ContextVar(
+    "a3po_update", default=None
+)
+_LOSS: contextvars.ContextVar[_LossState | None] = contextvars.ContextVar("a3po_loss", default=None)
+
+
+def _patch_actor(module) -> None:
+    cls = module.PPOActor
+    _ORIGINAL["grpo_loss_fn"] = module.grpo_loss_fn
+    _ORIGINAL["log_prox_stats"] = module._log_proximal_approximation_stats
+    compute_advantages, ppo_update = cls._compute_advantages, cls._ppo_update
+    log_configuration = cls._log_configuration
+
+    @functools.wraps(compute_advantages)
+    def _compute_advantages(self, data: dict[str, Any]) -> dict[str, Any]:
+        out = compute_advantages(self, data)
+        if plugin_selected(self.config) and isinstance(out.get("versions"), torch.Tensor):
+            # Same roll as logprobs/loss_mask: position i now holds token i+1's version.
+            out["versions"] = torch.roll(out["versions"], shifts=-1, dims=-1)
+        return out
+
+    @functools.wraps(ppo_update)
+    def _ppo_update(self, data: dict[str, Any]) -> None:
+        if not plugin_selected(self.config):
+            return ppo_update(self, data)
+        ctx = _UpdateContext(options=self.config.a3po, n_minibatches=self.config.ppo_n_minibatches)
+        engine = self.engine
+        train_batch = engine.train_batch
+
+        def counting_train_batch(*args, **kwargs):  # AReaL calls it once per PPO minibatch
+            ctx.minibatch += 1
+            return train_batch(*args, **kwargs)
+
+        token = _UPDATE.set(ctx)
+        engine.train_batch = counting_train_batch
+        try:
+            return ppo_update(self, data)
+        finally:
+            del engine.train_batch
+            _UPDATE.reset(token)
+
+    @functools.wraps(log_configuration)
+    def _log_configuration(self) -> None:
+        log_configuration(self)
+        if plugin_selected(self.config):
+            p = registry.get_provider(self.config.prox_logp_method)
+            _logger().info(
+                f"areal-a3po: proximal policy from provider '{self.config.prox_logp_method}' "
+                f"({p.description}); recompute forward: {'yes' if p.needs_recompute else 'no'}; "
+                f"options: {self.config.a3po}"
+            )
+
+    cls._compute_advantages = _compute_advantages
+    cls._ppo_update = _ppo_update
+    cls._log_configuration = _log_configuration
+    module.grpo_loss_fn = grpo_loss_fn
+    module._log_proximal_approximation_stats = _log_proximal_approximation_stats
+
+
+def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict, **kwargs):
+    """AReaL's ``grpo_loss_fn`` with plugin providers resolved first (same signature)."""
+    method = kwargs.get("prox_logp_method", "recompute")
+    if not kwargs.get("use_decoupled_loss", False) or not registry.is_plugin_provider(method):
+        return _ORIGINAL["grpo_loss_fn"](logprobs, entropy, input_data, **kwargs)
+    ctx = _UPDATE.get()
+    options = ctx.options if ctx is not None else A3POConfig()
+    provider = registry.get_provider(method)
+    mask = input_data["loss_mask"].bool()
+    theta = logprobs.detach()
+    current_version = kwargs.get("current_version")
+    inputs = ProxInputs(
+        behave_logp=input_data["logprobs"],
+        theta_logp=theta,
+        loss_mask=mask,
+        versions=input_data.get("versions"),
+        current_version=current_version,
+        recomputed=input_data.get("prox_logp"),
+        minibatch=max(ctx.minibatch, 0) if ctx is not None else 0,
+        n_minibatches=ctx.n_minibatches if ctx is not None else 1,
+        options=options,
+    )
+    if options.validate_inputs:
+        check_inputs(inputs, method, provider.needs_versions)
+    prox = provider.compute(inputs)
+    if not isinstance(prox, torch.Tensor) or prox.shape != mask.shape:
+        raise ProxInputError(
+            f"Provider '{method}' returned {getattr(prox, 'shape', type(prox).__name__)}; "
+            f"it must return a tensor of the loss_mask's shape {tuple(mask.shape)}."
+        )
+    # Outside the loss mask prox is never used; keep it finite so no NaN reaches a gradient.
+    prox = torch.where(mask, prox.detach().to(torch.float32), theta.to(torch.float32))
+    loss = registry.get_loss(options.loss)
+    token = _LOSS.set(_LossState(method, provider, inputs, prox))
+    try:
+        return loss(logprobs, entropy, input_data, prox, **kwargs)
+    finally:
+        _LOSS.reset(token)
+
+
+def ppo_loss(
+    logprobs: torch.Tensor,
+    entropy: torch.Tensor,
+    input_data: dict,
+    prox_logp: torch.Tensor,
+    **kwargs,
+) -> torch.Tensor:
+    """AReaL's decoupled PPO loss and statistics, with ``prox_logp`` as the proximal policy."""
+    mask = input_data["loss_mask"].bool()
+    data = dict(input_data)
+    data["logprobs"] = torch.where(mask, input_data["logprobs"], prox_logp)  # finite off-mask
+    data["prox_logp"] = prox_logp
+    kwargs["prox_logp_method"] = "recompute"  # AReaL then takes prox_logp as given
+    return _ORIGINAL["grpo_loss_fn"](logprobs, entropy, data, **kwargs)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _log_proximal_approximation_stats(*args, **kwargs) -> None:
+    state = _LOSS.get()
+    if state is None:
+        return _ORIGINAL["log_prox_stats"](*args, **kwargs)
+    mask = kwargs.get("compute_logp_mask")
+    if mask is None:
+        mask = state.inputs.loss_mask
+    log_prox_stats(state, mask.bool())
+
+
+def _log_provider(name: str, prox: torch.Tensor, inp: ProxInputs, gt: torch.Tensor | None) -> None:
+    from areal.utils import stats_tracker
+
+    behave = torch.where(inp.loss_mask, inp.behave_logp.float(), prox)
+    stats = {
+        f"{name}/approx_logp": prox,
+        f"{name}/behave_imp_weight": torch.exp(prox - behave),  # pi_prox / pi_behave
+        f"{name}/importance_weight": torch.exp(inp.theta_logp.float() - prox),  # pi_theta / pi_prox
+    }
+    if gt is not None:
+        gt = gt.float()
+        diff = (gt - prox).abs()
+        stats[f"{name}/abs_error"] = diff
+        stats[f"{name}/rel_error"] = diff / (gt.abs() + 1e-8)
+        stats[f"{name}/squared_error"] = diff * diff
+        stats[f"{name}/behave_imp_weight_abs_error"] = (
+            torch.exp(gt - behave) - stats[f"{name}/behave_imp_weight"]
+        ).abs()
+        stats[f"{name}/importance_weight_abs_error"] = (
+            torch.exp(inp.theta_logp.float() - gt) - stats[f"{name}/importance_weight"]
+        ).abs()
+    stats_tracker.stat(**stats, denominator="n_valid_tokens")
+
+
+def log_prox_stats(state: _LossState, mask: torch.Tensor) -> None:
+    """Plugin statistics under ``ppo_actor/update/compute_logp`` (AReaL's scope and key style)."""
+    from areal.utils import stats_tracker
+
+    inp = state.inputs
+    options = inp.options or A3POConfig()
+    gt = inp.recomputed
+    with stats_tracker.scope("compute_logp"):
+        stats_tracker.denominator(n_valid_tokens=mask)
+        if gt is not None:
+            stats_tracker.stat(prox_logp_gt=gt.float(), denominator="n_valid_tokens")
+        _log_provider(state.name, state.prox, inp, gt if state.provider.approximate else None)
+        if gt is not None and state.name == "a3po-metrics":
+            for name in options.eval_providers or registry.approximate_provider_names():
+                provider = registry.get_provider(name)
+                if provider.needs_versions and inp.versions is None:
+                    continue
+                approx_prox = torch.where(inp.loss_mask, provider.compute(inp).float(), gt.float())
+                _log_provider(name, approx_prox, inp, gt)
+        if inp.versions is not None and inp.current_version is not None:
+            lag = approx.staleness(inp.versions, inp.current_version)
+            bins = options.staleness_bins
+            stats_tracker.denominator(
+                **{f"staleness_lag_{b}": mask & (lag == b) for b in range(bins)},
+                **{f"staleness_lag_ge{bins}": mask & (lag >= bins)},
+            )
+            stats_tracker.stat(
+                staleness=lag.float(),
+                lag_weight_behave=approx.behave_weight(lag, options.anchor_offset),
+                denominator="n_valid_tokens",
+            )
+        log_ratio = (
+            inp.theta_logp.float() - torch.where(mask, inp.behave_logp.float(), 0.0)
+        ).detach()
+        log_ratio = torch.where(mask, log_ratio, 0.0)
+        stats_tracker.stat(  # same drift estimators AReaL logs, so dashboards keep working
+            kl_div_direct=-log_ratio,
+            kl_div_taylor=log_ratio**2 / 2.0,
+            kl_div_dual=log_ratio.exp() - 1 - log_ratio,
+            denominator="n_valid_tokens",
+        )
+
+
+PATCHERS = {
+    "areal.api.cli_args": _patch_cli_args,
+    "areal.trainer.ppo.actor": _patch_actor,
+}
+
+__all__ = [
+    "A3POConfigError",
+    "areal_supported",
+    "areal_version",
+    "grpo_loss_fn",
+    "hooked",
+    "patch_module",
+    "plugin_selected",
+    "ppo_loss",
+]

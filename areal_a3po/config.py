@@ -1,0 +1,120 @@
+"""Options of the plugin, set in an AReaL recipe under ``actor.a3po`` (no AReaL import here).
+
+Example::
+
+    actor:
+      use_decoupled_loss: true
+      prox_logp_method: a3po      # recompute | loglinear | metrics | a3po | a3po-linear | behave | ...
+      a3po:
+        anchor_offset: 1.0
+
+Every field is validated when AReaL's ``load_expr_config`` builds the config; the error names the
+YAML key. ``docs/configuration.md`` lists the same fields (a test keeps the two in sync).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+YAML_PREFIX = "actor.a3po"
+
+
+class A3POConfigError(ValueError):
+    """A recipe asks for something the plugin cannot do; the message names the YAML key."""
+
+
+@dataclass
+class A3POConfig:
+    """Options of the proximal-log-prob providers and the actor loss (YAML ``actor.a3po``)."""
+
+    anchor_offset: float = field(
+        default=1.0,
+        metadata={
+            "help": "k: the proximal policy sits k versions behind pi_theta. Weight on pi_behave "
+            "is k/d for lag d (clamped to [0, 1]); 1 is the paper, 0 makes prox = theta."
+        },
+    )
+    loss: str = field(
+        default="ppo",
+        metadata={"help": "Actor loss, by name (entry-point group areal_a3po.losses)."},
+    )
+    staleness_bins: int = field(
+        default=8,
+        metadata={
+            "help": "Per-lag token counts are logged for lags 0..staleness_bins-1 and one "
+            "'ge' bucket above."
+        },
+    )
+    eval_providers: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "With prox_logp_method a3po-metrics: approximate providers whose error "
+            "against the recompute is logged. Empty means every registered approximate provider."
+        },
+    )
+    validate_inputs: bool = field(
+        default=True,
+        metadata={
+            "help": "Check provider inputs (dtypes, shapes, versions, NaN/inf inside the loss "
+            "mask) each micro-batch; costs one device-to-host sync."
+        },
+    )
+    provider_options: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Free-form options for third-party providers (read from ProxInputs)."},
+    )
+
+    def __post_init__(self) -> None:
+        _check_number("anchor_offset", self.anchor_offset, minimum=0.0)
+        if isinstance(self.staleness_bins, bool) or not isinstance(self.staleness_bins, int):
+            raise A3POConfigError(
+                f"{YAML_PREFIX}.staleness_bins must be an integer, got {self.staleness_bins!r}."
+            )
+        if not 1 <= self.staleness_bins <= 64:
+            raise A3POConfigError(
+                f"{YAML_PREFIX}.staleness_bins must be in [1, 64], got {self.staleness_bins}."
+            )
+        if not isinstance(self.validate_inputs, bool):
+            raise A3POConfigError(
+                f"{YAML_PREFIX}.validate_inputs must be true or false, got {self.validate_inputs!r}."
+            )
+        from areal_a3po import registry
+
+        registry.get_loss(self.loss, key=f"{YAML_PREFIX}.loss")
+        for name in self.eval_providers:
+            provider = registry.get_provider(name, key=f"{YAML_PREFIX}.eval_providers")
+            if not provider.approximate:
+                raise A3POConfigError(
+                    f"{YAML_PREFIX}.eval_providers lists '{name}', which is not an approximate "
+                    f"provider; choose from {registry.approximate_provider_names()}."
+                )
+
+
+def _check_number(name: str, value: Any, minimum: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise A3POConfigError(f"{YAML_PREFIX}.{name} must be a number, got {value!r}.")
+    if not math.isfinite(value) or value < minimum:
+        raise A3POConfigError(
+            f"{YAML_PREFIX}.{name} must be a finite number >= {minimum}, got {value!r}."
+        )
+
+
+def validate_actor(
+    prox_logp_method: str, use_decoupled_loss: bool, options: A3POConfig | None
+) -> None:
+    """Cross-field checks on the actor config (called when PPOActorConfig is built)."""
+    from areal_a3po import registry
+
+    provider = registry.get_provider(prox_logp_method, key="actor.prox_logp_method")
+    if not provider.native and not use_decoupled_loss:
+        raise A3POConfigError(
+            f"actor.prox_logp_method: {prox_logp_method} only acts in decoupled PPO, but "
+            "actor.use_decoupled_loss is false, so no proximal policy would be used. Set "
+            "actor.use_decoupled_loss: true (or choose prox_logp_method: recompute)."
+        )
+    if options is not None and not isinstance(options, A3POConfig):
+        raise A3POConfigError(
+            f"{YAML_PREFIX} must be a mapping of A3POConfig fields, got {type(options).__name__}."
+        )

@@ -1,0 +1,178 @@
+"""Built-in proximal-log-prob providers (registered as entry points in pyproject.toml).
+
+| name          | log pi_prox                                        | recompute forward |
+|---------------|----------------------------------------------------|-------------------|
+| recompute     | AReaL's forward pass (AReaL's own code path)       | yes               |
+| loglinear     | AReaL's built-in approximation (AReaL's code path) | no                |
+| metrics       | AReaL's recompute + its approximation metrics      | yes               |
+| a3po          | log-space interpolation, weight k/d (the paper)    | no                |
+| a3po-linear   | probability-space interpolation, weight k/d        | no                |
+| behave        | log pi_behave (verl's "bypass" baseline)           | no                |
+| a3po-metrics  | the recompute; logs every approximation's error    | yes               |
+"""
+
+from __future__ import annotations
+
+import torch
+
+from areal_a3po import approx
+from areal_a3po.config import A3POConfig
+from areal_a3po.registry import Provider, ProxInputs
+
+
+class ProxInputError(ValueError):
+    """A provider input tensor is unusable; the message names the tensor and the token count."""
+
+
+def _anchor(inp: ProxInputs) -> float:
+    return inp.options.anchor_offset if inp.options is not None else A3POConfig.anchor_offset
+
+
+def _weight(inp: ProxInputs) -> torch.Tensor:
+    assert inp.versions is not None  # checked by check_inputs
+    lag = approx.staleness(inp.versions, inp.current_version)
+    return approx.behave_weight(lag, _anchor(inp))
+
+
+def a3po_log(inp: ProxInputs) -> torch.Tensor:
+    """A-3PO: log pi_prox = w log pi_behave + (1 - w) log pi_theta, w = k/d."""
+    return approx.interpolate_log(inp.behave_logp, inp.theta_logp, _weight(inp))
+
+
+def a3po_prob(inp: ProxInputs) -> torch.Tensor:
+    """A-3PO in probability space: pi_prox = w pi_behave + (1 - w) pi_theta, w = k/d."""
+    return approx.interpolate_prob(inp.behave_logp, inp.theta_logp, _weight(inp))
+
+
+def behave(inp: ProxInputs) -> torch.Tensor:
+    """pi_prox = pi_behave: the decoupled loss collapses to plain PPO on the rollout policy."""
+    return inp.behave_logp.detach().to(torch.float32)
+
+
+def recomputed(inp: ProxInputs) -> torch.Tensor:
+    """The recompute forward's log-probs (ground truth)."""
+    if inp.recomputed is None:
+        raise ProxInputError(
+            "prox_logp (the recompute forward's output) is missing from the batch, but the "
+            "selected provider trains on it. The controller skipped compute_logp: check that "
+            "actor.prox_logp_method is the same in the controller and in the workers."
+        )
+    return inp.recomputed.detach().to(torch.float32)
+
+
+RECOMPUTE = Provider(
+    native=True,
+    needs_recompute=True,
+    approximate=False,
+    description="AReaL's recompute forward pass (baseline, AReaL's own code path).",
+)
+LOGLINEAR = Provider(
+    native=True,
+    needs_recompute=False,
+    approximate=False,
+    description="AReaL's built-in log-linear approximation (AReaL's own code path; reads "
+    "versions one token off).",
+)
+METRICS = Provider(
+    native=True,
+    needs_recompute=True,
+    approximate=False,
+    description="AReaL's recompute plus AReaL's approximation metrics.",
+)
+A3PO = Provider(
+    compute=a3po_log,
+    needs_versions=True,
+    description="A-3PO, log-space interpolation with weight k/d (arXiv 2512.06547).",
+)
+A3PO_LINEAR = Provider(
+    compute=a3po_prob,
+    needs_versions=True,
+    description="A-3PO in probability space, computed with log-sum-exp.",
+)
+BEHAVE = Provider(
+    compute=behave,
+    description="pi_prox = pi_behave (verl's bypass baseline).",
+)
+A3PO_METRICS = Provider(
+    compute=recomputed,
+    needs_recompute=True,
+    approximate=False,
+    description="Trains on the recompute and logs every approximate provider's error against it.",
+)
+
+
+def check_inputs(inp: ProxInputs, provider_name: str, needs_versions: bool) -> None:
+    """Validate one micro-batch's provider inputs; raises ProxInputError saying what to fix.
+
+    Costs one device-to-host sync (a single ``any`` over all failure masks).
+    NaN/inf outside the loss mask are ignored.
+    """
+    tensors = {
+        "logprobs (pi_behave)": inp.behave_logp,
+        "training log-probs (pi_theta)": inp.theta_logp,
+    }
+    if inp.recomputed is not None:
+        tensors["prox_logp (recompute)"] = inp.recomputed
+    shape = inp.loss_mask.shape
+    if inp.loss_mask.numel() == 0:
+        raise ProxInputError(
+            f"Empty micro-batch for provider '{provider_name}': loss_mask has shape "
+            f"{tuple(shape)}. Check the rollout batch and actor.mb_spec."
+        )
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            dtype = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ProxInputError(
+                f"{name} must be a floating-point tensor, got {dtype} (provider '{provider_name}')."
+            )
+        if t.shape != shape:
+            raise ProxInputError(
+                f"{name} has shape {tuple(t.shape)} but loss_mask has {tuple(shape)} "
+                f"(provider '{provider_name}'): every per-token tensor must match."
+            )
+    if not isinstance(inp.current_version, int) or isinstance(inp.current_version, bool):
+        raise ProxInputError(
+            f"current_version must be an int (the trainer's weight version), got "
+            f"{inp.current_version!r}."
+        )
+    if inp.current_version < 0:
+        raise ProxInputError(f"current_version must be >= 0, got {inp.current_version}.")
+    mask = inp.loss_mask.bool()
+    checks: list[tuple[str, torch.Tensor]] = [
+        (f"non-finite values in {name}", ~torch.isfinite(t) & mask) for name, t in tensors.items()
+    ]
+    if needs_versions:
+        v = inp.versions
+        if v is None:
+            raise ProxInputError(
+                f"Provider '{provider_name}' needs per-token 'versions' but the batch has none. "
+                "The rollout workflow must record the weight version of every generated token "
+                "(AReaL's RLVRWorkflow does; custom workflows must set 'versions')."
+            )
+        if not isinstance(v, torch.Tensor) or v.dtype.is_floating_point or v.dtype == torch.bool:
+            raise ProxInputError(
+                f"'versions' must be an integer tensor, got "
+                f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}."
+            )
+        if v.shape != shape:
+            raise ProxInputError(
+                f"'versions' has shape {tuple(v.shape)} but loss_mask has {tuple(shape)}."
+            )
+        checks.append(
+            (
+                f"versions ahead of the trainer (current_version={inp.current_version})",
+                (v > inp.current_version) & mask,
+            )
+        )
+        checks.append(("versions < 0 (prompt tag) inside the loss mask", (v < 0) & mask))
+    failing = torch.stack([m.any() for _, m in checks])
+    if not bool(failing.any()):  # the one host sync
+        return
+    for what, m in checks:
+        if bool(m.any()):
+            n = int(m.sum())
+            where = [tuple(i) for i in m.nonzero()[:5].tolist()]
+            raise ProxInputError(
+                f"{what}: {n} of {int(mask.sum())} loss-mask tokens (first positions "
+                f"{where}; provider '{provider_name}'). Values outside the loss mask are ignored."
+            )

