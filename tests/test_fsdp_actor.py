@@ -60,7 +60,7 @@ def train_step(engine, method: str, seed: int = 0, **a3po) -> dict[str, float]:
     traj = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(4)]
     stats_tracker.export()  # drop anything earlier tests left
     if engine.config.should_compute_prox_logp():  # the trainer's decision (rl_trainer.py)
-        for t, logp in zip(traj, engine.compute_logp(traj)):
+        for t, logp in zip(traj, engine.compute_logp(traj), strict=True):
             t["prox_logp"] = logp
     adv = engine.compute_advantages(traj)
     engine.ppo_update(adv)
