@@ -1,0 +1,433 @@
+"""Tests for areal_a3po.report on REAL tensorboard logs written by AReaL's StatsLogger.
+
+The stats dicts are produced the way AReaL's trainer produces them: values go into
+``areal.utils.stats_tracker.DistributedStatsTracker`` (scopes ``ppo_actor`` / ``update`` /
+``compute_logp`` / ``version_stats``, the ``eval-rollout`` tracker, ``timeperf/*`` scalars as
+``record_timing`` stores them), are exported (``*__count`` keys included), merged like
+``export_all`` and handed to ``StatsLogger.commit(epoch, step, global_step, stats)`` with
+tensorboard enabled. Timings are fed as exact binary fractions so float32 storage is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections import Counter
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("tensorboard")
+pytest.importorskip("matplotlib")
+
+from areal_a3po import report as rp  # noqa: E402
+
+# ------------------------------------------------------------------ what the fake runs log
+
+N_STEPS = 5
+# seconds per trainer stage per step; step 0 is the (slow) warm-up step
+BASE_TIMES = {
+    "rollout": [8.0, 2.0, 2.5, 3.0, 2.5],
+    "recompute_logp": [4.0, 1.0, 1.0, 1.5, 1.0],
+    "compute_advantage": [0.5, 0.25, 0.25, 0.25, 0.25],
+    "train_step": [6.0, 3.0, 3.0, 3.0, 3.0],
+    "update_weights": [1.0, 0.5, 0.5, 0.5, 0.5],
+}
+A3PO_TIMES = {  # no recompute_logp stage at all (AReaL only times it when it recomputes)
+    "rollout": [8.0, 2.0, 2.0, 2.5, 2.0],
+    "compute_advantage": [0.5, 0.25, 0.25, 0.25, 0.25],
+    "train_step": [6.25, 3.25, 3.25, 3.25, 3.25],
+    "update_weights": [1.0, 0.5, 0.5, 0.5, 0.5],
+}
+# per-sequence task rewards of each step's batch (4 sequences)
+BASE_REWARDS = [[0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1], [0, 1, 1, 1], [1, 1, 1, 1]]
+A3PO_REWARDS = [[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 1, 1], [0, 1, 1, 1], [0, 1, 1, 1]]
+BASE_EVAL = {1: [0.5, 1.0], 3: [1.0, 1.0]}  # eval rollouts' rewards on eval steps
+BASE_STALENESS = [(0.5, 1.0), (1.0, 2.0), (1.25, 3.0), (1.0, 2.0), (0.75, 2.0)]  # theta avg, max
+# per-token lag of the a3po run (our provider's histogram/avg/max keys)
+A3PO_LAGS = [[0, 0, 1, 1, 2], [0, 1, 1, 2, 3], [1, 1, 2, 9, 0], [0, 1, 2, 2, 8], [0, 1, 1, 1, 1]]
+A3PO_RECOMPUTED = [1, 0, 1, 0, 0]
+A3PO_ABS_ERR = {0: [0.5, 0.25, 0.25, 0.0, 0.0], 2: [0.125, 0.125, 0.25, 0.5, 0.0]}
+
+
+def _export(*trackers) -> dict:
+    stats = {}
+    for tr in trackers:
+        stats.update(tr.export())
+    return stats
+
+
+def _base_stats(step: int) -> dict:
+    from areal.utils.stats_tracker import DistributedStatsTracker, ReduceType  # noqa: F401
+
+    tr = DistributedStatsTracker()
+    tr.scalar(**{f"timeperf/{k}": v[step] for k, v in BASE_TIMES.items()})
+    with tr.scope("ppo_actor"):
+        rewards = torch.tensor(BASE_REWARDS[step], dtype=torch.float32)
+        tr.denominator(n_seqs=torch.ones_like(rewards, dtype=torch.bool))
+        tr.stat(task_reward=rewards, denominator="n_seqs")
+        tr.scalar(eps_clip=0.2)
+        with tr.scope("update"), tr.scope("version_stats"):
+            avg, mx = BASE_STALENESS[step]
+            tr.scalar(sample_staleness_theta_avg=avg, sample_staleness_theta_max=mx)
+    ev = DistributedStatsTracker("eval-rollout")
+    for r in BASE_EVAL.get(step, []):
+        ev.scalar(reward=r)
+    return _export(tr, ev)
+
+
+def _a3po_stats(step: int) -> dict:
+    from areal.utils.stats_tracker import DistributedStatsTracker, ReduceType
+
+    tr = DistributedStatsTracker()
+    tr.scalar(**{f"timeperf/{k}": v[step] for k, v in A3PO_TIMES.items()})
+    with tr.scope("ppo_actor"):
+        rewards = torch.tensor(A3PO_REWARDS[step], dtype=torch.float32)
+        tr.denominator(n_seqs=torch.ones_like(rewards, dtype=torch.bool))
+        tr.stat(task_reward=rewards, denominator="n_seqs")
+        with tr.scope("update"), tr.scope("compute_logp"):
+            lag = torch.tensor(A3PO_LAGS[step])
+            tr.denominator(n_valid_tokens=torch.ones_like(lag, dtype=torch.bool))
+            tr.stat(staleness=lag.float(), denominator="n_valid_tokens")
+            counts = {f"staleness_lag_{k}": (lag == k).float() for k in range(8)}
+            counts["staleness_lag_ge8"] = (lag >= 8).float()
+            tr.stat(**counts, denominator="n_valid_tokens", reduce_type=ReduceType.SUM)
+            tr.stat(exact_token_share=(lag <= 1).float(), denominator="n_valid_tokens")
+            tr.scalar(recomputed=A3PO_RECOMPUTED[step])
+            if step in A3PO_ABS_ERR:
+                err = torch.tensor(A3PO_ABS_ERR[step], dtype=torch.float32)
+                tr.stat(
+                    **{
+                        "a3po/abs_error": err,
+                        "a3po/rel_error": 2 * err,
+                        "a3po/importance_weight_abs_error": err / 2,
+                        "a3po/behave_imp_weight_abs_error": err / 4,
+                    },
+                    denominator="n_valid_tokens",
+                )
+    return _export(tr)
+
+
+def _reward_only_stats(step: int) -> dict:
+    return {"ppo_actor/task_reward/avg": 0.25 * step, "ppo_actor/eps_clip": 0.2}
+
+
+def _write_run(root, name: str, make_stats, n_steps: int = N_STEPS) -> str:
+    """Drive AReaL's StatsLogger (tensorboard on) exactly as RLTrainer does; return the run dir."""
+    from areal.api import FinetuneSpec
+    from areal.api.cli_args import BaseExperimentConfig, StatsLoggerConfig, TensorBoardConfig
+    from areal.utils.stats_logger import StatsLogger
+
+    run_dir = os.path.join(str(root), name)
+    cfg = BaseExperimentConfig(
+        experiment_name="a3po-report-test",
+        trial_name=name,
+        stats_logger=StatsLoggerConfig(
+            experiment_name="a3po-report-test",
+            trial_name=name,
+            fileroot=os.path.join(str(root), "fileroot"),
+            tensorboard=TensorBoardConfig(path=os.path.join(run_dir, "tensorboard")),
+        ),
+    )
+    logger = StatsLogger(
+        cfg, FinetuneSpec(total_train_epochs=1, dataset_size=4 * n_steps, train_batch_size=4)
+    )
+    for step in range(n_steps):
+        logger.commit(epoch=0, step=step, global_step=step, data=make_stats(step))
+    logger.close()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    return {
+        "base": _write_run(root, "recompute", _base_stats),
+        "a3po": _write_run(root, "a3po", _a3po_stats),
+        "bare": _write_run(root, "bare", _reward_only_stats, n_steps=3),
+    }
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    return rp.compare(
+        [runs["base"], runs["a3po"]], str(out), labels=["recompute", "a3po"], last_n=3
+    )
+
+
+def _row(rep, label):
+    return next(r for r in rep.table if r["label"] == label)
+
+
+def _run(rep, label):
+    return next(r for r in rep.runs if r["label"] == label)
+
+
+# ------------------------------------------------------------------ reading
+
+
+def test_load_scalars_statslogger_run_has_areal_tag_names(runs):
+    data = rp.load_scalars(runs["a3po"])
+    assert len(data.event_files) == 1
+    assert os.path.basename(os.path.dirname(data.event_files[0])) == "tensorboard"
+    assert "events.out.tfevents." in os.path.basename(data.event_files[0])
+    tags = set(data.scalars)
+    assert "timeperf/train_step" in tags
+    assert "ppo_actor/task_reward/avg" in tags
+    assert "ppo_actor/update/compute_logp/staleness_lag_ge8" in tags
+    assert "ppo_actor/update/compute_logp/a3po/abs_error/avg" in tags
+    assert not any(t.endswith("__count") for t in tags)  # StatsLogger drops counters
+    assert sorted(data.scalars["timeperf/train_step"]) == list(range(N_STEPS))
+    base = rp.load_scalars(runs["base"])
+    assert "ppo_actor/update/version_stats/sample_staleness_theta_avg" in base.scalars
+    assert sorted(base.scalars["eval-rollout/reward"]) == sorted(BASE_EVAL)
+
+
+def test_compare_dir_without_event_files_raises_naming_dir(tmp_path):
+    empty = tmp_path / "no_events_here"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "sub" / "notes.txt").write_text("not an event file")
+    with pytest.raises(FileNotFoundError, match="no_events_here"):
+        rp.compare([str(empty)], str(tmp_path / "out"))
+
+
+def test_compare_missing_dir_raises_naming_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does_not_exist"):
+        rp.compare([str(tmp_path / "does_not_exist")], str(tmp_path / "out"))
+
+
+def test_find_tag_extra_prefix_matches_by_suffix():
+    tags = ["trial0/ppo_actor/task_reward/avg", "eval-rollout/task_reward/avg", "x/y"]
+    assert rp.find_tag(tags, rp.REWARD_KEYS) == "trial0/ppo_actor/task_reward/avg"
+    assert rp.find_tag(["x/y"], rp.REWARD_KEYS) is None
+
+
+# ------------------------------------------------------------------ timing and saving
+
+
+def test_step_time_default_warmup_equals_hand_mean(report):
+    base, a3po = _row(report, "recompute"), _row(report, "a3po")
+    # steps 1..4 (step 0 skipped as warm-up):
+    # base: 6.75, 7.25, 8.25, 7.25 -> 7.375 ; a3po: 6.0, 6.0, 6.5, 6.0 -> 6.125
+    assert base["warmup_skipped"] == 1 and a3po["warmup_skipped"] == 1
+    assert base["timed_steps_used"] == 4
+    assert base["step_time_s"] == pytest.approx(7.375)
+    assert a3po["step_time_s"] == pytest.approx(6.125)
+    assert base["rollout_s"] == pytest.approx(2.5)
+    assert base["recompute_logp_s"] == pytest.approx(1.125)
+    assert base["train_step_s"] == pytest.approx(3.0)
+    assert base["update_weights_s"] == pytest.approx(0.5)
+    assert base["other_s"] == pytest.approx(0.25)  # compute_advantage
+    assert a3po["train_step_s"] == pytest.approx(3.25)
+    assert a3po["recompute_logp_s"] == 0.0 and a3po["recompute_logp_logged"] is False
+
+
+def test_saving_vs_baseline_no_recompute_removes_full_share(report):
+    base, a3po = _row(report, "recompute"), _row(report, "a3po")
+    assert a3po["step_time_ratio"] == pytest.approx(6.125 / 7.375)
+    assert a3po["speedup"] == pytest.approx(7.375 / 6.125)
+    assert a3po["recompute_removed_share"] == pytest.approx(1.0)
+    assert base["step_time_ratio"] == pytest.approx(1.0)
+    assert base["recompute_removed_share"] == pytest.approx(0.0)
+    assert _run(report, "a3po")["vs_baseline"]["saved_s_per_step"] == pytest.approx(1.25)
+
+
+def test_step_time_warmup_zero_includes_first_step(runs, tmp_path):
+    rep = rp.compare([runs["base"], runs["a3po"]], str(tmp_path), warmup=0)
+    base = rep.table[0]
+    assert base["warmup_skipped"] == 0 and base["timed_steps_used"] == N_STEPS
+    assert base["step_time_s"] == pytest.approx((19.5 + 29.5) / 5)
+    assert base["recompute_logp_s"] == pytest.approx((4.0 + 4.5) / 5)
+
+
+def test_baseline_without_recompute_removed_share_is_none(runs, tmp_path):
+    rep = rp.compare([runs["a3po"], runs["base"]], str(tmp_path), labels=["a3po", "recompute"])
+    assert rep.baseline == "a3po"
+    assert _row(rep, "recompute")["recompute_removed_share"] is None
+    assert _row(rep, "recompute")["step_time_ratio"] == pytest.approx(7.375 / 6.125)
+
+
+# ------------------------------------------------------------------ reward, staleness, approx
+
+
+def test_reward_final_best_and_last_n_spread_equal_logged(report):
+    base_avg = [statistics.fmean(r) for r in BASE_REWARDS]  # .25 .5 .75 .75 1.0
+    a3po_avg = [statistics.fmean(r) for r in A3PO_REWARDS]  # .25 .25 .5 .75 .75
+    base, a3po = _row(report, "recompute"), _row(report, "a3po")
+    assert base["reward_key"] == "ppo_actor/task_reward/avg"
+    assert base["reward_final"] == pytest.approx(1.0)
+    assert base["reward_best"] == pytest.approx(1.0) and base["reward_best_step"] == 4
+    assert base["reward_last_n"] == 3
+    assert base["reward_last_mean"] == pytest.approx(statistics.fmean(base_avg[-3:]))
+    assert base["reward_last_std"] == pytest.approx(statistics.pstdev(base_avg[-3:]))
+    assert base["reward_last_min"] == pytest.approx(0.75)
+    assert base["reward_last_max"] == pytest.approx(1.0)
+    assert a3po["reward_final"] == pytest.approx(0.75)
+    assert a3po["reward_best"] == pytest.approx(0.75) and a3po["reward_best_step"] == 3
+    assert a3po["reward_last_mean"] == pytest.approx(statistics.fmean(a3po_avg[-3:]))
+
+
+def test_eval_reward_present_only_in_baseline_else_none(report):
+    base, a3po = _row(report, "recompute"), _row(report, "a3po")
+    assert base["eval_reward_final"] == pytest.approx(1.0)  # step 3: mean(1.0, 1.0)
+    assert base["eval_reward_best"] == pytest.approx(1.0)
+    assert _run(report, "recompute")["eval_reward"]["n_points"] == 2
+    assert _run(report, "recompute")["eval_reward"]["key"] == "eval-rollout/reward"
+    assert a3po["eval_reward_final"] is None and a3po["eval_reward_best"] is None
+
+
+def test_staleness_ours_histogram_counts_equal_fed_lags(report):
+    st = _run(report, "a3po")["staleness"]
+    assert st["source"] == "a3po provider"
+    lags = Counter(x for step in A3PO_LAGS for x in step)
+    expected = [float(lags.get(k, 0)) for k in range(8)] + [
+        float(sum(v for k, v in lags.items() if k >= 8))
+    ]
+    assert st["histogram"]["labels"] == [str(k) for k in range(8)] + [">=8"]
+    assert st["histogram"]["counts"] == expected
+    assert st["histogram"]["total"] == 25
+    assert sum(st["histogram"]["shares"]) == pytest.approx(1.0)
+    per_step_avg = [statistics.fmean(s) for s in A3PO_LAGS]
+    assert st["avg"] == pytest.approx(statistics.fmean(per_step_avg))
+    assert st["max"] == pytest.approx(9.0)
+
+
+def test_staleness_areal_fallback_when_ours_absent(report):
+    st = _run(report, "recompute")["staleness"]
+    assert st["source"] == "areal version_stats"
+    assert st["histogram"] is None
+    assert st["avg"] == pytest.approx(statistics.fmean(a for a, _ in BASE_STALENESS))
+    assert st["max"] == pytest.approx(3.0)
+
+
+def test_approx_error_and_recomputed_share_equal_logged(report):
+    ap = _run(report, "a3po")["approx"]
+    assert list(ap["methods"]) == ["a3po"]
+    abs_err = ap["methods"]["a3po"]["abs_error"]
+    assert abs_err["n_steps"] == 2
+    expected = statistics.fmean(statistics.fmean(v) for v in A3PO_ABS_ERR.values())
+    assert abs_err["mean"] == pytest.approx(expected)
+    assert ap["methods"]["a3po"]["rel_error"]["mean"] == pytest.approx(2 * expected)
+    assert ap["methods"]["a3po"]["behave_imp_weight_abs_error"]["mean"] == pytest.approx(
+        expected / 4
+    )
+    assert ap["recomputed_steps"] == 2
+    assert ap["recomputed_step_share"] == pytest.approx(2 / 5)
+    exact = [statistics.fmean(1.0 if x <= 1 else 0.0 for x in s) for s in A3PO_LAGS]
+    assert ap["exact_token_share"] == pytest.approx(statistics.fmean(exact))
+    row = _row(report, "a3po")
+    assert row["approx_abs_error"] == pytest.approx(expected) and row["approx_method"] == "a3po"
+    base = _row(report, "recompute")
+    assert base["approx_abs_error"] is None and base["recomputed_step_share"] is None
+
+
+# ------------------------------------------------------------------ missing keys
+
+
+def test_missing_keys_give_na_not_crash(runs, tmp_path, capsys):
+    rep = rp.compare([runs["base"], runs["bare"]], str(tmp_path), labels=["base", "bare"])
+    assert capsys.readouterr().out == ""  # the library prints nothing
+    bare = _row(rep, "bare")
+    for key in (
+        "step_time_s",
+        "rollout_s",
+        "recompute_logp_s",
+        "step_time_ratio",
+        "speedup",
+        "recompute_removed_share",
+        "eval_reward_final",
+        "staleness_avg",
+        "staleness_max",
+        "approx_abs_error",
+        "recomputed_step_share",
+        "exact_token_share",
+    ):
+        assert bare[key] is None, key
+    assert bare["reward_final"] == pytest.approx(0.5)  # logged values 0, .25, .5
+    text = rp.format_table(rep)
+    bare_col = [
+        line.split("|")[-2].strip() for line in text.splitlines() if "step time (s)" in line
+    ]
+    assert bare_col == ["n/a"]
+    assert any("bare" in n and "timeperf" in n for n in rep.notes)
+
+
+def test_no_histogram_anywhere_skips_staleness_plot(runs, tmp_path):
+    rep = rp.compare([runs["base"], runs["bare"]], str(tmp_path))
+    assert "staleness_hist" not in rep.paths
+    assert not (tmp_path / rp.PLOT_STALENESS).exists()
+    assert any("staleness histogram not written" in n for n in rep.notes)
+
+
+def test_labels_length_mismatch_raises(runs, tmp_path):
+    with pytest.raises(ValueError, match="labels"):
+        rp.compare([runs["base"], runs["a3po"]], str(tmp_path), labels=["only-one"])
+
+
+# ------------------------------------------------------------------ outputs
+
+
+def test_outputs_pngs_valid_nonzero(report):
+    for key in ("reward_vs_step", "reward_vs_time", "step_time_breakdown", "staleness_hist"):
+        path = report.paths[key]
+        with open(path, "rb") as fh:
+            head = fh.read(24)
+        assert head[:8] == b"\x89PNG\r\n\x1a\n", key
+        assert head[12:16] == b"IHDR"
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        assert width > 100 and height > 100
+        assert os.path.getsize(path) > 1000
+
+
+def test_report_json_round_trips(report):
+    with open(report.paths["report_json"], encoding="utf-8") as fh:
+        loaded = json.load(fh)
+    assert loaded == report.to_dict()
+    assert loaded["table"] == report.table
+    assert loaded["baseline"] == "recompute"
+    assert loaded["table"][1]["recompute_removed_share"] == pytest.approx(1.0)
+    assert loaded["runs"][1]["staleness"]["histogram"]["total"] == 25
+
+
+def test_report_md_and_format_table_show_numbers(report):
+    text = rp.format_table(report)
+    assert "| metric" in text and "recompute" in text and "a3po" in text
+    assert "7.375" in text and "6.125" in text and "100.0%" in text
+    assert "0.000 (not run)" in text
+    with open(report.paths["report_md"], encoding="utf-8") as fh:
+        md = fh.read()
+    assert text in md
+    for section in (
+        "## Step time",
+        "## Saving vs baseline",
+        "## Reward",
+        "## Staleness",
+        "## Proximal",
+    ):
+        assert section in md
+    assert "(staleness_hist.png)" in md
+
+
+def test_load_scalars_recovered_run_two_files_merge_later_wins(tmp_path):
+    # A recovered run: a second writer (new StatsLogger) appends a file to the same directory
+    # and re-logs from the last committed step on.
+    from tensorboardX import SummaryWriter
+
+    tb = tmp_path / "recovered" / "tensorboard"
+    first = SummaryWriter(log_dir=str(tb), filename_suffix=".first")
+    for step in range(3):
+        first.add_scalar("ppo_actor/task_reward/avg", 0.25 * step, step)
+    first.close()
+    second = SummaryWriter(log_dir=str(tb), filename_suffix=".second")
+    for step in range(2, 5):
+        second.add_scalar("ppo_actor/task_reward/avg", 0.5 + 0.125 * step, step)
+    second.close()
+    data = rp.load_scalars(str(tmp_path / "recovered"))
+    assert len(data.event_files) == 2
+    series = data.scalars["ppo_actor/task_reward/avg"]
+    assert sorted(series) == [0, 1, 2, 3, 4]
+    assert series[1] == pytest.approx(0.25)
+    assert series[2] == pytest.approx(0.75)  # re-logged by the later file
+    assert series[4] == pytest.approx(1.0)
