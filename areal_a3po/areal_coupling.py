@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from areal_a3po import SUPPORTED_AREAL, approx, registry
+from areal_a3po import SUPPORTED_AREAL, approx, calibration, registry
 from areal_a3po.config import A3POConfig, A3POConfigError, validate_actor
 from areal_a3po.providers import ProxInputError, check_inputs
 from areal_a3po.registry import Provider, ProxInputs
@@ -139,6 +139,11 @@ def _patch_cli_args(module) -> None:
             a3po = A3POConfig(**a3po)
         self.a3po = a3po
         validate_actor(self.prox_logp_method, self.use_decoupled_loss, a3po)
+        if self.prox_logp_method == "current" and not self.disable_dropout:
+            _logger().warning(
+                "actor.prox_logp_method: current is exact only without dropout; set "
+                "actor.disable_dropout: true (minibatch 0 is otherwise an approximation too)."
+            )
 
     should = cls.should_compute_prox_logp
 
@@ -147,10 +152,32 @@ def _patch_cli_args(module) -> None:
         provider = registry.providers().get(self.prox_logp_method)
         if provider is None or provider.native:
             return should(self)
-        return bool(self.use_decoupled_loss and provider.needs_recompute)
+        if not self.use_decoupled_loss:
+            return False
+        if provider.calibrated:
+            from areal.utils import stats_tracker
+
+            cal = _calibrator(self)
+            recompute = cal.decide()
+            stats_tracker.scalar(  # the controller's view, next to the workers' compute_logp/*
+                **{
+                    "a3po/hybrid/recompute": float(recompute),
+                    "a3po/hybrid/escalated": float(cal.escalated),
+                }
+            )
+            return recompute
+        return provider.needs_recompute
 
     cls.__init__ = __init__
     cls.should_compute_prox_logp = should_compute_prox_logp
+
+
+def _calibrator(actor_config) -> calibration.Calibrator:
+    """The per-config decision state of a calibrated provider (lives in the deciding process)."""
+    cal = actor_config.__dict__.get("_a3po_calibrator")
+    if cal is None:
+        cal = actor_config.__dict__["_a3po_calibrator"] = calibration.Calibrator(actor_config.a3po)
+    return cal
 
 
 def plugin_selected(actor_config) -> bool:
@@ -234,8 +261,44 @@ def _patch_actor(module) -> None:
     cls._compute_advantages = _compute_advantages
     cls._ppo_update = _ppo_update
     cls._log_configuration = _log_configuration
+    _patch_stats_export(module)
     module.grpo_loss_fn = grpo_loss_fn
     module._log_proximal_approximation_stats = _log_proximal_approximation_stats
+
+
+def _patch_stats_export(module) -> None:
+    """Feed every export of reduced statistics to hybrid's calibrators (areal_a3po.calibration).
+
+    SPMD: each rank's engine exports through ``stats_tracker.export_all(reduce_group=...)``.
+    Single-controller: the controller's ``PPOActorController.export_stats`` gathers the workers'.
+    """
+    from areal.utils import stats_tracker
+
+    export_all = stats_tracker.export_all
+
+    @functools.wraps(export_all)
+    def observed_export_all(*args, **kwargs):
+        stats = export_all(*args, **kwargs)
+        calibration.observe(stats)
+        return stats
+
+    stats_tracker.export_all = observed_export_all
+    controller = module.PPOActorController
+    export_stats = controller.export_stats
+
+    @functools.wraps(export_stats)
+    def observed_export_stats(self, *args, **kwargs):
+        stats = export_stats(self, *args, **kwargs)
+        calibration.observe(stats)
+        return stats
+
+    controller.export_stats = observed_export_stats
+
+
+def _needs_versions(provider: Provider, options: A3POConfig) -> bool:
+    if provider.composite:
+        return registry.get_provider(options.fallback).needs_versions
+    return provider.needs_versions
 
 
 def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict, **kwargs):
@@ -261,7 +324,7 @@ def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict
         options=options,
     )
     if options.validate_inputs:
-        check_inputs(inputs, method, provider.needs_versions)
+        check_inputs(inputs, method, _needs_versions(provider, options))
     prox = provider.compute(inputs)
     if not isinstance(prox, torch.Tensor) or prox.shape != mask.shape:
         raise ProxInputError(
@@ -343,8 +406,22 @@ def log_prox_stats(state: _LossState, mask: torch.Tensor) -> None:
         if gt is not None:
             stats_tracker.stat(prox_logp_gt=gt.float(), denominator="n_valid_tokens")
         _log_provider(state.name, state.prox, inp, gt if state.provider.approximate else None)
+        stats_tracker.scalar(recomputed=float(gt is not None))
+        if state.provider.exact is not None:
+            exact = float(state.provider.exact(inp))
+            stats_tracker.stat(
+                exact_token_share=torch.full_like(state.prox, exact), denominator="n_valid_tokens"
+            )
+        evaluated: list[str] = []
         if gt is not None and state.name == "a3po-metrics":
-            for name in options.eval_providers or registry.approximate_provider_names():
+            evaluated = options.eval_providers or registry.approximate_provider_names()
+        elif gt is not None and state.provider.calibrated:
+            evaluated = [
+                options.fallback,
+                *(n for n in options.eval_providers if n != options.fallback),
+            ]
+        if evaluated:
+            for name in evaluated:
                 provider = registry.get_provider(name)
                 if provider.needs_versions and inp.versions is None:
                     continue

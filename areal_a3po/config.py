@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 YAML_PREFIX = "actor.a3po"
+ERROR_METRICS = ("abs_error", "importance_weight_abs_error")
 
 
 class A3POConfigError(ValueError):
@@ -54,6 +55,32 @@ class A3POConfig:
             "against the recompute is logged. Empty means every registered approximate provider."
         },
     )
+    fallback: str = field(
+        default="a3po",
+        metadata={
+            "help": "Approximate provider used by 'current' on PPO minibatches after the first, "
+            "and by 'hybrid' on steps without the recompute."
+        },
+    )
+    calibration_interval: int = field(
+        default=10,
+        metadata={"help": "hybrid: run the real recompute every N training steps (N >= 1)."},
+    )
+    error_threshold: float = field(
+        default=0.02,
+        metadata={
+            "help": "hybrid: when the fallback's error against the recompute exceeds this on a "
+            "calibration step, recompute every step until it is back under."
+        },
+    )
+    error_metric: str = field(
+        default="abs_error",
+        metadata={
+            "help": "hybrid: the error compared with error_threshold, mean over loss tokens: "
+            "abs_error (nats of log pi_prox) or importance_weight_abs_error (|pi_theta/pi_prox| "
+            "ratio error)."
+        },
+    )
     validate_inputs: bool = field(
         default=True,
         metadata={
@@ -80,9 +107,35 @@ class A3POConfig:
             raise A3POConfigError(
                 f"{YAML_PREFIX}.validate_inputs must be true or false, got {self.validate_inputs!r}."
             )
+        if (
+            isinstance(self.calibration_interval, bool)
+            or not isinstance(self.calibration_interval, int)
+            or self.calibration_interval < 1
+        ):
+            raise A3POConfigError(
+                f"{YAML_PREFIX}.calibration_interval must be an integer >= 1, got "
+                f"{self.calibration_interval!r}."
+            )
+        _check_number("error_threshold", self.error_threshold, minimum=0.0)
+        if self.error_metric not in ERROR_METRICS:
+            raise A3POConfigError(
+                f"{YAML_PREFIX}.error_metric must be one of {list(ERROR_METRICS)}, got "
+                f"{self.error_metric!r}."
+            )
         from areal_a3po import registry
 
         registry.get_loss(self.loss, key=f"{YAML_PREFIX}.loss")
+        fallback = registry.get_provider(self.fallback, key=f"{YAML_PREFIX}.fallback")
+        if (
+            fallback.native
+            or fallback.needs_recompute
+            or fallback.composite
+            or not fallback.approximate
+        ):
+            raise A3POConfigError(
+                f"{YAML_PREFIX}.fallback: '{self.fallback}' cannot stand in for the recompute; "
+                f"choose an approximate provider: {registry.approximate_provider_names()}."
+            )
         for name in self.eval_providers:
             provider = registry.get_provider(name, key=f"{YAML_PREFIX}.eval_providers")
             if not provider.approximate:

@@ -9,6 +9,8 @@
 | a3po-linear   | probability-space interpolation, weight k/d        | no                |
 | behave        | log pi_behave (verl's "bypass" baseline)           | no                |
 | a3po-metrics  | the recompute; logs every approximation's error    | yes               |
+| current       | detached pi_theta on minibatch 0, fallback after   | no                |
+| hybrid        | recompute on calibration steps, fallback otherwise | some steps        |
 """
 
 from __future__ import annotations
@@ -60,6 +62,31 @@ def recomputed(inp: ProxInputs) -> torch.Tensor:
     return inp.recomputed.detach().to(torch.float32)
 
 
+def _fallback(inp: ProxInputs) -> Provider:
+    from areal_a3po import registry
+
+    options = inp.options if inp.options is not None else A3POConfig()
+    return registry.get_provider(options.fallback, key="actor.a3po.fallback")
+
+
+def current(inp: ProxInputs) -> torch.Tensor:
+    """Detached pi_theta on the step's first PPO minibatch, the fallback on later ones.
+
+    AReaL's recompute evaluates the policy at the start of the step; minibatch 0 trains on those
+    same weights, so there log pi_prox = log pi_theta exactly (needs actor.disable_dropout: true).
+    """
+    if inp.minibatch == 0:
+        return inp.theta_logp.detach().to(torch.float32)
+    return _fallback(inp).compute(inp)
+
+
+def hybrid(inp: ProxInputs) -> torch.Tensor:
+    """The recompute on steps where the controller ran it (calibration), the fallback otherwise."""
+    if inp.recomputed is not None:
+        return recomputed(inp)
+    return _fallback(inp).compute(inp)
+
+
 RECOMPUTE = Provider(
     native=True,
     needs_recompute=True,
@@ -97,7 +124,25 @@ A3PO_METRICS = Provider(
     compute=recomputed,
     needs_recompute=True,
     approximate=False,
+    exact=lambda inp: True,
     description="Trains on the recompute and logs every approximate provider's error against it.",
+)
+
+CURRENT = Provider(
+    compute=current,
+    composite=True,
+    approximate=False,
+    exact=lambda inp: inp.minibatch == 0,
+    description="Exact on the first PPO minibatch (detached current log-probs), fallback after.",
+)
+HYBRID = Provider(
+    compute=hybrid,
+    composite=True,
+    calibrated=True,
+    approximate=False,
+    exact=lambda inp: inp.recomputed is not None,
+    description="Recompute every calibration_interval steps (and while the fallback's error is "
+    "above error_threshold), fallback otherwise.",
 )
 
 

@@ -55,6 +55,9 @@ class Provider:
     needs_versions: compute reads ``versions``.
     approximate: an approximation that ``a3po-metrics`` can score against the recompute.
     native: AReaL's own code path implements it; the plugin leaves AReaL untouched.
+    composite: delegates to ``options.fallback`` (cannot itself be a fallback).
+    calibrated: the controller decides per step (areal_a3po.calibration) whether the recompute runs.
+    exact: whether this micro-batch's log pi_prox is exact (logged as exact_token_share).
     """
 
     compute: Callable[[ProxInputs], torch.Tensor] | None = None
@@ -62,6 +65,9 @@ class Provider:
     needs_versions: bool = False
     approximate: bool = True
     native: bool = False
+    composite: bool = False
+    calibrated: bool = False
+    exact: Callable[[ProxInputs], bool] | None = None
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -147,7 +153,12 @@ def get_loss(name: str, key: str = "actor.a3po.loss") -> Callable[..., torch.Ten
 
 
 def approximate_provider_names() -> list[str]:
-    return [n for n, p in providers().items() if p.approximate and not p.native]
+    """Providers that can be scored against the recompute and serve as a fallback."""
+    return [
+        n
+        for n, p in providers().items()
+        if p.approximate and not p.native and not p.composite and not p.needs_recompute
+    ]
 
 
 def is_plugin_provider(name: str) -> bool:

@@ -218,6 +218,30 @@ CONFIG_CASES = {
         lambda: a3po_cfg(eval_providers=["recompute"]),
         "actor.a3po.eval_providers lists 'recompute', which is not an approximate provider",
     ),
+    "fallback_not_approximate": (
+        lambda: a3po_cfg(fallback="recompute"),
+        "actor.a3po.fallback: 'recompute' cannot stand in for the recompute",
+    ),
+    "fallback_composite": (
+        lambda: a3po_cfg(fallback="current"),
+        "actor.a3po.fallback: 'current' cannot stand in for the recompute",
+    ),
+    "fallback_unknown": (
+        lambda: a3po_cfg(fallback="a3po-lin"),
+        "actor.a3po.fallback: unknown proximal log-prob provider 'a3po-lin'",
+    ),
+    "zero_calibration_interval": (
+        lambda: a3po_cfg(calibration_interval=0),
+        "actor.a3po.calibration_interval must be an integer >= 1, got 0",
+    ),
+    "negative_error_threshold": (
+        lambda: a3po_cfg(error_threshold=-0.1),
+        "actor.a3po.error_threshold must be a finite number >= 0.0",
+    ),
+    "unknown_error_metric": (
+        lambda: a3po_cfg(error_metric="mse"),
+        "actor.a3po.error_metric must be one of ['abs_error', 'importance_weight_abs_error']",
+    ),
     "non_bool_validate_inputs": (
         lambda: a3po_cfg(validate_inputs="yes"),
         "actor.a3po.validate_inputs must be true or false",

@@ -1,0 +1,21 @@
+"""CPU compatibility bridge between AReaL 1.0.4's vLLM server and vLLM 0.32 (CPU build).
+
+Exists only for the embedded CPU default (:mod:`areal_a3po.embedded`); a GPU setup with the vLLM
+version AReaL pins does not need it. Nothing here edits AReaL's or vLLM's installed files:
+
+- :mod:`.compat`            import-time shims applied in the API-server process (moved vLLM modules,
+                            AReaL's ``/areal_*`` routes actually mounted, ``pause_generation`` keyword).
+- :mod:`.server`            ``python -m areal_a3po.vllm_cpu.server ...``: applies the shims, then runs
+                            ``areal.engine.vllm_ext.areal_vllm_server`` unchanged as ``__main__``.
+- :mod:`.worker_extension`  ``vllm.worker_extension_cls`` for disk weight updates on CPU
+                            (vLLM's ``reload_weights``; imports nothing from AReaL).
+- :mod:`.loopback`          ``AREAL_A3PO_LOOPBACK=1``: AReaL's ``gethostip()`` returns 127.0.0.1.
+
+This package's import is free of side effects and of heavy imports (vLLM's spawned engine processes
+import it).
+"""
+
+WORKER_EXTENSION_CLS = "areal_a3po.vllm_cpu.worker_extension.CPUDiskWeightUpdateExtension"
+SERVER_MODULE = "areal_a3po.vllm_cpu.server"
+
+__all__ = ["SERVER_MODULE", "WORKER_EXTENSION_CLS"]
