@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -33,11 +34,56 @@ def _info(args: argparse.Namespace) -> int:
     return 0 if (areal_coupling.hooked() or _bootstrap.disabled()) else 1
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from areal_a3po import report
+
+    runs = list(args.runs)
+    labels = args.labels.split(",") if args.labels else None
+    if not runs:  # the embedded default: AReaL's GRPO loop on CPU, one run per provider
+        from areal_a3po import embedded
+
+        providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+        runs = embedded.run_default(
+            out_dir=args.out,
+            steps=args.steps,
+            staleness=args.staleness,
+            seed=args.seed,
+            providers=providers,
+            progress=not args.no_progress,
+        )
+        labels = labels or providers
+    rep = report.compare(
+        runs, os.path.join(args.out, "report"), labels=labels, last_n=args.last, warmup=args.warmup
+    )
+    print(report.format_table(rep))
+    print(f"\nreport: {rep.paths.get('report_md')}  json: {rep.paths.get('report_json')}")
+    for name, path in sorted(rep.paths.items()):
+        if path.endswith(".png"):
+            print(f"plot {name}: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="a3po", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_info = sub.add_parser("info", help="print registered providers and whether AReaL is hooked")
     p_info.set_defaults(fn=_info)
+    p_cmp = sub.add_parser(
+        "compare",
+        help="compare AReaL runs (tensorboard dirs); with no RUN, train the embedded CPU default "
+        "once per provider first",
+    )
+    p_cmp.add_argument("runs", nargs="*", metavar="RUN", help="AReaL run / tensorboard dirs")
+    p_cmp.add_argument("--out", default="runs/compare", help="output directory")
+    p_cmp.add_argument("--labels", default=None, help="comma-separated labels, one per run")
+    p_cmp.add_argument("--last", type=int, default=5, help="reward spread over the last N steps")
+    p_cmp.add_argument("--warmup", type=int, default=None, help="timed steps skipped (default: auto)")
+    p_cmp.add_argument("--providers", default="recompute,a3po", help="embedded default: arms")
+    p_cmp.add_argument("--steps", type=int, default=None, help="embedded default: training steps")
+    p_cmp.add_argument("--staleness", type=int, default=None, help="embedded default: rollout.max_head_offpolicyness")
+    p_cmp.add_argument("--seed", type=int, default=1, help="embedded default: seed")
+    p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_cmp.set_defaults(fn=_compare)
     args = parser.parse_args(argv)
     return args.fn(args)
 
