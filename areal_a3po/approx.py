@@ -24,6 +24,7 @@ import torch
 __all__ = [
     "PROMPT_VERSION",
     "behave_weight",
+    "lag_weight",
     "interpolate_log",
     "interpolate_prob",
     "staleness",
@@ -51,9 +52,19 @@ def behave_weight(lag: torch.Tensor, anchor_offset: float = 1.0) -> torch.Tensor
     return torch.where(d > 0, w, torch.ones_like(w))  # d = 0: pi_prox = pi_behave
 
 
+def lag_weight(
+    versions: torch.Tensor, current_version: int | torch.Tensor, anchor_offset: float = 1.0
+) -> torch.Tensor:
+    """Fused ``behave_weight(staleness(versions, v_theta), k)`` in fewer passes (the hot path)."""
+    d = (current_version - versions).to(torch.float32)  # d = v_theta - v_behave
+    k = torch.as_tensor(anchor_offset, dtype=torch.float32, device=versions.device)
+    w = torch.clamp_(k / d, max=1.0)  # w = k / d (d > 0 here, so w >= 0)
+    return torch.where((versions >= 0) & (d > 0), w, 1.0)  # d = 0 or prompt: pi_behave
+
+
 def _sandwich(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Clamp x into [min(a, b), max(a, b)] elementwise (guards against rounding)."""
-    return torch.minimum(torch.maximum(x, torch.minimum(a, b)), torch.maximum(a, b))
+    return torch.clamp(x, torch.minimum(a, b), torch.maximum(a, b))
 
 
 def interpolate_log(

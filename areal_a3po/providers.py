@@ -32,8 +32,7 @@ def _anchor(inp: ProxInputs) -> float:
 
 def _weight(inp: ProxInputs) -> torch.Tensor:
     assert inp.versions is not None  # checked by check_inputs
-    lag = approx.staleness(inp.versions, inp.current_version)
-    return approx.behave_weight(lag, _anchor(inp))
+    return approx.lag_weight(inp.versions, inp.current_version, _anchor(inp))
 
 
 def a3po_log(inp: ProxInputs) -> torch.Tensor:
@@ -183,11 +182,8 @@ def check_inputs(inp: ProxInputs, provider_name: str, needs_versions: bool) -> N
     if inp.current_version < 0:
         raise ProxInputError(f"current_version must be >= 0, got {inp.current_version}.")
     mask = inp.loss_mask.bool()
-    checks: list[tuple[str, torch.Tensor]] = [
-        (f"non-finite values in {name}", ~torch.isfinite(t) & mask) for name, t in tensors.items()
-    ]
+    v = inp.versions
     if needs_versions:
-        v = inp.versions
         if v is None:
             raise ProxInputError(
                 f"Provider '{provider_name}' needs per-token 'versions' but the batch has none. "
@@ -203,6 +199,17 @@ def check_inputs(inp: ProxInputs, provider_name: str, needs_versions: bool) -> N
             raise ProxInputError(
                 f"'versions' has shape {tuple(v.shape)} but loss_mask has {tuple(shape)}."
             )
+    # Fast path, one host sync: a sum of log-probs is finite iff every term is (|log p| << 1e38).
+    total = sum(t.to(torch.float32) for t in tensors.values())
+    bad = ~torch.isfinite(total)
+    if needs_versions:
+        bad |= (v > inp.current_version) | (v < 0)
+    if not bool((bad & mask).any()):
+        return
+    checks: list[tuple[str, torch.Tensor]] = [
+        (f"non-finite values in {name}", ~torch.isfinite(t) & mask) for name, t in tensors.items()
+    ]
+    if needs_versions:
         checks.append(
             (
                 f"versions ahead of the trainer (current_version={inp.current_version})",
@@ -210,9 +217,6 @@ def check_inputs(inp: ProxInputs, provider_name: str, needs_versions: bool) -> N
             )
         )
         checks.append(("versions < 0 (prompt tag) inside the loss mask", (v < 0) & mask))
-    failing = torch.stack([m.any() for _, m in checks])
-    if not bool(failing.any()):  # the one host sync
-        return
     for what, m in checks:
         if bool(m.any()):
             n = int(m.sum())

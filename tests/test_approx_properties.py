@@ -148,3 +148,11 @@ def test_staleness_int_versions_int64_lag_prompt_zero():
     lag = approx.staleness(torch.tensor([-1, 0, 3, 5], dtype=torch.int32), 5)
     assert lag.dtype == torch.int64
     torch.testing.assert_close(lag, torch.tensor([0, 5, 2, 0]), rtol=0, atol=0)
+
+
+@given(batches())
+def test_lag_weight_fused_equals_staleness_then_behave_weight(b):
+    _, _, versions, current, k = b
+    fused = approx.lag_weight(versions, current, k)
+    composed = approx.behave_weight(approx.staleness(versions, current), k)
+    torch.testing.assert_close(fused, composed, rtol=0.0, atol=0.0)

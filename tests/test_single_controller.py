@@ -1,0 +1,293 @@
+"""AReaL's single-controller mode on CPU: LocalScheduler -> rpc_server worker -> FSDPPPOActor.
+
+Nothing is mocked. ``areal.infra.scheduler.local.LocalScheduler`` starts a real
+``python -m areal.infra.rpc.rpc_server`` worker process (the command from
+``actor.scheduling_spec[0].cmd``); ``FSDPPPOActor.as_controller`` gives AReaL's
+``PPOActorController``, which creates the engine in the worker (tiny local Qwen2, gloo, world size
+1) and drives it over HTTP exactly as ``PPOTrainer.train`` does (rl_trainer.py):
+``if config.actor.should_compute_prox_logp(): compute_logp`` -> ``compute_advantages`` ->
+``ppo_update``. Statistics come back through the controller's ``export_stats`` RPC.
+
+The worker gets the plugin only from the environment (``areal_a3po.pth`` in site-packages); the
+test passes nothing plugin-specific to it. The a3po keys in the worker's statistics prove the
+plugin is active there.
+
+Loopback only. AReaL's ``gethostip()`` skips 127.* addresses, and ``LocalScheduler`` records the
+worker's address as ``gethostip()`` (areal/infra/scheduler/local.py:877) with no setting to
+override it. What the test does:
+
+* worker side: ``scheduling_spec[0].cmd`` carries ``--host 127.0.0.1``; AReaL's rpc_server
+  accepts it (areal/infra/rpc/guard/app.py:512 and :553), binds there and advertises 127.0.0.1 for
+  its tensors (``node_addr``), so the worker needs no patch;
+* controller side: ``areal.infra.scheduler.local.gethostip`` is monkeypatched to return
+  127.0.0.1 in the test process, so the scheduler's health checks, RPCs, ``MASTER_ADDR`` for the
+  worker's process group, all use loopback;
+* ``GLOO_SOCKET_IFNAME=lo`` for the worker through ``scheduling_spec[0].env_vars``.
+
+Checked on the worker's sockets (psutil): the RPC server listens on 127.0.0.1, every connection is
+loopback; the only wildcard listener is torch's c10d TCPStore on MASTER_PORT, which torch binds
+to ``::`` whatever MASTER_ADDR is (no bind-address option in torch 2.13).
+
+Bounded and cleaned up: worker readiness has a timeout (``LocalScheduler(startup_timeout=...)``),
+each test has a pytest-timeout, a watchdog kills the worker's process tree (only PIDs the
+scheduler started) if a step hangs, and teardown goes through AReaL's own
+``controller.destroy()`` -> ``scheduler.delete_workers``; survivors are killed by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests import harness as H
+
+CURRENT_VERSION = 3
+LOOPBACK = "127.0.0.1"
+STARTUP_TIMEOUT = 120.0  # worker readiness (LocalScheduler.get_workers)
+WATCHDOG_S = 240.0  # kill the worker if one test's RPCs hang past this
+TEST_TIMEOUT = 300  # pytest-timeout per test
+P = "ppo_actor/update/compute_logp/"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return H.build_tiny_qwen2(tmp_path_factory.mktemp("sc-model") / "model")
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _started_pids(scheduler) -> set[int]:
+    """PIDs of the processes this scheduler started (its Popen shells and their descendants)."""
+    pids = set()
+    for infos in list(scheduler._workers.values()):
+        for info in infos:
+            if info.process is not None:
+                pids.update(p.pid for p in _tree(info.process.pid))
+    return pids
+
+
+def _kill(pids: set[int]) -> None:
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p = psutil.Process(pid)
+            p.kill()
+            procs.append(p)
+    psutil.wait_procs(procs, timeout=10)
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.add(pid)
+    return alive
+
+
+def _sockets(pids: set[int]) -> list[tuple[str, str, int, str | None]]:
+    """(status, local ip, local port, remote ip) of the inet sockets of these processes."""
+    out = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            for c in psutil.Process(pid).net_connections(kind="inet"):
+                raddr = c.raddr.ip if c.raddr else None
+                out.append((c.status, c.laddr.ip, c.laddr.port, raddr))
+    return out
+
+
+def _is_loopback(ip: str | None) -> bool:
+    return ip is None or ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1")
+
+
+@contextlib.contextmanager
+def single_controller_actor(root: Path, model: str, method: str, monkeypatch):
+    """AReaL's controller + one local rpc_server worker running FSDPPPOActor; always torn down."""
+    from areal.api.cli_args import SchedulingSpec
+    from areal.api.io_struct import FinetuneSpec
+    from areal.engine.fsdp_engine import FSDPPPOActor
+    from areal.infra.scheduler.local import LocalScheduler
+
+    # Controller side: the scheduler records the worker's address with gethostip(), which never
+    # returns 127.*; keep it (and everything derived from it) on loopback in this process only.
+    monkeypatch.setattr("areal.infra.scheduler.local.gethostip", lambda *a, **k: LOOPBACK)
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")  # the controller's own gloo group
+
+    (root / "name_resolve").mkdir(parents=True, exist_ok=True)
+    scheduler = LocalScheduler(
+        log_dir=str(root / "logs"),
+        startup_timeout=STARTUP_TIMEOUT,
+        experiment_name="a3po-sc",
+        trial_name=method,
+        fileroot=str(root),
+        name_resolve_type="nfs",
+        nfs_record_root=str(root / "name_resolve"),
+    )
+    config = H.actor_config(
+        model,
+        str(root),
+        prox_logp_method=method,
+        trial_name=method,
+        scheduling_spec=(
+            SchedulingSpec(
+                cpu=1,
+                gpu=0,
+                mem=4,
+                port_count=2,
+                cmd=f"python -m areal.infra.rpc.rpc_server --host {LOOPBACK}",
+                env_vars={"GLOO_SOCKET_IFNAME": "lo"},
+            ),
+        ),
+    )
+    controller = FSDPPPOActor.as_controller(config, scheduler)
+    pids: set[int] = set()
+
+    def watchdog():  # a hung RPC fails fast once its worker is gone
+        _kill(pids | _started_pids(scheduler))
+
+    timer = threading.Timer(WATCHDOG_S, watchdog)
+    timer.daemon = True
+    timer.start()
+    destroyed = False
+    try:
+        controller.create_process_group(parallel_strategy=controller.parallel_strategy)
+        controller.initialize(
+            role="actor",
+            ft_spec=FinetuneSpec(total_train_epochs=1, dataset_size=10, train_batch_size=1),
+            addr=None,
+        )
+        pids |= _started_pids(scheduler)
+        controller.set_version(CURRENT_VERSION)
+        controller.started_pids = set(pids)
+        controller.worker_log = Path(scheduler._workers["actor"][0].log_file)
+        yield controller
+        controller.destroy()  # AReaL's teardown: engine.destroy RPC, scheduler.delete_workers
+        destroyed = True
+        assert not _alive(pids), f"workers survived controller.destroy(): {_alive(pids)}"
+    finally:
+        timer.cancel()
+        pids |= _started_pids(scheduler)
+        if not destroyed:
+            with contextlib.suppress(Exception):
+                scheduler.delete_workers()
+        _kill(_alive(pids))  # fallback: only what this scheduler started
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def trainer_step(controller, behave_source) -> tuple[dict[str, float], dict[str, float], int]:
+    """One PPOTrainer.train actor step through the controller.
+
+    Returns (controller-local stats, exported stats, number of compute_logp calls).
+    """
+    from areal.utils import stats_tracker
+
+    calls = []
+    compute_logp = controller.compute_logp
+
+    def counting_compute_logp(*args, **kwargs):
+        calls.append(1)
+        return compute_logp(*args, **kwargs)
+
+    controller.compute_logp = counting_compute_logp
+    batch = H.make_batch(4, current_version=CURRENT_VERSION, logp_source=behave_source)
+    rollout_batch = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(4)]
+    stats_tracker.export_all()  # drop anything this process recorded earlier
+    # rl_trainer.py PPOTrainer.train, actor part:
+    if controller.config.should_compute_prox_logp():
+        prox_logps = controller.compute_logp(rollout_batch)
+        for traj, logp in zip(rollout_batch, prox_logps, strict=True):
+            traj["prox_logp"] = logp
+    adv_batch = controller.compute_advantages(rollout_batch)
+    controller.ppo_update(adv_batch)
+    controller.step_lr_scheduler()
+    controller.clear_batches(rollout_batch, adv_batch)
+    local = stats_tracker.export_all()  # what the controller process itself recorded
+    stats = controller.export_stats()  # controller-local + the worker's export_stats RPC
+    return local, stats, len(calls)
+
+
+def _assert_on_loopback(controller) -> None:
+    """AReaL's addresses are loopback; the worker's RPC server listens on 127.0.0.1 only.
+
+    The one wildcard listener allowed is torch's c10d TCPStore on MASTER_PORT
+    (``worker_ports[1]``): ``init_process_group`` (areal/engine/fsdp_engine.py:325) creates it and
+    torch 2.13's TCPStore has no bind-address option; clients reach it at MASTER_ADDR=127.0.0.1.
+    """
+    assert [w.ip for w in controller.workers] == [LOOPBACK]
+    rpc_port, store_port = (int(p) for p in controller.workers[0].worker_ports[:2])
+    sockets = _sockets(controller.started_pids)
+    listening = {(ip, port) for status, ip, port, _ in sockets if status == psutil.CONN_LISTEN}
+    assert (LOOPBACK, rpc_port) in listening, sockets
+    exposed = {(ip, port) for ip, port in listening if not _is_loopback(ip)}
+    assert exposed <= {("::", store_port), ("0.0.0.0", store_port)}, sockets
+    remote = {raddr for status, _, _, raddr in sockets if status != psutil.CONN_LISTEN}
+    assert all(_is_loopback(ip) for ip in remote), sockets
+
+
+def _assert_worker_logged_plugin(controller, method: str) -> None:
+    """The worker's own log (stdout of the rpc_server process) shows the plugin's activation."""
+    text = controller.worker_log.read_text(errors="replace")
+    assert f"areal-a3po: proximal policy from provider '{method}'" in text
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_ppo_update_a3po_in_worker_skips_compute_logp_and_exports_a3po_stats(
+    tmp_path, model, monkeypatch
+):
+    behave = H.hf_token_logprobs(model)
+    with single_controller_actor(tmp_path, model, "a3po", monkeypatch) as controller:
+        _assert_on_loopback(controller)
+        assert controller.config.should_compute_prox_logp() is False
+        local, stats, n_compute_logp = trainer_step(controller, behave)
+        _assert_on_loopback(controller)
+    _assert_worker_logged_plugin(controller, "a3po")
+
+    assert n_compute_logp == 0
+    assert not any(k.startswith("ppo_actor/") for k in local), "stats came from the controller"
+    assert math.isfinite(stats["ppo_actor/update/actor_loss/avg"])
+    assert math.isfinite(stats[f"{P}a3po/approx_logp/avg"])
+    for name in ("behave_imp_weight", "importance_weight"):
+        assert stats[f"{P}a3po/{name}/avg"] > 0
+    # make_batch: rows have lags 0..3, RESPONSE_LEN loss tokens each after the roll.
+    for lag in range(4):
+        assert stats[f"{P}staleness_lag_{lag}"] == H.RESPONSE_LEN
+    assert stats[f"{P}staleness/max"] == 3
+    assert not any("prox_logp_gt" in k for k in stats), "the recompute stage ran"
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_ppo_update_recompute_in_worker_calls_compute_logp_and_exports_ground_truth(
+    tmp_path, model, monkeypatch
+):
+    behave = H.hf_token_logprobs(model)
+    with single_controller_actor(tmp_path, model, "recompute", monkeypatch) as controller:
+        _assert_on_loopback(controller)
+        assert controller.config.should_compute_prox_logp() is True
+        local, stats, n_compute_logp = trainer_step(controller, behave)
+        _assert_on_loopback(controller)
+    assert "areal-a3po: proximal policy" not in controller.worker_log.read_text(errors="replace")
+
+    assert n_compute_logp == 1
+    assert not any(k.startswith("ppo_actor/") for k in local)
+    assert math.isfinite(stats["ppo_actor/update/actor_loss/avg"])
+    # One sequence per micro-batch, first minibatch: the recompute equals the training forward.
+    assert stats[f"{P}prox_logp_gt/avg"] == pytest.approx(
+        stats["ppo_actor/update/new_logp/avg"], abs=1e-5
+    )
+    assert not any("/a3po/" in k for k in stats)
