@@ -114,7 +114,7 @@ def _is_loopback(ip: str | None) -> bool:
 
 
 @contextlib.contextmanager
-def single_controller_actor(root: Path, model: str, method: str, monkeypatch):
+def single_controller_actor(root: Path, model: str, method: str, monkeypatch, **overrides):
     """AReaL's controller + one local rpc_server worker running FSDPPPOActor; always torn down."""
     from areal.api.cli_args import SchedulingSpec
     from areal.api.io_struct import FinetuneSpec
@@ -151,6 +151,7 @@ def single_controller_actor(root: Path, model: str, method: str, monkeypatch):
                 env_vars={"GLOO_SOCKET_IFNAME": "lo"},
             ),
         ),
+        **overrides,
     )
     controller = FSDPPPOActor.as_controller(config, scheduler)
     pids: set[int] = set()
@@ -291,3 +292,37 @@ def test_ppo_update_recompute_in_worker_calls_compute_logp_and_exports_ground_tr
         stats["ppo_actor/update/new_logp/avg"], abs=1e-5
     )
     assert not any("/a3po/" in k for k in stats)
+
+
+@pytest.mark.timeout(TEST_TIMEOUT)
+def test_hybrid_single_controller_decides_worker_follows_escalates_and_returns(
+    tmp_path, model, monkeypatch
+):
+    """interval 3; a tiny threshold escalates after step 0, a huge one (from step 1) de-escalates."""
+    from areal_a3po.config import A3POConfig
+
+    behave = H.hf_token_logprobs(model)
+    options = A3POConfig(calibration_interval=3, error_threshold=1e-12, fallback="a3po")
+    decisions, recomputed, errors, calls = [], [], [], []
+    with single_controller_actor(
+        tmp_path, model, "hybrid", monkeypatch, a3po=options
+    ) as controller:
+        decide = controller.config.should_compute_prox_logp
+
+        def recording_decide():
+            decisions.append(decide())
+            return decisions[-1]
+
+        controller.config.should_compute_prox_logp = recording_decide
+        for step in range(4):
+            if step == 1:
+                controller.config.a3po.error_threshold = 1e9
+            local, stats, n_compute_logp = trainer_step(controller, behave)
+            calls.append(n_compute_logp)
+            recomputed.append(stats[f"{P}recomputed"])  # the worker's view
+            errors.append(stats.get(f"{P}a3po/abs_error/avg"))
+            assert local["a3po/hybrid/recompute"] == float(decisions[-1])  # the controller's view
+    assert decisions == [True, True, False, True]
+    assert calls == [1, 1, 0, 1]
+    assert recomputed == [1.0, 1.0, 0.0, 1.0]
+    assert [e is not None for e in errors] == decisions
