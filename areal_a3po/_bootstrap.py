@@ -13,7 +13,7 @@ import sys
 
 DISABLE_ENV = "AREAL_A3PO_DISABLE"
 # AReaL modules we patch right after they execute (see areal_coupling.PATCHERS).
-TARGETS = ("areal.api.cli_args", "areal.trainer.ppo.actor")
+TARGETS = ("areal.api.cli_args", "areal.trainer.ppo.actor", "areal.utils.network")
 
 _installed = False
 

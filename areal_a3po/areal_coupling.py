@@ -17,6 +17,10 @@ AReaL has no plugin API, so the plugin patches two modules right after they exec
     * ``grpo_loss_fn`` dispatches plugin providers and losses; ``_log_proximal_approximation_stats``
       logs the plugin's metrics under AReaL's ``ppo_actor/update/compute_logp`` scope.
 
+``areal.utils.network`` (only with ``AREAL_A3PO_LOOPBACK=1``)
+    * ``gethostip`` returns 127.0.0.1: AReaL deliberately skips loopback addresses, so without this
+      a single-machine run advertises its servers and workers on the external interface.
+
 AReaL's own methods (``recompute``, ``loglinear``, ``metrics``) run AReaL's untouched code path.
 When a future AReaL ships a plugin API, this module is the one to rewrite.
 """
@@ -451,9 +455,32 @@ def log_prox_stats(state: _LossState, mask: torch.Tensor) -> None:
         )
 
 
+# ----------------------------------------------------------------------------- loopback
+
+LOOPBACK_ENV = "AREAL_A3PO_LOOPBACK"
+LOOPBACK_IP = "127.0.0.1"
+
+
+def loopback_enabled() -> bool:
+    import os
+
+    return os.environ.get(LOOPBACK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _loopback_gethostip(*_args, **_kwargs) -> str:
+    return LOOPBACK_IP
+
+
+def _patch_network(module) -> None:
+    """Loopback mode: every ``from areal.utils.network import gethostip`` made after this sees it."""
+    if loopback_enabled():
+        module.gethostip = _loopback_gethostip
+
+
 PATCHERS = {
     "areal.api.cli_args": _patch_cli_args,
     "areal.trainer.ppo.actor": _patch_actor,
+    "areal.utils.network": _patch_network,
 }
 
 __all__ = [

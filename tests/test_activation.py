@@ -181,3 +181,18 @@ def test_activation_plain_methods_same_numbers_with_and_without_plugin(tmp_path)
             assert on[method][key] == pytest.approx(value, rel=1e-6, abs=1e-7), (method, key)
     assert on["params"] == pytest.approx(off["params"], rel=1e-9)
     assert on["recompute"]["ppo_actor/update/actor_loss/avg"] != 0.0
+
+
+LOOPBACK_PROBE = """
+import json
+from areal.utils.network import gethostip
+from areal.infra.scheduler import local
+print("RESULT" + json.dumps({"ip": gethostip(), "scheduler_ip": local.gethostip()}))
+"""
+
+
+def test_activation_loopback_env_every_gethostip_returns_127():
+    out = result(run_python(["-c", LOOPBACK_PROBE], {"AREAL_A3PO_LOOPBACK": "1"}))
+    assert out == {"ip": "127.0.0.1", "scheduler_ip": "127.0.0.1"}
+    plain = result(run_python(["-c", LOOPBACK_PROBE]))
+    assert not plain["ip"].startswith("127.")  # AReaL's own behaviour when the mode is off
