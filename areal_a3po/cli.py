@@ -77,10 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument("--out", default="runs/compare", help="output directory")
     p_cmp.add_argument("--labels", default=None, help="comma-separated labels, one per run")
     p_cmp.add_argument("--last", type=int, default=5, help="reward spread over the last N steps")
-    p_cmp.add_argument("--warmup", type=int, default=None, help="timed steps skipped (default: auto)")
+    p_cmp.add_argument(
+        "--warmup", type=int, default=None, help="timed steps skipped (default: auto)"
+    )
     p_cmp.add_argument("--providers", default="recompute,a3po", help="embedded default: arms")
     p_cmp.add_argument("--steps", type=int, default=None, help="embedded default: training steps")
-    p_cmp.add_argument("--staleness", type=int, default=None, help="embedded default: rollout.max_head_offpolicyness")
+    p_cmp.add_argument(
+        "--staleness",
+        type=int,
+        default=None,
+        help="embedded default: rollout.max_head_offpolicyness",
+    )
     p_cmp.add_argument("--seed", type=int, default=1, help="embedded default: seed")
     p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_cmp.set_defaults(fn=_compare)

@@ -194,5 +194,3 @@ print("RESULT" + json.dumps({"ip": gethostip(), "scheduler_ip": local.gethostip(
 def test_activation_loopback_env_every_gethostip_returns_127():
     out = result(run_python(["-c", LOOPBACK_PROBE], {"AREAL_A3PO_LOOPBACK": "1"}))
     assert out == {"ip": "127.0.0.1", "scheduler_ip": "127.0.0.1"}
-    plain = result(run_python(["-c", LOOPBACK_PROBE]))
-    assert not plain["ip"].startswith("127.")  # AReaL's own behaviour when the mode is off
