@@ -26,9 +26,11 @@ def _info(args: argparse.Namespace) -> int:
     )
     print("providers (actor.prox_logp_method):")
     for name, p in registry.providers().items():
-        flags = ("recompute forward" if p.needs_recompute else "no recompute") + (
-            ", AReaL built-in" if p.native else ""
-        )
+        if p.calibrated:
+            flags = "recompute on calibration steps"
+        else:
+            flags = "recompute forward" if p.needs_recompute else "no recompute"
+        flags += ", AReaL built-in" if p.native else ""
         print(f"  {name:<14} {flags:<34} {p.description}")
     print("losses (actor.a3po.loss): " + ", ".join(registry.losses()))
     return 0 if (areal_coupling.hooked() or _bootstrap.disabled()) else 1
