@@ -45,13 +45,15 @@ def _compare(args: argparse.Namespace) -> int:
         from areal_a3po import embedded
 
         providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+        sizes = {
+            k: v for k, v in (("steps", args.steps), ("staleness", args.staleness)) if v is not None
+        }
         runs = embedded.run_default(
             out_dir=args.out,
-            steps=args.steps,
-            staleness=args.staleness,
             seed=args.seed,
             providers=providers,
             progress=not args.no_progress,
+            **sizes,
         )
         labels = labels or providers
     rep = report.compare(
