@@ -17,17 +17,20 @@ DATASET_SIZE = 512  # prompts; the dataloader is cycled, total_train_steps bound
 
 
 def main(argv: list[str]) -> None:
-    from areal_a3po.vllm_cpu import loopback
-
-    loopback.apply()  # before AReaL creates anything that advertises an address
-
     from areal import PPOTrainer
     from areal.api.cli_args import GRPOConfig, load_expr_config
+    from areal.utils.network import gethostip
 
+    from areal_a3po import areal_coupling
     from areal_a3po.embedded import task
 
+    # Loopback comes from the plugin's import hook (AREAL_A3PO_LOOPBACK=1, set by the runner).
+    if areal_coupling.loopback_enabled() and gethostip() != areal_coupling.LOOPBACK_IP:
+        raise RuntimeError(
+            "AREAL_A3PO_LOOPBACK=1 but AReaL's gethostip() is not 127.0.0.1: the areal-a3po "
+            "hook is not active in this interpreter (run `a3po info`; is AREAL_A3PO_DISABLE set?)."
+        )
     config, _ = load_expr_config(argv, GRPOConfig)
-    loopback.apply()  # again: catch modules imported by load_expr_config
 
     train_dataset = task.build_hf_dataset(
         size=max(

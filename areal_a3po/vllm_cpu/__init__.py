@@ -9,7 +9,9 @@ version AReaL pins does not need it. Nothing here edits AReaL's or vLLM's instal
                             ``areal.engine.vllm_ext.areal_vllm_server`` unchanged as ``__main__``.
 - :mod:`.worker_extension`  ``vllm.worker_extension_cls`` for disk weight updates on CPU
                             (vLLM's ``reload_weights``; imports nothing from AReaL).
-- :mod:`.loopback`          ``AREAL_A3PO_LOOPBACK=1``: AReaL's ``gethostip()`` returns 127.0.0.1.
+
+Loopback (``AREAL_A3PO_LOOPBACK=1``) is not part of the bridge: the plugin's import hook applies it
+in every AReaL process (areal_a3po.areal_coupling).
 
 This package's import is free of side effects and of heavy imports (vLLM's spawned engine processes
 import it).
