@@ -171,6 +171,26 @@ def vllm_server_cmd(vllm_cfg: dict, model_dir: str, port: int) -> list[str]:
     return cmd
 
 
+def core_split() -> tuple[list[str], dict[str, str], list[str], dict[str, str]] | None:
+    """Give vLLM and the trainer one core each (taskset + thread counts), when there are two.
+
+    Both are CPU-bound; sharing the cores, vLLM's background generation slows whichever trainer
+    stage runs beside it, so stage times (and what A-3PO removes) would measure the contention.
+    Returns (server prefix, server env, trainer prefix, trainer env), or None (no split).
+    """
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2 or shutil.which("taskset") is None:
+        return None
+    server, trainer = str(cores[0]), ",".join(str(c) for c in cores[1:])
+    n = str(len(cores) - 1)
+    return (
+        ["taskset", "-c", server],
+        {"VLLM_CPU_OMP_THREADS_BIND": server, "OMP_NUM_THREADS": "1"},
+        ["taskset", "-c", trainer],
+        {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n},
+    )
+
+
 def _base_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
@@ -371,9 +391,13 @@ def run_arm(
     try:
         port = _free_port()
         arm_limit = SERVER_START_TIMEOUT + FIRST_STEP_TIMEOUT + steps * STEP_TIMEOUT + 120
-        server_cmd = vllm_server_cmd(cfg["vllm"], model_dir, port)
+        split = core_split()
+        server_prefix, server_env, trainer_prefix, trainer_env = split or ([], {}, [], {})
+        server_cmd = server_prefix + vllm_server_cmd(cfg["vllm"], model_dir, port)
         (logs / "vllm_cmd.txt").write_text(" ".join(server_cmd) + "\n")
-        server = _Proc("vllm", server_cmd, env, logs / "vllm.log", limit_s=arm_limit)
+        server = _Proc(
+            "vllm", server_cmd, {**env, **server_env}, logs / "vllm.log", limit_s=arm_limit
+        )
         _wait_health(server, port, SERVER_START_TIMEOUT)
         result.vllm_start_s = time.monotonic() - t_arm
         if bar is not None:
@@ -389,8 +413,9 @@ def run_arm(
             LOCAL_WORLD_SIZE="1",
             MASTER_ADDR=LOOPBACK,
             MASTER_PORT=str(_free_port()),
+            **trainer_env,
         )
-        cmd = [
+        cmd = trainer_prefix + [
             sys.executable,
             "-m",
             "areal_a3po.embedded.train",
