@@ -76,10 +76,12 @@ class Provider:
 
 
 def _load(group: str, kind: str) -> dict[str, tuple[Any, str]]:
-    found: dict[str, tuple[Any, str]] = {}
+    found: dict[str, tuple[Any, str, str]] = {}  # name -> (object, distribution, value)
     for ep in metadata.entry_points(group=group):
         dist = getattr(ep.dist, "name", None) or "?"
-        if ep.name in found and found[ep.name][2] != ep.value:
+        if ep.name in found and found[ep.name][2] == ep.value:
+            continue  # the same entry point seen twice (e.g. editable + wheel metadata)
+        if ep.name in found:
             raise RuntimeError(
                 f"Two distributions register the {kind} '{ep.name}' in entry-point group "
                 f"'{group}': {found[ep.name][1]} ({found[ep.name][2]}) and {dist} ({ep.value}). "

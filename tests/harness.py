@@ -126,6 +126,18 @@ def make_actor(config, total_steps: int = 10):
     return actor
 
 
+def count_forwards(engine) -> None:
+    """Count the engine's forward passes (the recompute stage) in ``engine.n_forward``."""
+    engine.n_forward = 0
+    forward = engine.forward
+
+    def counting_forward(*args, **kwargs):
+        engine.n_forward += 1
+        return forward(*args, **kwargs)
+
+    engine.forward = counting_forward
+
+
 def make_batch(
     n_seqs: int = 4,
     current_version: int = 3,

@@ -27,15 +27,7 @@ def fresh_step(model: str, root: str, method: str, n_minibatches: int, **a3po):
             )
         )
         engine.set_version(CURRENT_VERSION)
-        n_forward = 0
-        forward = engine.forward
-
-        def counting_forward(*args, **kwargs):
-            nonlocal n_forward
-            n_forward += 1
-            return forward(*args, **kwargs)
-
-        engine.forward = counting_forward
+        H.count_forwards(engine)
         batch = H.make_batch(
             4, current_version=CURRENT_VERSION, seed=1, logp_source=H.hf_token_logprobs(model)
         )
@@ -46,7 +38,7 @@ def fresh_step(model: str, root: str, method: str, n_minibatches: int, **a3po):
                 t["prox_logp"] = logp
         engine.ppo_update(engine.compute_advantages(traj))
         stats = engine.export_stats()
-        after = params(engine)
+        after, n_forward = params(engine), engine.n_forward
         engine.destroy()
     return stats, after, n_forward
 
@@ -118,21 +110,14 @@ def test_hybrid_switching_controller_and_worker_agree(model):
         engine = H.make_actor(cfg)
         src = H.hf_token_logprobs(path)
         decisions, recomputed, errors, forwards = [], [], [], []
-        forward = engine.forward
-        count = [0]
-
-        def counting_forward(*args, **kwargs):
-            count[0] += 1
-            return forward(*args, **kwargs)
-
-        engine.forward = counting_forward
+        H.count_forwards(engine)
         for step in range(7):
             if step == 2:
                 cfg.a3po.error_threshold = 1e9
             engine.set_version(CURRENT_VERSION + step)
             b = H.make_batch(4, current_version=CURRENT_VERSION + step, seed=step, logp_source=src)
             traj = [{k: v[i : i + 1] for k, v in b.items()} for i in range(4)]
-            before = count[0]
+            before = engine.n_forward
             decision = cfg.should_compute_prox_logp()  # the controller (same process in SPMD)
             if decision:
                 for t, logp in zip(traj, engine.compute_logp(traj), strict=True):
@@ -140,7 +125,7 @@ def test_hybrid_switching_controller_and_worker_agree(model):
             engine.ppo_update(engine.compute_advantages(traj))
             stats = engine.export_stats()  # reduced stats: what the trainer exports each step
             decisions.append(decision)
-            forwards.append(count[0] - before)
+            forwards.append(engine.n_forward - before)
             recomputed.append(stats[f"{P}recomputed"])
             errors.append(stats.get(f"{P}a3po/abs_error/avg"))
             assert stats[f"{P}exact_token_share/avg"] == (1.0 if decision else 0.0)

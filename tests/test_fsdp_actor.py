@@ -25,14 +25,7 @@ def actor(tmp_path_factory):
         cfg = H.actor_config(model, str(root), prox_logp_method="recompute")
         engine = H.make_actor(cfg)
         engine.set_version(CURRENT_VERSION)
-        engine.n_forward = 0
-        forward = engine.forward
-
-        def counting_forward(*args, **kwargs):
-            engine.n_forward += 1
-            return forward(*args, **kwargs)
-
-        engine.forward = counting_forward
+        H.count_forwards(engine)
         engine.behave_source = H.hf_token_logprobs(model)
         yield engine
         engine.destroy()

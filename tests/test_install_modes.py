@@ -25,9 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", str(out), str(ROOT)],
-        check=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
     )
     return next(out.glob("areal_a3po-*.whl"))
 
@@ -48,11 +59,14 @@ def test_wheel_installed_fresh_venv_activates_in_new_interpreter(wheel, tmp_path
     py = venv / "bin" / "python"
     subprocess.run(
         [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True, timeout=300,
+        check=True,
+        timeout=300,
     )
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     assert (Path(site) / "areal_a3po.pth").exists()
     # AReaL, torch & co. from this environment, as a plain path entry (its .pth files stay inert).
@@ -60,7 +74,11 @@ def test_wheel_installed_fresh_venv_activates_in_new_interpreter(wheel, tmp_path
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AREAL_A3PO", "PYTHONPATH"))}
     proc = subprocess.run(
         [str(py), "-c", PROBE + "\nimport areal_a3po; print('FROM', areal_a3po.__file__)"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     out = result(proc)
     assert out["loss_patched"] and out["has_a3po_field"]
