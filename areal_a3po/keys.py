@@ -1,0 +1,92 @@
+"""Every metric key the plugin logs, in one place (no AReaL import, no torch).
+
+The workers log under AReaL's scope ``ppo_actor/update/compute_logp/`` through ``stats_tracker``
+(the loss runs inside ``ppo_actor/update``; the plugin opens ``compute_logp``, AReaL's own scope for
+proximal statistics). The controller logs ``hybrid``'s decision under ``a3po/hybrid/``. The
+coupling writes these names, calibration and the report read them, and ``docs/metrics.md`` is
+tested against them.
+
+Names here are *local* names (what the plugin passes to ``stats_tracker``); :func:`full` gives the
+key a logger sees. Statistics (``stat``) are exported with ``/avg``, ``/min`` and ``/max``; counts
+(``denominator``) and scalars without a suffix.
+"""
+
+from __future__ import annotations
+
+# ------------------------------------------------------------------------------- scopes
+WORKER_SCOPE = "ppo_actor/update"  # AReaL's scope around actor.ppo_update
+PROX_SCOPE = "compute_logp"  # AReaL's scope for proximal statistics; the plugin logs inside it
+PREFIX = f"{WORKER_SCOPE}/{PROX_SCOPE}/"  # full prefix of every worker key
+CONTROLLER_PREFIX = "a3po/"  # the controller's keys (hybrid's decision)
+
+STAT_SUFFIXES = ("avg", "min", "max")
+
+# --------------------------------------------------------------------- per step (worker)
+N_VALID_TOKENS = "n_valid_tokens"  # denominator: loss tokens
+PROX_LOGP_GT = "prox_logp_gt"  # stat: the recompute forward's log pi_prox, when it ran
+RECOMPUTED = "recomputed"  # scalar: 1 when the batch carried the recompute
+EXACT_TOKEN_SHARE = "exact_token_share"  # stat: share of tokens whose pi_prox is exact
+STALENESS = "staleness"  # stat: per-token lag d = v_theta - v_behave
+LAG_WEIGHT_BEHAVE = "lag_weight_behave"  # stat: w = clamp(k/d, 0, 1)
+KL_DIV = ("kl_div_direct", "kl_div_taylor", "kl_div_dual")  # stats: same estimators as AReaL
+
+
+def staleness_lag(d: int) -> str:
+    """Count of loss tokens with lag exactly ``d``."""
+    return f"staleness_lag_{d}"
+
+
+def staleness_lag_ge(bins: int) -> str:
+    """Count of loss tokens with lag >= ``bins`` (``actor.a3po.staleness_bins``)."""
+    return f"staleness_lag_ge{bins}"
+
+
+STALENESS_LAG_PATTERN = r"staleness_lag_(ge)?(\d+)"  # matches both count names (group 1: "ge")
+
+# ------------------------------------------------------------------ per provider (worker)
+# Logged for the provider the loss used, and for every provider scored against the recompute.
+APPROX_LOGP = "approx_logp"  # stat: the log pi_prox used / that would have been used
+BEHAVE_IMP_WEIGHT = "behave_imp_weight"  # stat: pi_prox / pi_behave
+IMPORTANCE_WEIGHT = "importance_weight"  # stat: pi_theta / pi_prox
+PROVIDER_STATS = (APPROX_LOGP, BEHAVE_IMP_WEIGHT, IMPORTANCE_WEIGHT)
+
+# Errors against the recompute (only where it ran).
+ABS_ERROR = "abs_error"
+REL_ERROR = "rel_error"
+SQUARED_ERROR = "squared_error"
+BEHAVE_IMP_WEIGHT_ABS_ERROR = "behave_imp_weight_abs_error"
+IMPORTANCE_WEIGHT_ABS_ERROR = "importance_weight_abs_error"
+ERROR_STATS = (
+    ABS_ERROR,
+    REL_ERROR,
+    SQUARED_ERROR,
+    BEHAVE_IMP_WEIGHT_ABS_ERROR,
+    IMPORTANCE_WEIGHT_ABS_ERROR,
+)
+# Errors hybrid may threshold on (actor.a3po.error_metric).
+CALIBRATION_ERROR_METRICS = (ABS_ERROR, IMPORTANCE_WEIGHT_ABS_ERROR)
+
+
+def provider_key(provider: str, metric: str) -> str:
+    """Local name of a per-provider statistic, e.g. ``a3po/abs_error``."""
+    return f"{provider}/{metric}"
+
+
+# ------------------------------------------------------------------------- controller
+HYBRID_RECOMPUTE = "a3po/hybrid/recompute"  # scalar: this step runs the recompute
+HYBRID_ESCALATED = "a3po/hybrid/escalated"  # scalar: the fallback's last error was too high
+
+
+def full(local: str, suffix: str | None = None) -> str:
+    """The key a logger sees for a worker statistic: ``ppo_actor/update/compute_logp/<local>[/s]``."""
+    return PREFIX + local + (f"/{suffix}" if suffix else "")
+
+
+def worker_stats(providers: list[str], bins: int) -> set[str]:
+    """Every full key the workers may emit for these providers and ``staleness_bins``."""
+    stats = [PROX_LOGP_GT, EXACT_TOKEN_SHARE, STALENESS, LAG_WEIGHT_BEHAVE, *KL_DIV]
+    stats += [provider_key(p, m) for p in providers for m in (*PROVIDER_STATS, *ERROR_STATS)]
+    out = {full(s, x) for s in stats for x in STAT_SUFFIXES}
+    counts = [N_VALID_TOKENS, RECOMPUTED, *(staleness_lag(d) for d in range(bins))]
+    out |= {full(c) for c in (*counts, staleness_lag_ge(bins))}
+    return out
