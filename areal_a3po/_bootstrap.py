@@ -13,7 +13,12 @@ import sys
 
 DISABLE_ENV = "AREAL_A3PO_DISABLE"
 # AReaL modules we patch right after they execute (see areal_coupling.PATCHERS).
-TARGETS = ("areal.api.cli_args", "areal.trainer.ppo.actor", "areal.utils.network")
+TARGETS = (
+    "areal.api.cli_args",
+    "areal.trainer.ppo.actor",
+    "areal.utils.network",
+    "areal.infra.rpc.guard.app",
+)
 
 _installed = False
 

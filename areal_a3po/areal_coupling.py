@@ -98,7 +98,8 @@ def patch_module(module) -> None:
         if name == "areal.api.cli_args":
             _guard_unsupported(module.PPOActorConfig)
         return
-    PATCHERS[name](module)
+    for fn in PATCHERS[name]:
+        fn(module)
     _PATCHED.add(name)
 
 
@@ -477,10 +478,22 @@ def _patch_network(module) -> None:
         module.gethostip = _loopback_gethostip
 
 
+def _coupling(name: str):
+    """``patch`` of the launcher coupling module ``areal_a3po.coupling.<name>``, imported lazily."""
+
+    def patch(module) -> None:
+        import importlib
+
+        importlib.import_module(f"areal_a3po.coupling.{name}").patch(module)
+
+    return patch
+
+
 PATCHERS = {
-    "areal.api.cli_args": _patch_cli_args,
-    "areal.trainer.ppo.actor": _patch_actor,
-    "areal.utils.network": _patch_network,
+    "areal.api.cli_args": [_patch_cli_args, _coupling("vllm")],
+    "areal.trainer.ppo.actor": [_patch_actor],
+    "areal.utils.network": [_patch_network],
+    "areal.infra.rpc.guard.app": [_coupling("rpc_guard")],
 }
 
 __all__ = [

@@ -36,26 +36,34 @@ def _info(args: argparse.Namespace) -> int:
     return 0 if (areal_coupling.hooked() or _bootstrap.disabled()) else 1
 
 
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(
+            f"a3po compare: {what} must be integers separated by commas, got {text!r}"
+        ) from None
+
+
 def _compare(args: argparse.Namespace) -> int:
     from areal_a3po import report
 
     runs = list(args.runs)
     labels = args.labels.split(",") if args.labels else None
-    if not runs:  # the embedded default: AReaL's GRPO loop on CPU, one run per provider
-        from areal_a3po import embedded
+    if not runs:  # the embedded default: the CPU recipe twins through AReaL's local scheduler
+        from areal_a3po.embedded import runner
 
         providers = [p.strip() for p in args.providers.split(",") if p.strip()]
-        sizes = {
-            k: v for k, v in (("steps", args.steps), ("staleness", args.staleness)) if v is not None
-        }
-        runs = embedded.run_default(
+        results = runner.run_default(
             out_dir=args.out,
-            seed=args.seed,
+            steps=args.steps if args.steps is not None else runner.DEFAULT_STEPS,
+            staleness=_int_list(args.staleness, "--staleness"),
+            seed=_int_list(args.seed, "--seed"),
             providers=providers,
             progress=not args.no_progress,
-            **sizes,
         )
-        labels = labels or providers
+        runs = [r.run_dir for r in results]
+        labels = labels or [r.label for r in results]
     rep = report.compare(
         runs, os.path.join(args.out, "report"), labels=labels, last_n=args.last, warmup=args.warmup
     )
@@ -74,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p_info.set_defaults(fn=_info)
     p_cmp = sub.add_parser(
         "compare",
-        help="compare AReaL runs (tensorboard dirs); with no RUN, train the embedded CPU default "
-        "once per provider first",
+        help="compare AReaL runs (tensorboard dirs); with no RUN, first run the CPU recipe twins "
+        "(recipes/cpu_tiny_*.yaml) with AReaL's local scheduler, once per provider",
     )
     p_cmp.add_argument("runs", nargs="*", metavar="RUN", help="AReaL run / tensorboard dirs")
     p_cmp.add_argument("--out", default="runs/compare", help="output directory")
@@ -88,11 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument("--steps", type=int, default=None, help="embedded default: training steps")
     p_cmp.add_argument(
         "--staleness",
-        type=int,
-        default=None,
-        help="embedded default: rollout.max_head_offpolicyness",
+        default="2",
+        help="embedded default: rollout.max_head_offpolicyness; a comma list sweeps it",
     )
-    p_cmp.add_argument("--seed", type=int, default=1, help="embedded default: seed")
+    p_cmp.add_argument("--seed", default="1", help="embedded default: seed; a comma list sweeps it")
     p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_cmp.set_defaults(fn=_compare)
     args = parser.parse_args(argv)

@@ -1,33 +1,20 @@
-"""Embedded default, reduced size: AReaL's real asynchronous GRPO loop end to end on CPU.
+"""Embedded default's pieces: task reward, tokenizer, tiny-model cache, the entry script's checks.
 
-Runs two arms (``recompute`` and an approximating arm: ``a3po`` when installed, else AReaL's
-``loglinear``) for ``CI_STEPS`` steps each -- vLLM CPU server through the bridge, PPOTrainer with
-RLVRWorkflow, FSDP actor, disk weight updates -- and checks what AReaL's StatsLogger wrote to
-tensorboard. About 4 minutes on 2 cores.
+The end-to-end run (recipe header line -> AReaL's local scheduler -> report) is in
+tests/test_launcher_local.py.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from areal_a3po.embedded import task
-from areal_a3po.embedded.runner import (
-    BASELINE_PROVIDER,
-    CI_STEPS,
-    default_providers,
-    vllm_server_cmd,
-)
 
-STALENESS_MAX = "ppo_actor/update/version_stats/sample_staleness_theta_max"
-REWARD = "rollout/reward"
-TRAIN_STEP = "timeperf/train_step"
-RECOMPUTE = "timeperf/recompute_logp"
+REPO = Path(__file__).resolve().parents[1]
 
 
 # ------------------------------------------------------------------------------ fast unit checks
@@ -66,122 +53,75 @@ def test_tokenizer_is_identical_for_auto_and_fast_classes(tmp_path):
     assert TinyModelSpec().head_dim >= 32  # vLLM CPU attention
 
 
-def test_vllm_command_runs_areal_server_module_through_the_bridge():
-    cmd = vllm_server_cmd(
-        {
-            "dtype": "float32",
-            "block_size": 32,
-            "enforce_eager": True,
-            "gpu_memory_utilization": 0.9,
-        },
-        "/m",
-        12345,
-    )
-    assert cmd[1:3] == ["-m", "areal_a3po.vllm_cpu.server"]
-    joined = " ".join(cmd)
-    assert "--host 127.0.0.1 --port 12345" in joined
-    assert "--block-size 32" in joined and "--enforce-eager" in joined
-    assert "--no-enable-prefix-caching" in joined
-    assert "gpu-memory-utilization" not in joined
+def test_model_cache_reuses_same_seed_and_rebuilds_other_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    from areal_a3po.embedded.model import build_model_dir
+
+    d = str(tmp_path / "m")
+    assert build_model_dir(d, list(task.VOCAB), seed=1) == d
+    weights = tmp_path / "m" / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    build_model_dir(d, list(task.VOCAB), seed=1)
+    assert weights.stat().st_mtime_ns == mtime  # cached
+    first = load_file(str(weights))
+    build_model_dir(d, list(task.VOCAB), seed=2)  # our own build, other seed: rebuilt in place
+    second = load_file(str(weights))
+    assert any(not (first[k] == second[k]).all() for k in first)
+    build_model_dir(str(tmp_path / "again"), list(task.VOCAB), seed=1)
+    for k, v in load_file(str(tmp_path / "again" / "model.safetensors")).items():
+        torch.testing.assert_close(v, first[k], rtol=0, atol=0)  # deterministic from the seed
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tiny-build-")]
 
 
-# ------------------------------------------------------------------------------------ end to end
+def test_model_cache_foreign_non_empty_dir_raises_naming_it(tmp_path):
+    from areal_a3po.embedded.model import build_model_dir
 
-
-def _scalars(run_dir: str) -> dict[str, dict[int, float]]:
-    from tensorboard.backend.event_processing import event_accumulator as ea
-
-    acc = ea.EventAccumulator(run_dir, size_guidance={ea.SCALARS: 0})
-    acc.Reload()
-    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
-
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def main_job(tmp_path_factory):
-    """The README's main-job command at reduced size: run_default.sh -> `a3po compare` -> report."""
-    providers = default_providers()
-    out = tmp_path_factory.mktemp("embedded")
-    proc = subprocess.run(
-        [
-            str(REPO / "scripts" / "run_default.sh"),
-            "--steps",
-            str(CI_STEPS),
-            "--out",
-            str(out),
-            "--providers",
-            ",".join(providers),
-            "--no-progress",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    report = json.loads((out / "report" / "report.json").read_text())
-    return providers, out, report, proc.stdout
+    (tmp_path / "real-model").mkdir()
+    (tmp_path / "real-model" / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="real-model.*actor.path"):
+        build_model_dir(str(tmp_path / "real-model"), list(task.VOCAB), seed=1)
+    assert (tmp_path / "real-model" / "config.json").read_text() == "{}"
 
 
 @pytest.fixture(scope="module")
-def reduced_run(main_job):
-    providers, out, _, _ = main_job
-    return {p: str(out / p) for p in providers}
+def recipe_config(tmp_path_factory):
+    from areal.api.cli_args import GRPOConfig, load_expr_config
+
+    root = tmp_path_factory.mktemp("cfg")
+
+    def load(*overrides: str):
+        recipe = REPO / "recipes" / "cpu_tiny_a3po.yaml"
+        argv = ["--config", str(recipe), f"cluster.fileroot={root}", *overrides]
+        return load_expr_config(argv, GRPOConfig)[0]
+
+    return load, root
 
 
-def test_main_job_report_shows_both_arms_and_the_saving(main_job):
-    providers, out, report, stdout = main_job
-    rows = {row["label"]: row for row in report["table"]}
-    assert set(rows) == set(providers)
-    base, approx = (
-        rows[BASELINE_PROVIDER],
-        rows[next(p for p in providers if p != BASELINE_PROVIDER)],
-    )
-    assert base["recompute_logp_s"] > 0 and approx["recompute_logp_s"] == 0
-    assert approx["recompute_removed_share"] == 1.0
-    for row in (base, approx):
-        assert math.isfinite(row["step_time_s"]) and row["step_time_s"] > 0
-        assert math.isfinite(row["reward_final"]) and 0.0 <= row["reward_final"] <= 1.0
-        assert row["staleness_max"] >= 2, "no token with a lag above 1 reached the trainer"
-    assert math.isfinite(approx["step_time_ratio"])
-    for name in ("report.md", "reward_vs_step.png", "step_time_breakdown.png"):
-        assert (out / "report" / name).stat().st_size > 0
-    assert "recompute_logp" in stdout  # the table was printed
+def test_recipe_fileroot_override_moves_model_logs_and_name_records(recipe_config):
+    from areal_a3po.embedded.train import check_task_consistency
+
+    load, root = recipe_config
+    cfg = load("seed=3")
+    assert cfg.actor.path == f"{root}/models/tiny-seed3" == cfg.tokenizer_path == cfg.vllm.model
+    assert cfg.cluster.name_resolve.nfs_record_root == f"{root}/name_resolve"
+    assert cfg.stats_logger.tensorboard.path == f"{root}/tensorboard/a3po-cpu-tiny/a3po"
+    check_task_consistency(cfg)
+    for spec in (*cfg.actor.scheduling_spec, *cfg.rollout.scheduling_spec):
+        assert spec.gpu == 0 and "--host 127.0.0.1" in spec.cmd
+        assert spec.env_vars["AREAL_A3PO_LOOPBACK"] == "1"
 
 
-def test_reduced_default_runs_areal_loop_for_both_arms(reduced_run):
-    assert len(reduced_run) == 2 and BASELINE_PROVIDER in reduced_run
-    for provider, run_dir in reduced_run.items():
-        assert Path(run_dir).is_dir(), provider
-        assert list(Path(run_dir).glob("events.out.tfevents.*")), f"{provider}: no event files"
-        s = _scalars(run_dir)
-        assert set(s[TRAIN_STEP]) == set(range(CI_STEPS)), f"{provider}: {s.get(TRAIN_STEP)}"
-        assert set(s["timeperf/update_weights"]) == set(range(CI_STEPS)), provider
-        rewards = [s[REWARD][k] for k in range(CI_STEPS)]
-        assert all(math.isfinite(r) and 0.0 <= r <= 1.0 for r in rewards), (provider, rewards)
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("gconfig.max_new_tokens=8", "gconfig.max_new_tokens=8"),
+        ("actor.mb_spec.max_tokens_per_mb=64", "actor.mb_spec.max_tokens_per_mb=64"),
+        ("train_dataset.batch_size=4", "actor.mb_spec.n_mbs=64 != sequences per PPO minibatch"),
+    ],
+)
+def test_entry_script_config_not_matching_task_raises_naming_key(recipe_config, override, key):
+    from areal_a3po.embedded.train import check_task_consistency
 
-
-def test_only_the_recompute_arm_runs_the_recompute_forward(reduced_run):
-    for provider, run_dir in reduced_run.items():
-        s = _scalars(run_dir)
-        if provider == BASELINE_PROVIDER:
-            assert set(s.get(RECOMPUTE, {})) == set(range(CI_STEPS)), provider
-        else:
-            assert RECOMPUTE not in s, f"{provider} ran AReaL's recompute_logp forward"
-
-
-def test_stale_rollouts_are_trained_on(reduced_run):
-    """max_head_offpolicyness=2: samples generated 2 weight versions back reach the trainer."""
-    for provider, run_dir in reduced_run.items():
-        lags = _scalars(run_dir)[STALENESS_MAX]
-        assert max(lags.values()) >= 2, (provider, lags)
-
-
-def test_weights_reach_vllm_after_every_step(reduced_run):
-    """Disk weight updates went through AReaL's /areal_update_weights into vLLM's reload_weights."""
-    for provider, run_dir in reduced_run.items():
-        log = (Path(run_dir) / "logs" / "vllm.log").read_text(errors="replace")
-        assert log.count("reloaded weights from") >= CI_STEPS, provider
-        assert not re.search(r"reload_weights\(.*\) failed", log), provider
+    with pytest.raises(ValueError, match=re.escape(key)):
+        check_task_consistency(recipe_config[0](override))

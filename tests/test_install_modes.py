@@ -50,7 +50,7 @@ def test_wheel_contents_pth_hook_and_entry_points(wheel):
         assert z.read("areal_a3po.pth").decode().startswith("import areal_a3po._bootstrap")
         eps = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "[areal_a3po.providers]" in eps and "a3po = areal_a3po.providers:A3PO" in eps
-    assert "areal_a3po/embedded/default.yaml" in names
+    assert "areal_a3po/embedded/vllm_cpu/server.py" in names
 
 
 def test_wheel_installed_fresh_venv_activates_in_new_interpreter(wheel, tmp_path):

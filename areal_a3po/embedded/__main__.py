@@ -1,7 +1,7 @@
 """``python -m areal_a3po.embedded OUT_DIR [--steps N] [--staleness K] [--seed S] [--providers a,b] [--ci]``
 
-Runs the embedded default (see :func:`areal_a3po.embedded.runner.run_default`) and prints the run
-dirs and each arm's timings and reward curve.
+Runs the embedded default (see :func:`areal_a3po.embedded.runner.run_default`: the CPU recipe twins
+through AReaL's local scheduler) and prints each arm's timings and reward curve, then the run dirs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--providers",
         default=None,
-        help=f"comma separated (default: %(default)s -> {','.join(runner.default_providers())})",
+        help=f"comma separated (default: {','.join(runner.default_providers())})",
     )
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -36,10 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             json.dumps(
                 {
-                    "provider": res.provider,
+                    "label": res.label,
                     "run_dir": res.run_dir,
-                    "vllm_start_s": round(res.vllm_start_s, 1),
-                    "trainer_init_s": round(res.trainer_init_s, 1),
+                    "first_step_s": round(res.first_step_s, 1),
                     "train_s": round(res.train_s, 1),
                     "total_s": round(res.total_s, 1),
                     "rewards": [round(r, 3) for r in res.rewards],
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    run_dirs = runner.run_default(
+    results = runner.run_default(
         a.out_dir,
         steps=steps,
         staleness=a.staleness,
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not a.no_progress,
         on_arm_done=report,
     )
-    print("\n".join(run_dirs))
+    print("\n".join(r.run_dir for r in results))
     return 0
 
 

@@ -1,22 +1,69 @@
-"""Trainer entry script of the embedded default (modelled on AReaL's examples/math/gsm8k_rl.py).
+"""Entry script of the CPU recipes (``recipes/cpu_tiny_*.yaml``), like AReaL's examples/math/gsm8k_rl.py.
 
-    python -m areal_a3po.embedded.train --config areal_a3po/embedded/default.yaml [hydra overrides]
+    python3 -m areal_a3po.embedded.train --config recipes/cpu_tiny_a3po.yaml scheduler.type=local
 
-AReaL's own loop: ``PPOTrainer(GRPOConfig)`` + ``areal.workflow.rlvr.RLVRWorkflow``, SPMD mode
-(``AREAL_SPMD_MODE=1``, one process, ``WORLD_SIZE=1``), rollouts from the vLLM server(s) listed in
-``AREAL_LLM_SERVER_ADDRS``. The synthetic dataset and reward come from
-:mod:`areal_a3po.embedded.task`. With ``AREAL_A3PO_LOOPBACK=1`` AReaL advertises 127.0.0.1.
+AReaL's own loop: ``PPOTrainer(GRPOConfig)`` + ``areal.workflow.rlvr.RLVRWorkflow``, started by
+AReaL's scheduler (``scheduler.type=local`` or ``ray``: this process is the controller, AReaL starts
+the actor and rollout workers and the vLLM server). What this script adds to gsm8k_rl.py:
+
+- the synthetic dataset and reward of :mod:`areal_a3po.embedded.task`;
+- the tiny model and tokenizer, built at ``actor.path`` on first use (cached: reused when the
+  directory holds a build for the same seed; see :func:`areal_a3po.embedded.model.build_model_dir`),
+  before AReaL reads ``actor.path``;
+- loopback mode (``AREAL_A3PO_LOOPBACK=1`` unless set): the controller must reach the workers at
+  the 127.0.0.1 address they bind (the recipe's ``scheduling_spec[].env_vars`` set it for them);
+- a check of the YAML values that must match the task.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 TASK = "areal_a3po.embedded.task"
 DATASET_SIZE = 512  # prompts; the dataloader is cycled, total_train_steps bounds the run
 
 
+def check_task_consistency(config) -> None:
+    """The YAML values that must match the task (one sequence per micro-batch, completion length)."""
+    from areal_a3po.embedded import task
+
+    g, a = config.gconfig, config.actor
+    n_seqs = config.train_dataset.batch_size * g.n_samples // max(1, a.ppo_n_minibatches)
+    problems = []
+    if g.max_new_tokens != task.MAX_NEW_TOKENS:
+        problems.append(f"gconfig.max_new_tokens={g.max_new_tokens} != {task.MAX_NEW_TOKENS}")
+    if a.mb_spec.max_tokens_per_mb != task.MAX_SEQ_LEN:
+        problems.append(
+            f"actor.mb_spec.max_tokens_per_mb={a.mb_spec.max_tokens_per_mb} != "
+            f"task.MAX_SEQ_LEN={task.MAX_SEQ_LEN}"
+        )
+    if a.mb_spec.n_mbs != n_seqs:
+        problems.append(
+            f"actor.mb_spec.n_mbs={a.mb_spec.n_mbs} != sequences per PPO minibatch ({n_seqs})"
+        )
+    if problems:
+        raise ValueError("config does not match the embedded task: " + "; ".join(problems))
+
+
+def prepare_model(config) -> str:
+    """Build (or reuse) the tiny model + tokenizer at ``actor.path`` for ``config.seed``."""
+    from areal_a3po.embedded import task
+    from areal_a3po.embedded.model import build_model_dir
+
+    for key, value in (
+        ("tokenizer_path", config.tokenizer_path),
+        ("vllm.model", config.vllm.model),
+    ):
+        if value != config.actor.path:
+            raise ValueError(f"{key}={value} must equal actor.path={config.actor.path}")
+    return build_model_dir(config.actor.path, list(task.VOCAB), seed=config.seed)
+
+
 def main(argv: list[str]) -> None:
+    os.environ.setdefault("AREAL_A3PO_LOOPBACK", "1")  # before AReaL's network module is imported
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
     from areal import PPOTrainer
     from areal.api.cli_args import GRPOConfig, load_expr_config
     from areal.utils.network import gethostip
@@ -24,13 +71,14 @@ def main(argv: list[str]) -> None:
     from areal_a3po import areal_coupling
     from areal_a3po.embedded import task
 
-    # Loopback comes from the plugin's import hook (AREAL_A3PO_LOOPBACK=1, set by the runner).
     if areal_coupling.loopback_enabled() and gethostip() != areal_coupling.LOOPBACK_IP:
         raise RuntimeError(
             "AREAL_A3PO_LOOPBACK=1 but AReaL's gethostip() is not 127.0.0.1: the areal-a3po "
             "hook is not active in this interpreter (run `a3po info`; is AREAL_A3PO_DISABLE set?)."
         )
     config, _ = load_expr_config(argv, GRPOConfig)
+    check_task_consistency(config)
+    prepare_model(config)
 
     train_dataset = task.build_hf_dataset(
         size=max(

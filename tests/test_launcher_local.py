@@ -1,0 +1,167 @@
+"""The user's path on CPU: recipe header line -> AReaL's local scheduler -> `a3po compare`.
+
+One end-to-end run (``scripts/run_default.sh --steps 3``, both twins) covers:
+* the ``single-controller, local`` line of each ``recipes/cpu_tiny_*.yaml`` header, executed as
+  written by bash (``$RECIPE`` set, the venv's ``python3`` first on PATH) with AReaL overrides
+  appended: the header cannot drift from what runs;
+* AReaL's ``LocalScheduler`` starting the actor and rollout workers, the rollout worker starting
+  the vLLM CPU server through the coupling, disk weight updates after every step;
+* AReaL's tensorboard logs (``ppo_actor/...``), the plugin active in the workers (a3po stats,
+  no ``compute_logp`` forward), and the report; then ``a3po compare DIR_A DIR_B`` on the two runs;
+* nothing left running afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from areal_a3po.embedded import runner
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 3
+TWINS = ("recompute", "a3po")
+RECOMPUTE = "timeperf/recompute_logp"
+A3PO_STAT = "ppo_actor/update/compute_logp/a3po/approx_logp/avg"
+STALENESS_MAX = "ppo_actor/update/version_stats/sample_staleness_theta_max"
+
+
+def _scalars(run_dir: str) -> dict[str, dict[int, float]]:
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    acc = ea.EventAccumulator(run_dir, size_guidance={ea.SCALARS: 0})
+    acc.Reload()
+    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    return [ln for ln in out.stdout.splitlines() if text in ln and "ps -eo" not in ln]
+
+
+# ----------------------------------------------------------------------------- cheap checks
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_header_local_line_is_the_entry_script_with_scheduler_local(twin):
+    recipe = runner.recipe_path(twin)
+    line = runner.header_command(recipe)
+    assert line == "python3 -m areal_a3po.embedded.train --config $RECIPE scheduler.type=local"
+    assert runner.header_command(recipe, "single-controller, Ray").endswith("scheduler.type=ray")
+    cmd, env = runner.launch_command(recipe, ["total_train_steps=3"])
+    assert cmd == ["bash", "-c", f'exec {line} "$@"', "a3po-arm", "total_train_steps=3"]
+    assert env["RECIPE"] == str(recipe)
+    assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+
+
+def test_arm_plan_labels_only_swept_dimensions():
+    assert runner.arm_plan(["recompute", "a3po"], [1], [2]) == [
+        ("recompute", 1, 2, "recompute"),
+        ("a3po", 1, 2, "a3po"),
+    ]
+    labels = [p[3] for p in runner.arm_plan(["recompute", "a3po"], [1, 2], [2, 4])]
+    assert labels[:2] == ["recompute_s2_seed1", "a3po_s2_seed1"] and len(set(labels)) == 8
+
+
+def test_run_default_bad_sizes_raise_before_launching(tmp_path):
+    with pytest.raises(ValueError, match="steps"):
+        runner.run_default(str(tmp_path), steps=0)
+    with pytest.raises(ValueError, match="duplicate providers"):
+        runner.run_default(str(tmp_path), steps=1, providers=["a3po", "a3po"])
+    with pytest.raises(ValueError, match="label"):
+        runner.run_arm("a3po", tmp_path, steps=1, label="../x")
+    assert not list(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def main_job(tmp_path_factory):
+    """The README's main-job command at reduced size, from the repository root."""
+    out = tmp_path_factory.mktemp("launcher")
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "run_default.sh"), "--steps", str(STEPS), "--out", str(out),
+         "--providers", ",".join(TWINS), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=1500,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    leftovers = _processes_mentioning(str(out))
+    assert not leftovers, leftovers
+    summaries = {t: json.loads((out / t / "summary.json").read_text()) for t in TWINS}
+    return out, summaries, proc.stdout
+
+
+@pytest.mark.slow
+def test_header_line_ran_as_written_for_both_twins(main_job):
+    out, summaries, _ = main_job
+    for twin in TWINS:
+        recipe = runner.recipe_path(twin)
+        launched = (out / twin / "launch_cmd.txt").read_text().strip()
+        assert launched.startswith(f"RECIPE={shlex.quote(str(recipe))} bash -c ")
+        assert f"exec {runner.header_command(recipe)} " in launched
+        assert f"total_train_steps={STEPS} cluster.fileroot={out / twin / 'areal'}" in launched
+        s = summaries[twin]
+        assert len(s["rewards"]) == STEPS and s["first_step_s"] > 0, s
+
+
+@pytest.mark.slow
+def test_areal_local_scheduler_started_workers_and_vllm(main_job):
+    out, _, _ = main_job
+    for twin in TWINS:
+        log = (out / twin / "controller.log").read_text(errors="replace")
+        for role in ("actor", "rollout"):
+            assert f"LocalScheduler INFO: Worker {role}/0 started" in log, (twin, role)
+        assert "Created new worker via fork: eval-rollout/0" in log or "eval-rollout/0" in log
+        bridge = (
+            f"{sys.executable.rsplit('/', 1)[0]}/python3 -m areal_a3po.embedded.vllm_cpu.server"
+        )
+        assert f"Launching vLLM server with command: {bridge}" in log, twin
+        assert "--host 127.0.0.1" in log.split("Launching vLLM server with command:")[1][:2000]
+        assert "reloaded weights from" in log, twin  # disk update reached vLLM's reload_weights
+        assert "reload_weights(" not in log or "failed" not in log
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_show_plugin_in_workers(main_job):
+    out, summaries, _ = main_job
+    runs = {t: _scalars(summaries[t]["run_dir"]) for t in TWINS}
+    for twin, s in runs.items():
+        assert any(tag.startswith("ppo_actor/") for tag in s), twin
+        assert set(s["timeperf/train_step"]) == set(range(STEPS)), twin
+        rewards = list(s["rollout/reward"].values())
+        assert all(math.isfinite(r) and 0.0 <= r <= 1.0 for r in rewards), rewards
+        assert max(s[STALENESS_MAX].values()) >= 2, twin  # stale rollouts reached the trainer
+    assert set(runs["recompute"][RECOMPUTE]) == set(range(STEPS))
+    assert RECOMPUTE not in runs["a3po"]  # compute_logp never ran in the a3po arm's actor worker
+    assert set(runs["a3po"][A3PO_STAT]) == set(range(STEPS))
+    assert A3PO_STAT not in runs["recompute"]
+
+
+@pytest.mark.slow
+def test_reports_from_run_default_and_from_two_run_dirs(main_job, tmp_path):
+    out, summaries, stdout = main_job
+    report = json.loads((out / "report" / "report.json").read_text())
+    rows = {row["label"]: row for row in report["table"]}
+    assert set(rows) == set(TWINS)
+    assert rows["recompute"]["recompute_logp_s"] > 0 and rows["a3po"]["recompute_logp_s"] == 0
+    assert rows["a3po"]["recompute_removed_share"] == 1.0
+    assert "recompute_logp" in stdout
+    for name in ("report.md", "reward_vs_step.png", "step_time_breakdown.png"):
+        assert (out / "report" / name).stat().st_size > 0
+    a3po_bin = Path(sys.executable).parent / "a3po"
+    dirs = [summaries[t]["run_dir"] for t in TWINS]
+    proc = subprocess.run(
+        [str(a3po_bin), "compare", *dirs, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    again = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert [r["label"] for r in again["table"]] == TWINS  # labels from the run dirs' names
