@@ -18,11 +18,12 @@ def _info(args: argparse.Namespace) -> int:
     import areal.api.cli_args  # noqa: F401  (triggers the hook, as in any AReaL process)
     import areal.trainer.ppo.actor  # noqa: F401
 
-    from areal_a3po import areal_coupling
+    from areal_a3po import coupling
+    from areal_a3po.coupling import gate
 
     print(
-        f"areal {areal_coupling.areal_version()}: supported={areal_coupling.areal_supported()} "
-        f"hooked={areal_coupling.hooked()}"
+        f"areal {gate.areal_version()}: supported={gate.areal_supported()} "
+        f"hooked={coupling.hooked()}"
     )
     print("providers (actor.prox_logp_method):")
     for name, p in registry.providers().items():
@@ -33,7 +34,7 @@ def _info(args: argparse.Namespace) -> int:
         flags += ", AReaL built-in" if p.native else ""
         print(f"  {name:<14} {flags:<34} {p.description}")
     print("losses (actor.a3po.loss): " + ", ".join(registry.losses()))
-    return 0 if (areal_coupling.hooked() or _bootstrap.disabled()) else 1
+    return 0 if (coupling.hooked() or _bootstrap.disabled()) else 1
 
 
 def _int_list(text: str, what: str) -> list[int]:

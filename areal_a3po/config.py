@@ -18,12 +18,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from areal_a3po import keys, registry
+from areal_a3po.api import A3POConfigError
+
 YAML_PREFIX = "actor.a3po"
-ERROR_METRICS = ("abs_error", "importance_weight_abs_error")
+ERROR_METRICS = keys.CALIBRATION_ERROR_METRICS
 
-
-class A3POConfigError(ValueError):
-    """A recipe asks for something the plugin cannot do; the message names the YAML key."""
+__all__ = ["ERROR_METRICS", "YAML_PREFIX", "A3POConfig", "A3POConfigError", "validate_actor"]
 
 
 @dataclass
@@ -122,16 +123,9 @@ class A3POConfig:
                 f"{YAML_PREFIX}.error_metric must be one of {list(ERROR_METRICS)}, got "
                 f"{self.error_metric!r}."
             )
-        from areal_a3po import registry
-
         registry.get_loss(self.loss, key=f"{YAML_PREFIX}.loss")
         fallback = registry.get_provider(self.fallback, key=f"{YAML_PREFIX}.fallback")
-        if (
-            fallback.native
-            or fallback.needs_recompute
-            or fallback.composite
-            or not fallback.approximate
-        ):
+        if not fallback.can_fallback:
             raise A3POConfigError(
                 f"{YAML_PREFIX}.fallback: '{self.fallback}' cannot stand in for the recompute; "
                 f"choose an approximate provider: {registry.approximate_provider_names()}."
@@ -158,8 +152,6 @@ def validate_actor(
     prox_logp_method: str, use_decoupled_loss: bool, options: A3POConfig | None
 ) -> None:
     """Cross-field checks on the actor config (called when PPOActorConfig is built)."""
-    from areal_a3po import registry
-
     provider = registry.get_provider(prox_logp_method, key="actor.prox_logp_method")
     if not provider.native and not use_decoupled_loss:
         raise A3POConfigError(

@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from areal_a3po import approx
+from areal_a3po import approx, registry
+from areal_a3po.api import Provider, ProxInputError, ProxInputs
 from areal_a3po.config import A3POConfig
-from areal_a3po.registry import Provider, ProxInputs
-
-
-class ProxInputError(ValueError):
-    """A provider input tensor is unusable; the message names the tensor and the token count."""
 
 
 def _anchor(inp: ProxInputs) -> float:
@@ -62,8 +58,6 @@ def recomputed(inp: ProxInputs) -> torch.Tensor:
 
 
 def _fallback(inp: ProxInputs) -> Provider:
-    from areal_a3po import registry
-
     options = inp.options if inp.options is not None else A3POConfig()
     return registry.get_provider(options.fallback, key="actor.a3po.fallback")
 
@@ -123,6 +117,7 @@ A3PO_METRICS = Provider(
     compute=recomputed,
     needs_recompute=True,
     approximate=False,
+    scores_approximations=True,
     exact=lambda inp: True,
     description="Trains on the recompute and logs every approximate provider's error against it.",
 )
@@ -131,6 +126,7 @@ CURRENT = Provider(
     compute=current,
     composite=True,
     approximate=False,
+    uses_train_logp=True,
     exact=lambda inp: inp.minibatch == 0,
     description="Exact on the first PPO minibatch (detached current log-probs), fallback after.",
 )

@@ -24,8 +24,8 @@ import areal.trainer.ppo.actor as actor_mod
 from areal.api.cli_args import PPOActorConfig
 out = {
     "before": before,
-    "coupling_loaded": "areal_a3po.areal_coupling" in sys.modules,
-    "loss_patched": actor_mod.grpo_loss_fn.__module__ == "areal_a3po.areal_coupling",
+    "coupling_loaded": "areal_a3po.coupling" in sys.modules,
+    "loss_patched": actor_mod.grpo_loss_fn.__module__ == "areal_a3po.loss",
     "has_a3po_field": "a3po" in PPOActorConfig.__dataclass_fields__,
 }
 print("RESULT" + json.dumps(out))
@@ -80,7 +80,7 @@ def test_activation_startup_without_areal_imports_nothing_heavy():
     assert "areal_a3po._bootstrap" in mods  # the hook is there ...
     heavy = [m for m in mods if m.split(".")[0] in ("torch", "areal", "numpy", "transformers")]
     assert heavy == []  # ... and costs no heavy import
-    assert "areal_a3po.areal_coupling" not in mods
+    assert "areal_a3po.coupling" not in mods
 
 
 def test_activation_disable_env_plain_areal_untouched():

@@ -37,7 +37,7 @@ scaled-ppo = "thirdparty_prox:scaled_ppo"
 
 MODULE = '''
 import torch
-from areal_a3po.registry import Provider
+from areal_a3po.api import Provider
 
 CALLS = {"half-way": 0, "plain-fn": 0, "scaled-ppo": 0}
 
@@ -53,7 +53,7 @@ def plain_fn(inp):
     return inp.theta_logp.float() - float(inp.options.provider_options.get("offset", 0.0))
 
 def scaled_ppo(logprobs, entropy, input_data, prox_logp, **kwargs):
-    from areal_a3po.areal_coupling import ppo_loss
+    from areal_a3po.loss import ppo_loss
     CALLS["scaled-ppo"] += 1
     return 2.0 * ppo_loss(logprobs, entropy, input_data, prox_logp, **kwargs)
 '''
@@ -81,16 +81,16 @@ for method in ("half-way", "plain-fn"):
     losses[method] = float(grpo_loss_fn(theta, torch.zeros(2, 6), dict(data), prox_logp_method=method, **kw))
     st = stats_tracker.export()
     out[method + "_approx"] = st[f"compute_logp/{method}/approx_logp/avg"]
-from areal_a3po.areal_coupling import _UPDATE, _UpdateContext
+from areal_a3po.loss import UPDATE, UpdateContext
 from areal_a3po.config import A3POConfig
-token = _UPDATE.set(_UpdateContext(options=A3POConfig(loss="scaled-ppo"), n_minibatches=1))
+token = UPDATE.set(UpdateContext(options=A3POConfig(loss="scaled-ppo"), n_minibatches=1))
 losses["half-way-scaled"] = float(grpo_loss_fn(theta, torch.zeros(2, 6), dict(data), prox_logp_method="half-way", **kw))
-_UPDATE.reset(token)
-token = _UPDATE.set(_UpdateContext(options=A3POConfig(provider_options={"offset": 0.25}), n_minibatches=1))
+UPDATE.reset(token)
+token = UPDATE.set(UpdateContext(options=A3POConfig(provider_options={"offset": 0.25}), n_minibatches=1))
 stats_tracker.export()
 grpo_loss_fn(theta, torch.zeros(2, 6), dict(data), prox_logp_method="plain-fn", **kw)
 out["plain-fn_offset_approx"] = stats_tracker.export()["compute_logp/plain-fn/approx_logp/avg"]
-_UPDATE.reset(token)
+UPDATE.reset(token)
 out["losses"] = losses
 out["calls"] = thirdparty_prox.CALLS
 out["approximate"] = registry.approximate_provider_names()

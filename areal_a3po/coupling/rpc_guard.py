@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 
+from areal_a3po.coupling import network
+
 WILDCARD_HOSTS = ("0.0.0.0", "::")
 _MARK = "__a3po_loopback__"
 
@@ -29,10 +31,8 @@ def patch(module) -> None:
 
     @functools.wraps(original)
     def configure_state_from_args(state, args):
-        from areal_a3po import areal_coupling
-
-        if areal_coupling.loopback_enabled() and getattr(args, "host", None) in WILDCARD_HOSTS:
-            args.host = areal_coupling.LOOPBACK_IP
+        if network.loopback_enabled() and getattr(args, "host", None) in WILDCARD_HOSTS:
+            args.host = network.LOOPBACK_IP
         return original(state, args)
 
     setattr(configure_state_from_args, _MARK, True)

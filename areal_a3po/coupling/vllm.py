@@ -26,6 +26,9 @@ from importlib import metadata
 from typing import Any
 
 AREAL_SERVER_MODULE = "areal.engine.vllm_ext.areal_vllm_server"
+# The CPU bridge (areal_a3po.embedded.vllm_cpu.SERVER_MODULE; named, not imported: the coupling
+# does not import embedded/, and the bridge is only imported by the server process it starts).
+CPU_BRIDGE_MODULE = "areal_a3po.embedded.vllm_cpu.server"
 CPU_DISTRIBUTION = "vllm-cpu"
 _MARK = "__a3po_vllm_cpu__"
 
@@ -45,15 +48,13 @@ def vllm_is_cpu_build() -> bool:
 
 def cpu_server_cmd(areal_cmd: list[str]) -> list[str]:
     """AReaL's vLLM server command, run through the CPU bridge by this interpreter."""
-    from areal_a3po.embedded.vllm_cpu import SERVER_MODULE
-
     if areal_cmd[1:3] != ["-m", AREAL_SERVER_MODULE]:
         raise RuntimeError(
             f"areal-a3po expected AReaL's vLLM command to start with 'python3 -m "
             f"{AREAL_SERVER_MODULE}', got {areal_cmd[:3]}: this AReaL version builds it "
             "differently; areal_a3po/coupling/vllm.py must be updated."
         )
-    return [sys.executable, "-m", SERVER_MODULE, *areal_cmd[3:]]
+    return [sys.executable, "-m", CPU_BRIDGE_MODULE, *areal_cmd[3:]]
 
 
 def patch(module) -> None:
