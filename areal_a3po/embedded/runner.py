@@ -40,6 +40,10 @@ REPO_ROOT = PACKAGE_DIR.parent.parent  # the checkout that holds areal_a3po/ and
 RECIPES_DIR = REPO_ROOT / "recipes"
 RECIPE_PREFIX = "cpu_tiny"
 LAUNCH_LABEL = "single-controller, local"
+LAUNCH_LABELS = {
+    "local": LAUNCH_LABEL,
+    "ray": "single-controller, Ray",
+}  # header line per scheduler
 
 DEFAULT_STEPS = 30
 DEFAULT_STALENESS = 2
@@ -217,16 +221,20 @@ def run_arm(
     progress: bool = True,
     position: int = 0,
     extra_overrides: Sequence[str] = (),
+    scheduler: str = "local",
 ) -> ArmResult:
-    """Run one arm with AReaL's local scheduler; returns its timings and reward curve.
+    """Run one arm with AReaL's scheduler; returns its timings and reward curve.
 
     ``recompute`` runs ``cpu_tiny_recompute.yaml``; any other provider runs ``cpu_tiny_a3po.yaml``
-    (with ``actor.prox_logp_method=<provider>`` unless it is ``a3po``).
+    (with ``actor.prox_logp_method=<provider>`` unless it is ``a3po``). ``scheduler``: the header
+    line to run, ``local`` or ``ray`` (Ray: a running cluster, e.g. ``RAY_ADDRESS`` set).
     """
     from areal_a3po.embedded import task
     from areal_a3po.embedded.model import build_model_dir
 
     label = label or provider
+    if scheduler not in LAUNCH_LABELS:
+        raise ValueError(f"scheduler must be one of {sorted(LAUNCH_LABELS)}, got {scheduler!r}")
     if not _LABEL_RE.fullmatch(label) or label == "model":
         raise ValueError(f"arm label {label!r}: letters, digits, '_' and '.' only, not 'model'")
     out = Path(out_dir).resolve()
@@ -250,7 +258,7 @@ def run_arm(
     if provider != twin:
         overrides.append(f"actor.prox_logp_method={provider}")
     overrides += list(extra_overrides)
-    cmd, cmd_env = launch_command(recipe, overrides)
+    cmd, cmd_env = launch_command(recipe, overrides, LAUNCH_LABELS[scheduler])
     experiment = _experiment_name(recipe)
     run_dir = fileroot / "tensorboard" / experiment / label
     result = ArmResult(provider, label, str(run_dir), steps, seed, staleness, command=cmd)
