@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Main job on its embedded default: AReaL's real asynchronous GRPO loop on CPU (tiny local model,
-# synthetic task, vLLM CPU rollouts), trained once with the recompute baseline and once with A-3PO,
-# then the side-by-side report. Sets up .venv first if needed. Extra args go to `a3po compare`.
+# Main job on its embedded default: the CPU recipe twins (recipes/cpu_tiny_{recompute,a3po}.yaml:
+# AReaL's asynchronous GRPO loop, tiny local model, synthetic task, vLLM CPU rollouts), each run by
+# AReaL's own local scheduler from the recipe header's launch line, then the side-by-side report.
+# Sets up .venv first if needed. Extra args go to `a3po compare`.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

@@ -164,4 +164,4 @@ def test_reports_from_run_default_and_from_two_run_dirs(main_job, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert [r["label"] for r in again["table"]] == TWINS  # labels from the run dirs' names
+    assert [r["label"] for r in again["table"]] == list(TWINS)  # labels from the run dirs' names
