@@ -80,6 +80,27 @@ def test_run_default_bad_sizes_raise_before_launching(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_run_arm_controller_failure_raises_naming_arm_and_log(tmp_path):
+    """The entry script rejects a config that does not match the task; the runner reports it."""
+    with pytest.raises(runner.EmbeddedRunError) as e:
+        runner.run_arm("a3po", tmp_path, steps=1, progress=False,
+                       extra_overrides=["gconfig.max_new_tokens=8"])  # fmt: skip
+    msg = str(e.value)
+    assert "[a3po]" in msg and "exited with code 1 after 0/1 steps" in msg
+    assert str(tmp_path / "a3po" / "controller.log") in msg and "gconfig.max_new_tokens=8" in msg
+    assert not _processes_mentioning(str(tmp_path)), _processes_mentioning(str(tmp_path))
+
+
+def test_run_arm_over_time_limit_is_stopped_and_reported(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "START_LIMIT_S", 2.0)
+    monkeypatch.setattr(runner, "STEP_LIMIT_S", 0.0)
+    with pytest.raises(runner.EmbeddedRunError, match=r"\[a3po\] AReaL's controller timed out"):
+        runner.run_arm("a3po", tmp_path, steps=1, progress=False)
+    assert not _processes_mentioning(str(tmp_path)), _processes_mentioning(str(tmp_path))
+    summary = json.loads((tmp_path / "a3po" / "summary.json").read_text())
+    assert summary["total_s"] < 60 and summary["rewards"] == []
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

@@ -1,17 +1,20 @@
 """CPU compatibility bridge between AReaL 1.0.4's vLLM server and vLLM 0.32 (CPU build).
 
-Exists only for the embedded CPU default (:mod:`areal_a3po.embedded`); a GPU setup with the vLLM
-version AReaL pins does not need it. Nothing here edits AReaL's or vLLM's installed files:
+Used whenever the installed vLLM is the CPU build: AReaL's launchers then start :mod:`.server`
+instead of AReaL's server module (``areal_a3po/coupling/vllm.py``); the CPU recipes
+(``recipes/cpu_tiny_*.yaml``) also name :mod:`.worker_extension`. A GPU setup with the vLLM version
+AReaL pins never uses it. Nothing here edits AReaL's or vLLM's installed files:
 
 - :mod:`.compat`            import-time shims applied in the API-server process (moved vLLM modules,
                             AReaL's ``/areal_*`` routes actually mounted, ``pause_generation`` keyword).
-- :mod:`.server`            ``python -m areal_a3po.embedded.vllm_cpu.server ...``: applies the shims, then runs
-                            ``areal.engine.vllm_ext.areal_vllm_server`` unchanged as ``__main__``.
+- :mod:`.server`            ``python -m areal_a3po.embedded.vllm_cpu.server ...``: applies the
+                            shims, then runs ``areal.engine.vllm_ext.areal_vllm_server``
+                            unchanged as ``__main__``.
 - :mod:`.worker_extension`  ``vllm.worker_extension_cls`` for disk weight updates on CPU
                             (vLLM's ``reload_weights``; imports nothing from AReaL).
 
 Loopback (``AREAL_A3PO_LOOPBACK=1``) is not part of the bridge: the plugin's import hook applies it
-in every AReaL process (areal_a3po.coupling).
+in every AReaL process (areal_a3po.coupling.network, .rpc_guard).
 
 This package's import is free of side effects and of heavy imports (vLLM's spawned engine processes
 import it).
