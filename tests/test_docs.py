@@ -247,6 +247,18 @@ def test_metrics_every_documented_key_is_emitted(emitted):
     assert lag_keys == {f"staleness_lag_{d}" for d in range(bins)} | {f"staleness_lag_ge{bins}"}
 
 
+def test_metrics_keys_module_lists_every_emitted_and_documented_key(emitted):
+    from areal_a3po import keys, registry
+    from areal_a3po.config import A3POConfig
+
+    listed = keys.worker_stats(list(registry.providers()), A3POConfig().staleness_bins)
+    listed |= {keys.HYBRID_RECOMPUTE, keys.HYBRID_ESCALATED}
+    unlisted = sorted(set().union(*emitted.values()) - listed)
+    assert not unlisted, f"emitted but missing from areal_a3po/keys.py: {unlisted}"
+    for key, p in metric_patterns().items():
+        assert any(p.fullmatch(k) for k in listed), f"docs/metrics.md: {key} not in keys.py"
+
+
 # ----------------------------------------------------------------------------- runnable commands
 
 
