@@ -162,7 +162,7 @@ def _row(rep, label):
 
 
 def _run(rep, label):
-    return next(r for r in rep.runs if r["label"] == label)
+    return next(r for r in rep.runs if r.label == label)
 
 
 # ------------------------------------------------------------------ reading
@@ -231,7 +231,7 @@ def test_saving_vs_baseline_no_recompute_removes_full_share(report):
     assert a3po["recompute_removed_share"] == pytest.approx(1.0)
     assert base["step_time_ratio"] == pytest.approx(1.0)
     assert base["recompute_removed_share"] == pytest.approx(0.0)
-    assert _run(report, "a3po")["vs_baseline"]["saved_s_per_step"] == pytest.approx(1.25)
+    assert _run(report, "a3po").vs_baseline.saved_s_per_step == pytest.approx(1.25)
 
 
 def test_step_time_warmup_zero_includes_first_step(runs, tmp_path):
@@ -273,50 +273,48 @@ def test_eval_reward_present_only_in_baseline_else_none(report):
     base, a3po = _row(report, "recompute"), _row(report, "a3po")
     assert base["eval_reward_final"] == pytest.approx(1.0)  # step 3: mean(1.0, 1.0)
     assert base["eval_reward_best"] == pytest.approx(1.0)
-    assert _run(report, "recompute")["eval_reward"]["n_points"] == 2
-    assert _run(report, "recompute")["eval_reward"]["key"] == "eval-rollout/reward"
+    assert _run(report, "recompute").eval_reward.n_points == 2
+    assert _run(report, "recompute").eval_reward.key == "eval-rollout/reward"
     assert a3po["eval_reward_final"] is None and a3po["eval_reward_best"] is None
 
 
 def test_staleness_ours_histogram_counts_equal_fed_lags(report):
-    st = _run(report, "a3po")["staleness"]
-    assert st["source"] == "a3po provider"
+    st = _run(report, "a3po").staleness
+    assert st.source == "a3po provider"
     lags = Counter(x for step in A3PO_LAGS for x in step)
     expected = [float(lags.get(k, 0)) for k in range(8)] + [
         float(sum(v for k, v in lags.items() if k >= 8))
     ]
-    assert st["histogram"]["labels"] == [str(k) for k in range(8)] + [">=8"]
-    assert st["histogram"]["counts"] == expected
-    assert st["histogram"]["total"] == 25
-    assert sum(st["histogram"]["shares"]) == pytest.approx(1.0)
+    assert st.histogram.labels == [str(k) for k in range(8)] + [">=8"]
+    assert st.histogram.counts == expected
+    assert st.histogram.total == 25
+    assert sum(st.histogram.shares) == pytest.approx(1.0)
     per_step_avg = [statistics.fmean(s) for s in A3PO_LAGS]
-    assert st["avg"] == pytest.approx(statistics.fmean(per_step_avg))
-    assert st["max"] == pytest.approx(9.0)
+    assert st.avg == pytest.approx(statistics.fmean(per_step_avg))
+    assert st.max == pytest.approx(9.0)
 
 
 def test_staleness_areal_fallback_when_ours_absent(report):
-    st = _run(report, "recompute")["staleness"]
-    assert st["source"] == "areal version_stats"
-    assert st["histogram"] is None
-    assert st["avg"] == pytest.approx(statistics.fmean(a for a, _ in BASE_STALENESS))
-    assert st["max"] == pytest.approx(3.0)
+    st = _run(report, "recompute").staleness
+    assert st.source == "areal version_stats"
+    assert st.histogram is None
+    assert st.avg == pytest.approx(statistics.fmean(a for a, _ in BASE_STALENESS))
+    assert st.max == pytest.approx(3.0)
 
 
 def test_approx_error_and_recomputed_share_equal_logged(report):
-    ap = _run(report, "a3po")["approx"]
-    assert list(ap["methods"]) == ["a3po"]
-    abs_err = ap["methods"]["a3po"]["abs_error"]
-    assert abs_err["n_steps"] == 2
+    ap = _run(report, "a3po").approx
+    assert list(ap.methods) == ["a3po"]
+    abs_err = ap.methods["a3po"]["abs_error"]
+    assert abs_err.n_steps == 2
     expected = statistics.fmean(statistics.fmean(v) for v in A3PO_ABS_ERR.values())
-    assert abs_err["mean"] == pytest.approx(expected)
-    assert ap["methods"]["a3po"]["rel_error"]["mean"] == pytest.approx(2 * expected)
-    assert ap["methods"]["a3po"]["behave_imp_weight_abs_error"]["mean"] == pytest.approx(
-        expected / 4
-    )
-    assert ap["recomputed_steps"] == 2
-    assert ap["recomputed_step_share"] == pytest.approx(2 / 5)
+    assert abs_err.mean == pytest.approx(expected)
+    assert ap.methods["a3po"]["rel_error"].mean == pytest.approx(2 * expected)
+    assert ap.methods["a3po"]["behave_imp_weight_abs_error"].mean == pytest.approx(expected / 4)
+    assert ap.recomputed_steps == 2
+    assert ap.recomputed_step_share == pytest.approx(2 / 5)
     exact = [statistics.fmean(1.0 if x <= 1 else 0.0 for x in s) for s in A3PO_LAGS]
-    assert ap["exact_token_share"] == pytest.approx(statistics.fmean(exact))
+    assert ap.exact_token_share == pytest.approx(statistics.fmean(exact))
     row = _row(report, "a3po")
     assert row["approx_abs_error"] == pytest.approx(expected) and row["approx_method"] == "a3po"
     base = _row(report, "recompute")
@@ -431,3 +429,60 @@ def test_load_scalars_recovered_run_two_files_merge_later_wins(tmp_path):
     assert series[1] == pytest.approx(0.25)
     assert series[2] == pytest.approx(0.75)  # re-logged by the later file
     assert series[4] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ one declaration
+
+# Keys of report.json's table rows before the split into a package: consumers (the end-to-end
+# test, scripts) read them, so the rows stay a superset.
+PUBLISHED_TABLE_KEYS = (
+    "label run_dir steps timed_steps_used warmup_skipped step_time_s rollout_s recompute_logp_s "
+    "train_step_s update_weights_s other_s recompute_logp_logged step_time_ratio speedup "
+    "recompute_removed_share reward_key reward_final reward_best reward_best_step reward_last_n "
+    "reward_last_mean reward_last_std reward_last_min reward_last_max eval_reward_final "
+    "eval_reward_best staleness_avg staleness_max staleness_source approx_abs_error "
+    "approx_method recomputed_step_share exact_token_share"
+).split()
+
+
+def test_metrics_declaration_drives_json_rows_and_summary_table(report):
+    from areal_a3po.report import columns
+
+    keys = [m.key for m in rp.METRICS]
+    assert len(keys) == len(set(keys)), "a metric key is declared twice"
+    assert set(PUBLISHED_TABLE_KEYS) <= set(keys)
+    for row in report.table:
+        assert list(row) == keys
+    titles = [line.split("|")[1].strip() for line in rp.format_table(report).splitlines()[2:-2]]
+    assert titles == [m.label.replace("last-N", "last-3").strip() for m in rp.TABLE_COLUMNS]
+    # every summary-table row is a declared metric with a label, and only those
+    assert all(m.label for m in rp.TABLE_COLUMNS)
+    assert len(rp.TABLE_COLUMNS) == sum(1 for m in rp.METRICS if m.label is not None)
+    with pytest.raises(ValueError, match="kind"):
+        columns.fmt(1.0, "percent")
+
+
+def test_markdown_sections_name_only_declared_metrics():
+    from areal_a3po.report import columns, render
+
+    sections = (
+        render.RUNS_SECTION,
+        render.STEP_TIME_SECTION,
+        render.SAVING_SECTION,
+        render.STALENESS_SECTION,
+        render.RECOMPUTED_SECTION,
+    )
+    named = [c for section in sections for _, c in section if isinstance(c, str)]
+    named += [f"{f}_{n}" for f, _ in columns.REWARD_SPLITS for _, n in render.REWARD_SECTION]
+    assert named and not [k for k in named if k not in columns.METRIC]
+
+
+def test_default_labels_duplicate_dir_names_all_numbered(runs, tmp_path):
+    import shutil
+
+    dirs = [tmp_path / side / "recompute" for side in ("x", "y")]
+    for d in dirs:
+        shutil.copytree(runs["base"], d)
+    rep = rp.compare([str(d) for d in dirs], str(tmp_path / "out"))
+    assert [r.label for r in rep.runs] == ["recompute#0", "recompute#1"]
+    assert rep.baseline == "recompute#0"
