@@ -58,15 +58,24 @@ def _export(*trackers) -> dict:
     return stats
 
 
-def _base_stats(step: int) -> dict:
-    from areal.utils.stats_tracker import DistributedStatsTracker, ReduceType  # noqa: F401
+def _tracker_with_times_and_reward(times: dict, rewards: dict, step: int):
+    """A stats tracker holding one step's stage times and per-sequence task rewards."""
+    from areal.utils.stats_tracker import DistributedStatsTracker
 
     tr = DistributedStatsTracker()
-    tr.scalar(**{f"timeperf/{k}": v[step] for k, v in BASE_TIMES.items()})
+    tr.scalar(**{f"timeperf/{k}": v[step] for k, v in times.items()})
     with tr.scope("ppo_actor"):
-        rewards = torch.tensor(BASE_REWARDS[step], dtype=torch.float32)
-        tr.denominator(n_seqs=torch.ones_like(rewards, dtype=torch.bool))
-        tr.stat(task_reward=rewards, denominator="n_seqs")
+        r = torch.tensor(rewards[step], dtype=torch.float32)
+        tr.denominator(n_seqs=torch.ones_like(r, dtype=torch.bool))
+        tr.stat(task_reward=r, denominator="n_seqs")
+    return tr
+
+
+def _base_stats(step: int) -> dict:
+    from areal.utils.stats_tracker import DistributedStatsTracker
+
+    tr = _tracker_with_times_and_reward(BASE_TIMES, BASE_REWARDS, step)
+    with tr.scope("ppo_actor"):
         tr.scalar(eps_clip=0.2)
         with tr.scope("update"), tr.scope("version_stats"):
             avg, mx = BASE_STALENESS[step]
@@ -78,14 +87,10 @@ def _base_stats(step: int) -> dict:
 
 
 def _a3po_stats(step: int) -> dict:
-    from areal.utils.stats_tracker import DistributedStatsTracker, ReduceType
+    from areal.utils.stats_tracker import ReduceType
 
-    tr = DistributedStatsTracker()
-    tr.scalar(**{f"timeperf/{k}": v[step] for k, v in A3PO_TIMES.items()})
+    tr = _tracker_with_times_and_reward(A3PO_TIMES, A3PO_REWARDS, step)
     with tr.scope("ppo_actor"):
-        rewards = torch.tensor(A3PO_REWARDS[step], dtype=torch.float32)
-        tr.denominator(n_seqs=torch.ones_like(rewards, dtype=torch.bool))
-        tr.stat(task_reward=rewards, denominator="n_seqs")
         with tr.scope("update"), tr.scope("compute_logp"):
             lag = torch.tensor(A3PO_LAGS[step])
             tr.denominator(n_valid_tokens=torch.ones_like(lag, dtype=torch.bool))
