@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-try:  # once areal_a3po/report/ is a package (report.py split into it)
-    from areal_a3po.report import stats
-except ImportError:  # until then report.py shadows the directory: load the file by path
-    _path = Path(__file__).resolve().parents[1] / "areal_a3po" / "report" / "stats.py"
-    _spec = importlib.util.spec_from_file_location("areal_a3po_report_stats", _path)
-    stats = importlib.util.module_from_spec(_spec)
-    sys.modules[_spec.name] = stats
-    _spec.loader.exec_module(stats)
+from areal_a3po.report import stats
 
 SEEDS = (1, 2, 3)
 
