@@ -491,3 +491,76 @@ def test_default_labels_duplicate_dir_names_all_numbered(runs, tmp_path):
     rep = rp.compare([str(d) for d in dirs], str(tmp_path / "out"))
     assert [r.label for r in rep.runs] == ["recompute#0", "recompute#1"]
     assert rep.baseline == "recompute#0"
+
+
+# ------------------------------------------------------------------ arms across seeds
+
+
+def _seed_run_stats(recompute: float, train: float, reward: float, seed: int):
+    """Stage times with 2 % noise and a reward ramp ending at ``reward``, for one seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def make(step: int) -> dict:
+        noise = 1.0 + 0.02 * rng.standard_normal(3)
+        times = {"rollout": 0.05 * noise[0], "train_step": train * noise[1]}
+        if recompute:
+            times["recompute_logp"] = recompute * noise[2]
+        r = reward * (step + 1) / N_STEPS + 0.01 * seed
+        return {**{f"timeperf/{k}": v for k, v in times.items()}, "ppo_actor/task_reward/avg": r}
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory):
+    """Three arms x three seeds: 'same' equals the baseline, 'fast' skips the recompute."""
+    root = tmp_path_factory.mktemp("seeds")
+    arms = {"recompute": (0.5, 1.0, 0.5), "same": (0.5, 1.0, 0.5), "fast": (0.0, 1.0, 0.8)}
+    dirs, labels, seeds = [], [], []
+    for seed in (1, 2, 3):  # interleaved, as a3po compare --seeds runs them
+        for label, (rc, tr, rw) in arms.items():
+            dirs.append(_write_run(root, f"{label}_s{seed}", _seed_run_stats(rc, tr, rw, seed)))
+            labels.append(label)
+            seeds.append(seed)
+    return dirs, labels, seeds
+
+
+def test_compare_seeds_known_saving_detected_identical_within_noise(seed_runs, tmp_path):
+    dirs, labels, seeds = seed_runs
+    rep = rp.compare(dirs, str(tmp_path), labels=labels, seeds=seeds, last_n=2)
+    arms = {a.label: a for a in rep.arms}
+    assert list(arms) == ["recompute", "same", "fast"] and arms["fast"].seeds == [1, 2, 3]
+    fast, same = arms["fast"], arms["same"]
+    ratio = fast.ratio["trainer_compute"]  # 1.0 / 1.5 s per step
+    assert ratio.has_interval and ratio.high < 1.0
+    torch.testing.assert_close(ratio.estimate, 1.0 / 1.5, rtol=0.03, atol=0.0)
+    assert fast.verdicts["faster (trainer_compute)"] == "yes"
+    assert same.verdicts["faster (trainer_compute)"] == "within noise"
+    assert fast.verdicts["reward"] == "higher" and same.verdicts["reward"] == "within noise"
+    # last-2 mean of the ramp = 0.9 x final reward; arms differ by 0.3 in final reward
+    torch.testing.assert_close(fast.reward_difference.estimate, 0.9 * 0.3, rtol=0.0, atol=1e-6)
+    md = open(rep.paths["report_md"], encoding="utf-8").read()
+    assert "## Across seeds (baseline arm: recompute)" in md and "within noise" in md
+    assert os.path.getsize(rep.paths["reward_seeds"]) > 0
+    assert [r.label for r in rep.runs][:3] == ["recompute s1", "same s1", "fast s1"]
+    js = json.load(open(rep.paths["report_json"], encoding="utf-8"))
+    assert js["arms"][2]["verdicts"]["reward"] == "higher"
+
+
+def test_compare_one_seed_per_arm_says_no_interval(seed_runs, tmp_path):
+    dirs, labels, _ = seed_runs
+    rep = rp.compare(dirs[:3], str(tmp_path), labels=labels[:3], last_n=2)
+    fast = rep.arms[2]
+    assert fast.ratio["trainer_compute"].low is None
+    assert "no interval" in fast.verdicts["faster (trainer_compute)"]
+    md = open(rep.paths["report_md"], encoding="utf-8").read()
+    assert "With one seed per arm no interval can be given." in md
+    assert "reward_seeds" not in rep.paths
+
+
+def test_compare_seeds_duplicate_seed_in_arm_raises(seed_runs, tmp_path):
+    dirs, labels, _ = seed_runs
+    with pytest.raises(ValueError, match="two runs of arm 'recompute' have seed 1"):
+        rp.compare(dirs[:6], str(tmp_path), labels=labels[:6], seeds=[1] * 6)

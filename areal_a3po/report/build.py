@@ -11,7 +11,8 @@ from areal_a3po.report import render
 from areal_a3po.report.areal_keys import REWARD_KEYS
 from areal_a3po.report.columns import flat_row
 from areal_a3po.report.load import load_scalars
-from areal_a3po.report.plots import write_plots
+from areal_a3po.report.plots import write_plots, write_seed_plots
+from areal_a3po.report.seeds import ArmSeeds, group_runs, summarize_arms
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import summarize_run, with_baseline
 
@@ -30,6 +31,7 @@ class Report:
     last_n: int
     warmup: int | None  # as requested (None = automatic: 1 when > 2 timed steps)
     notes: list[str] = field(default_factory=list)
+    arms: list[ArmSeeds] = field(default_factory=list)  # runs grouped by label across seeds
 
     @property
     def table(self) -> list[dict[str, Any]]:
@@ -66,11 +68,15 @@ def compare(
     labels: list[str] | None = None,
     last_n: int = 5,
     warmup: int | None = None,
+    seeds: list[int] | None = None,
 ) -> Report:
     """Compare runs (the first is the baseline) and write report.md, report.json and plots.
 
     ``warmup``: timed steps dropped at the start of every run before averaging step times;
     None = 1 when a run has more than 2 timed steps, else 0. Rewards use every step.
+    ``seeds``: one per run; runs with the same label and different seeds form one arm, whose
+    medians, intervals and verdicts against the baseline arm are in the "Across seeds" section.
+    Without seeds every run is an arm of one seed (no interval can be given).
     Raises FileNotFoundError naming the directory when a run has no event files.
     """
     run_dirs = [os.fspath(d) for d in run_dirs]
@@ -81,16 +87,25 @@ def compare(
         raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} run directories")
     if last_n < 1:
         raise ValueError(f"last_n must be >= 1, got {last_n}")
+    arm_labels = labels
+    if seeds is not None:
+        if len(seeds) != len(run_dirs):
+            raise ValueError(f"got {len(seeds)} seeds for {len(run_dirs)} run directories")
+        if len(set(labels)) < len(labels):  # per-run tables need one label per run
+            labels = [f"{lbl} s{seed}" for lbl, seed in zip(labels, seeds, strict=True)]
 
     datas = [load_scalars(d) for d in run_dirs]
     runs = with_baseline(
         [summarize_run(d, lbl, warmup, last_n) for d, lbl in zip(datas, labels, strict=True)]
     )
+    grouped = group_runs(arm_labels, seeds or [0] * len(datas), datas)
+    arms = summarize_arms(grouped, warmup, last_n)
     notes = [note for run in runs for note in _notes(run)]
 
     os.makedirs(out_dir, exist_ok=True)
     paths, plot_notes = write_plots(runs, datas, out_dir)
-    report = Report(runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes)
+    paths.update(write_seed_plots(grouped, out_dir))
+    report = Report(runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes, arms)
     paths["report_md"] = os.path.join(out_dir, REPORT_MD)
     paths["report_json"] = os.path.join(out_dir, REPORT_JSON)
     with open(paths["report_md"], "w", encoding="utf-8") as fh:

@@ -174,3 +174,47 @@ def write_plots(
     else:
         notes.append("no run logged staleness_lag_* counts: staleness histogram not written")
     return paths, notes
+
+
+PLOT_REWARD_SEEDS = "reward_vs_step_seeds.png"
+
+
+def write_seed_plots(arms: dict[str, dict[int, RunData]], out_dir: str) -> dict[str, str]:
+    """Reward vs step per arm: mean across seeds with a min-max band (only with >= 2 seeds)."""
+    from matplotlib.ticker import MaxNLocator
+
+    from areal_a3po.report.areal_keys import REWARD_KEYS
+
+    if not any(len(by_seed) > 1 for by_seed in arms.values()):
+        return {}
+    fig, ax = _figure()
+    for i, (label, by_seed) in enumerate(arms.items()):
+        curves = []
+        for data in by_seed.values():
+            tag = data.find(REWARD_KEYS)
+            if tag:
+                curves.append(data.scalars[tag])
+        steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+        if not steps:
+            continue
+        values = [[c[s] for c in curves] for s in steps]
+        mean = [sum(v) / len(v) for v in values]
+        color = f"C{i}"
+        ax.plot(steps, mean, color=color, label=f"{label} (mean of {len(curves)} seeds)")
+        ax.fill_between(
+            steps,
+            [min(v) for v in values],
+            [max(v) for v in values],
+            color=color,
+            alpha=0.2,
+            linewidth=0,
+        )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel("task reward")
+    ax.set_title("Reward vs step across seeds (band: min-max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path = os.path.join(out_dir, PLOT_REWARD_SEEDS)
+    _save(fig, path)
+    return {"reward_seeds": path}
