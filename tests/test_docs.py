@@ -32,7 +32,7 @@ DOCS = ROOT / "docs"
 DOC_FILES = [p for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))] if p.exists()]
 CPU_MARKER = "<!-- cpu-test -->"
 CMD_TIMEOUT_S = 300
-METRIC_PREFIXES = ("ppo_actor/update/compute_logp/", "a3po/")
+METRIC_PREFIXES = ("ppo_actor/update/compute_logp/", "ppo_actor/a3po/", "a3po/")
 
 actor = test_fsdp_actor.actor  # AReaL's real FSDPPPOActor on CPU (module-scoped fixture)
 
@@ -253,6 +253,7 @@ def test_metrics_keys_module_lists_every_emitted_and_documented_key(emitted):
 
     listed = keys.worker_stats(list(registry.providers()), A3POConfig().staleness_bins)
     listed |= {keys.HYBRID_RECOMPUTE, keys.HYBRID_ESCALATED}
+    listed |= keys.lag_keys(A3POConfig().staleness_bins)
     unlisted = sorted(set().union(*emitted.values()) - listed)
     assert not unlisted, f"emitted but missing from areal_a3po/keys.py: {unlisted}"
     for key, p in metric_patterns().items():

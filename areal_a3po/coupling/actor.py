@@ -2,7 +2,8 @@
 
 * ``PPOActor._compute_advantages`` also rolls ``versions`` by -1, like ``logprobs`` and
   ``loss_mask``, so every token is paired with its own version (AReaL leaves it one position off).
-* ``PPOActor._ppo_update`` exposes the PPO minibatch index to providers (:data:`loss.UPDATE`).
+* ``PPOActor._ppo_update`` exposes the PPO minibatch index to providers (:data:`loss.UPDATE`),
+  and logs the trained tokens' version lag for every method (``ppo_actor/a3po/token_lag``).
 * ``grpo_loss_fn`` dispatches plugin providers and losses (:mod:`areal_a3po.loss`);
   ``_log_proximal_approximation_stats`` logs the plugin's metrics (:mod:`areal_a3po.prox_metrics`).
 * ``PPOActor._log_configuration`` names the provider that really runs.
@@ -35,9 +36,20 @@ def _roll_versions(compute_advantages):
     return _compute_advantages
 
 
+def _log_token_lag(actor, data: dict[str, Any]) -> None:
+    versions = data.get("versions")
+    if not isinstance(versions, torch.Tensor) or "loss_mask" not in data:
+        return
+    if not plugin_selected(actor.config):  # AReaL's own methods: versions are not rolled yet
+        versions = torch.roll(versions, shifts=-1, dims=-1)
+    bins = actor.config.a3po.staleness_bins
+    prox_metrics.log_token_lag(versions, data["loss_mask"], actor.engine.get_version(), bins)
+
+
 def _with_minibatch_context(ppo_update):
     @functools.wraps(ppo_update)
     def _ppo_update(self, data: dict[str, Any], *args, **kwargs) -> None:
+        _log_token_lag(self, data)
         if not plugin_selected(self.config):
             return ppo_update(self, data, *args, **kwargs)
         ctx = loss.UpdateContext(

@@ -60,7 +60,7 @@ class StalenessHistogram:
 
 @dataclass(frozen=True)
 class StalenessSummary:
-    source: str | None = None  # "a3po provider", "areal version_stats" or None
+    source: str | None = None  # "token lag (every method)", "a3po provider", "areal version_stats"
     avg_key: str | None = None
     max_key: str | None = None
     avg: float | None = None  # mean over steps of the per-step token average
