@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 
 def test_ppo_update_recompute_runs_compute_logp_forward(fsdp_actor, ppo_step):
@@ -18,7 +19,23 @@ def test_ppo_update_recompute_runs_compute_logp_forward(fsdp_actor, ppo_step):
     assert step.recomputed and step.forwards == 1
     assert math.isfinite(stats["ppo_actor/update/actor_loss/avg"])
     assert "ppo_actor/update/compute_logp/prox_logp_gt/avg" in stats
-    assert not any("/a3po/" in k for k in stats)
+    assert not any("/compute_logp/a3po" in k for k in stats)  # no plugin provider ran
+
+
+@pytest.mark.parametrize("method", ["recompute", "loglinear", "a3po"])
+def test_ppo_update_any_method_logs_token_lag_equal_to_fed_lags(fsdp_actor, ppo_step, method):
+    from areal_a3po import keys
+
+    step = ppo_step(fsdp_actor, method)
+    stats, fed = step.stats, step.staleness_counts()  # rows at lags 0, 1, 2, 3
+    for lag, n_tokens in fed.items():
+        assert stats[keys.LAG_PREFIX + keys.token_lag(lag)] == n_tokens
+    assert stats[keys.LAG_PREFIX + keys.LAG_TOKENS] == sum(fed.values())
+    assert stats[keys.LAG_PREFIX + keys.token_lag_ge(8)] == 0
+    assert stats[keys.LAG_PREFIX + keys.TOKEN_LAG + "/max"] == 3
+    torch.testing.assert_close(
+        stats[keys.LAG_PREFIX + keys.TOKEN_LAG + "/avg"], 1.5, rtol=0.0, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("method", ["a3po", "a3po-linear", "behave"])
