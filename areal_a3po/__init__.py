@@ -7,7 +7,7 @@ with :func:`activate`.
 
 __version__ = "0.1.0"
 
-SUPPORTED_AREAL = ">=1.0.4,<1.1"
+SUPPORTED_AREAL = ">=1.0.4,<2.1"
 DISABLE_ENV = "AREAL_A3PO_DISABLE"
 
 

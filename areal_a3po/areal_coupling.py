@@ -80,6 +80,57 @@ def _unsupported_reason() -> str:
     )
 
 
+def areal_origin() -> str:
+    """Where the installed areal came from: its PEP 610 URL (a local sdist, a checkout) or index."""
+    import json
+
+    try:
+        dist = metadata.distribution("areal")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+    location = str(dist.locate_file(""))
+    url = None
+    try:
+        raw = dist.read_text("direct_url.json")
+        if raw:
+            info = json.loads(raw)
+            url = info.get("url")
+            if info.get("dir_info", {}).get("editable"):
+                url = f"{url} (editable)"
+    except (OSError, ValueError):
+        url = None
+    return f"{url or 'package index'} -> {location}"
+
+
+@dataclass(frozen=True)
+class PatchPoint:
+    """One place the plugin patched, and the feature of the installed AReaL it was chosen by."""
+
+    target: str
+    detail: str
+
+
+_APPLIED: list[PatchPoint] = []
+
+
+def _record(target: str, detail: str) -> None:
+    _APPLIED.append(PatchPoint(target, detail))
+
+
+def applied_patch_points() -> list[PatchPoint]:
+    """The patch points applied in this process, in the order they were applied."""
+    return list(_APPLIED)
+
+
+def _signature(fn) -> str:
+    import inspect
+
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(?)"
+
+
 def hooked() -> bool:
     """Whether this process's AReaL config module carries the plugin."""
     return "areal.api.cli_args" in _PATCHED
@@ -122,6 +173,83 @@ def _guard_unsupported(cls) -> None:
     cls.__post_init__ = __post_init__
 
 
+def _areal_methods() -> frozenset[str]:
+    """``prox_logp_method`` values AReaL implements itself (its ``ProxLogpMethod`` enum)."""
+    try:
+        from areal.utils.constants import ProxLogpMethod
+    except ImportError:
+        return frozenset()
+    return frozenset(m.value for m in ProxLogpMethod)
+
+
+def _reads_name(fn, name: str) -> bool:
+    """Whether ``fn``'s own code refers to global/imported ``name`` (a feature probe, no call)."""
+    fn = getattr(fn, "__wrapped__", fn)
+    code = getattr(fn, "__code__", None)
+    return code is not None and name in code.co_names
+
+
+def _wrap_post_init(cls, enum_guard: bool) -> None:
+    """Plugin checks that must precede AReaL's own, and (AReaL >= 2.0) the enum guard.
+
+    AReaL >= 2.0's ``__post_init__`` runs ``ProxLogpMethod(self.prox_logp_method)``; a plugin
+    provider is no member of that enum, so AReaL's checks run on ``recompute`` (the only
+    method-specific one there is ``reuse_train_logp``'s minibatch rule) and the plugin validates
+    the real name in ``__init__`` right after.
+    """
+    original = cls.__post_init__
+
+    @functools.wraps(original)
+    def __post_init__(self):
+        method = self.prox_logp_method
+        if registry.is_plugin_provider(method):
+            _refuse_sapo(self)
+        if not enum_guard or method in _areal_methods():
+            return original(self)
+        self.prox_logp_method = "recompute"
+        try:
+            original(self)
+        finally:
+            self.prox_logp_method = method
+
+    cls.__post_init__ = __post_init__
+
+
+def _refuse_sapo(cfg) -> None:
+    if getattr(cfg, "use_sapo_loss", False):
+        raise A3POConfigError(
+            f"actor.use_sapo_loss: true cannot be combined with actor.prox_logp_method: "
+            f"{cfg.prox_logp_method}. SAPO has no proximal policy (AReaL requires "
+            "actor.use_decoupled_loss: false for it), and plugin providers act only in decoupled "
+            "PPO. Set actor.use_sapo_loss: false, or choose prox_logp_method: recompute."
+        )
+
+
+def validate_loss_options(cfg) -> None:
+    """AReaL's loss options that read the proximal log-probs, checked against the provider.
+
+    Rejection sampling (``ratio``/KL metrics incl. IcePop- and KPop-style masks), M2PO and CISPO
+    read pi_prox; they work with every provider except ``behave``, whose pi_prox = pi_behave
+    makes the prox/behave ratio 1 and every KL 0, so they would silently do nothing.
+    """
+    method = cfg.prox_logp_method
+    if not cfg.use_decoupled_loss or method != "behave":
+        return
+    if getattr(cfg, "rejection_sampling", None) is not None:
+        raise A3POConfigError(
+            "actor.rejection_sampling has no effect with actor.prox_logp_method: behave: "
+            "pi_prox = pi_behave makes the prox/behave ratio 1 and every KL 0 on every token, so "
+            "nothing would be filtered. Remove actor.rejection_sampling, or choose a provider "
+            "with a real proximal policy (a3po, current, recompute)."
+        )
+    if getattr(cfg, "m2_threshold", None) is not None:
+        raise A3POConfigError(
+            "actor.m2_threshold (M2PO) has no effect with actor.prox_logp_method: behave: "
+            "pi_prox = pi_behave makes every second moment (behave - prox)^2 zero, so no token "
+            "would be masked. Remove actor.m2_threshold, or choose a3po, current or recompute."
+        )
+
+
 def _patch_cli_args(module) -> None:
     cls = module.PPOActorConfig
     f = dataclasses.field(
@@ -131,6 +259,20 @@ def _patch_cli_args(module) -> None:
     f.name, f.type, f._field_type, f.kw_only = "a3po", A3POConfig, dataclasses._FIELD, True
     cls.__dataclass_fields__["a3po"] = f
     cls.__annotations__["a3po"] = A3POConfig
+    _record("areal.api.cli_args.PPOActorConfig.a3po", "init field (YAML actor.a3po)")
+
+    enum_guard = _reads_name(cls.__post_init__, "ProxLogpMethod")
+    _wrap_post_init(cls, enum_guard)
+    _record(
+        "areal.api.cli_args.PPOActorConfig.__post_init__",
+        "plugin checks first (SAPO); "
+        + (
+            "AReaL checks prox_logp_method against ProxLogpMethod "
+            f"({', '.join(sorted(_areal_methods()))}): plugin names pass it as 'recompute'"
+            if enum_guard
+            else "AReaL's checks do not read prox_logp_method"
+        ),
+    )
 
     init = cls.__init__
 
@@ -142,8 +284,11 @@ def _patch_cli_args(module) -> None:
         elif isinstance(a3po, dict):
             a3po = A3POConfig(**a3po)
         self.a3po = a3po
-        validate_actor(self.prox_logp_method, self.use_decoupled_loss, a3po)
-        if self.prox_logp_method == "current" and not self.disable_dropout:
+        method = self.prox_logp_method
+        if method in registry.providers() or method not in _areal_methods():
+            validate_actor(method, self.use_decoupled_loss, a3po)
+            validate_loss_options(self)
+        if method == "current" and not self.disable_dropout:
             _logger().warning(
                 "actor.prox_logp_method: current is exact only without dropout; set "
                 "actor.disable_dropout: true (minibatch 0 is otherwise an approximation too)."
@@ -174,6 +319,14 @@ def _patch_cli_args(module) -> None:
 
     cls.__init__ = __init__
     cls.should_compute_prox_logp = should_compute_prox_logp
+    _record(
+        "areal.api.cli_args.PPOActorConfig.__init__",
+        "validates actor.prox_logp_method, actor.a3po and the proximal-reading loss options",
+    )
+    _record(
+        "areal.api.cli_args.PPOActorConfig.should_compute_prox_logp",
+        "the provider decides whether compute_logp runs",
+    )
 
 
 def _calibrator(actor_config) -> calibration.Calibrator:
@@ -224,17 +377,24 @@ def _patch_actor(module) -> None:
     log_configuration = cls._log_configuration
 
     @functools.wraps(compute_advantages)
-    def _compute_advantages(self, data: dict[str, Any]) -> dict[str, Any]:
-        out = compute_advantages(self, data)
-        if plugin_selected(self.config) and isinstance(out.get("versions"), torch.Tensor):
-            # Same roll as logprobs/loss_mask: position i now holds token i+1's version.
-            out["versions"] = torch.roll(out["versions"], shifts=-1, dims=-1)
+    def _compute_advantages(self, data: dict[str, Any], *args, **kwargs) -> dict[str, Any]:
+        versions = data.get("versions")
+        out = compute_advantages(self, data, *args, **kwargs)
+        # AReaL (1.0.4 .. main) rolls logprobs/loss_mask by -1 and leaves versions as they were;
+        # roll them the same way so position i holds token i+1's version. Should AReaL ever roll
+        # them itself, it stores a new tensor and this is skipped.
+        if (
+            plugin_selected(self.config)
+            and isinstance(versions, torch.Tensor)
+            and out.get("versions") is versions
+        ):
+            out["versions"] = torch.roll(versions, shifts=-1, dims=-1)
         return out
 
     @functools.wraps(ppo_update)
-    def _ppo_update(self, data: dict[str, Any]) -> None:
+    def _ppo_update(self, data: dict[str, Any], *args, **kwargs) -> None:
         if not plugin_selected(self.config):
-            return ppo_update(self, data)
+            return ppo_update(self, data, *args, **kwargs)
         ctx = _UpdateContext(options=self.config.a3po, n_minibatches=self.config.ppo_n_minibatches)
         engine = self.engine
         train_batch = engine.train_batch
@@ -246,7 +406,7 @@ def _patch_actor(module) -> None:
         token = _UPDATE.set(ctx)
         engine.train_batch = counting_train_batch
         try:
-            return ppo_update(self, data)
+            return ppo_update(self, data, *args, **kwargs)
         finally:
             del engine.train_batch
             _UPDATE.reset(token)
@@ -265,16 +425,35 @@ def _patch_actor(module) -> None:
     cls._compute_advantages = _compute_advantages
     cls._ppo_update = _ppo_update
     cls._log_configuration = _log_configuration
+    _record(
+        "areal.trainer.ppo.actor.PPOActor._compute_advantages",
+        f"{_signature(compute_advantages)}: versions rolled like logprobs",
+    )
+    _record(
+        "areal.trainer.ppo.actor.PPOActor._ppo_update",
+        f"{_signature(ppo_update)}: minibatch index for providers",
+    )
+    _record("areal.trainer.ppo.actor.PPOActor._log_configuration", "provider line")
     _patch_stats_export(module)
     module.grpo_loss_fn = grpo_loss_fn
     module._log_proximal_approximation_stats = _log_proximal_approximation_stats
+    _record(
+        "areal.trainer.ppo.actor.grpo_loss_fn",
+        f"plugin providers first; AReaL's loss keyword arguments passed through "
+        f"({len(_signature(_ORIGINAL['grpo_loss_fn']).split(','))} parameters)",
+    )
+    _record(
+        "areal.trainer.ppo.actor._log_proximal_approximation_stats",
+        "plugin metrics under ppo_actor/update/compute_logp",
+    )
 
 
 def _patch_stats_export(module) -> None:
     """Feed every export of reduced statistics to hybrid's calibrators (areal_a3po.calibration).
 
     SPMD: each rank's engine exports through ``stats_tracker.export_all(reduce_group=...)``.
-    Single-controller: the controller's ``PPOActorController.export_stats`` gathers the workers'.
+    Single-controller: the controller's ``PPOActorController.export_stats`` (RPC workers) or
+    ``PPOActorControllerV2.export_stats`` (``actor._version: v2``, gateway) gathers the workers'.
     """
     from areal.utils import stats_tracker
 
@@ -287,7 +466,19 @@ def _patch_stats_export(module) -> None:
         return stats
 
     stats_tracker.export_all = observed_export_all
-    controller = module.PPOActorController
+    _record("areal.utils.stats_tracker.export_all", "hybrid observes SPMD exports")
+    for cls_name in ("PPOActorController", "PPOActorControllerV2"):
+        controller = getattr(module, cls_name, None)
+        if controller is None or not callable(getattr(controller, "export_stats", None)):
+            continue
+        _observe_export_stats(controller)
+        _record(
+            f"areal.trainer.ppo.actor.{cls_name}.export_stats",
+            f"hybrid observes the workers' stats ({controller.__mro__[1].__name__})",
+        )
+
+
+def _observe_export_stats(controller) -> None:
     export_stats = controller.export_stats
 
     @functools.wraps(export_stats)
@@ -475,6 +666,7 @@ def _patch_network(module) -> None:
     """Loopback mode: every ``from areal.utils.network import gethostip`` made after this sees it."""
     if loopback_enabled():
         module.gethostip = _loopback_gethostip
+        _record("areal.utils.network.gethostip", f"{LOOPBACK_ENV}=1: returns {LOOPBACK_IP}")
 
 
 PATCHERS = {

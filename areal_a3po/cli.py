@@ -24,6 +24,11 @@ def _info(args: argparse.Namespace) -> int:
         f"areal {areal_coupling.areal_version()}: supported={areal_coupling.areal_supported()} "
         f"hooked={areal_coupling.hooked()}"
     )
+    print(f"areal installed from: {areal_coupling.areal_origin()}")
+    points = areal_coupling.applied_patch_points()
+    print(f"patch points applied ({len(points)}):")
+    for point in points:
+        print(f"  {point.target}: {point.detail}")
     print("providers (actor.prox_logp_method):")
     for name, p in registry.providers().items():
         if p.calibrated:

@@ -119,8 +119,10 @@ def test_activation_unsupported_areal_warns_once_no_patch(fake_areal_9):
     proc = run_python(["-c", PROBE], {"PYTHONPATH": fake_areal_9})
     out = result(proc)
     assert not out["loss_patched"] and not out["has_a3po_field"]
+    from areal_a3po import SUPPORTED_AREAL
+
     assert (proc.stdout + proc.stderr).count(
-        "areal-a3po supports areal>=1.0.4,<1.1, but areal 9.0.0 is installed"
+        f"areal-a3po supports areal{SUPPORTED_AREAL}, but areal 9.0.0 is installed"
     ) == 1
 
 
