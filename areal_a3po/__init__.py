@@ -7,9 +7,6 @@ with :func:`activate`.
 
 __version__ = "0.1.0"
 
-SUPPORTED_AREAL = ">=1.0.4,<2.1"
-DISABLE_ENV = "AREAL_A3PO_DISABLE"
-
 
 def activate() -> bool:
     """Patch AReaL in this process now (idempotent). Returns whether AReaL is hooked."""
@@ -18,4 +15,4 @@ def activate() -> bool:
     return _bootstrap.activate_now()
 
 
-__all__ = ["DISABLE_ENV", "SUPPORTED_AREAL", "__version__", "activate"]
+__all__ = ["__version__", "activate"]

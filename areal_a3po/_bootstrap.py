@@ -3,7 +3,7 @@
 Runs in every Python process of the environment, so it must stay cheap: it reads one environment
 variable and puts a finder on ``sys.meta_path``. Nothing is imported until a process imports one of
 AReaL's target modules; the module then executes normally and the finder hands it to
-:mod:`areal_a3po.areal_coupling`, the single place that knows AReaL's internals.
+:mod:`areal_a3po.coupling`, the single package that knows AReaL's internals.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import os
 import sys
 
 DISABLE_ENV = "AREAL_A3PO_DISABLE"
-# AReaL modules we patch right after they execute (see areal_coupling.PATCHERS).
+# AReaL modules we patch right after they execute: the keys of areal_a3po.coupling.PATCHERS
+# (a test keeps the two equal; importing the coupling here would import torch at start-up).
 TARGETS = ("areal.api.cli_args", "areal.trainer.ppo.actor", "areal.utils.network")
 
 _installed = False
@@ -23,9 +24,9 @@ def disabled() -> bool:
 
 
 def _apply(module) -> None:
-    from areal_a3po import areal_coupling
+    from areal_a3po import coupling
 
-    areal_coupling.patch_module(module)
+    coupling.patch_module(module)
 
 
 class _PatchingLoader:
@@ -84,6 +85,6 @@ def activate_now() -> bool:
     if disabled():
         return False
     install()
-    from areal_a3po import areal_coupling
+    from areal_a3po import coupling
 
-    return areal_coupling.hooked()
+    return coupling.hooked()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 
+from areal_a3po import keys
 from areal_a3po.config import A3POConfig
 
 _LIVE: weakref.WeakSet[Calibrator] = weakref.WeakSet()
@@ -33,7 +34,8 @@ class Calibrator:
 
     @property
     def error_key(self) -> str:
-        return f"compute_logp/{self.options.fallback}/{self.options.error_metric}/avg"
+        name = keys.provider_key(self.options.fallback, self.options.error_metric)
+        return f"{keys.PROX_SCOPE}/{name}/avg"  # matches the full key and the worker-local one
 
     def decide(self) -> bool:
         """Called once per training step: run the recompute this step?"""

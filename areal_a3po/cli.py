@@ -18,14 +18,15 @@ def _info(args: argparse.Namespace) -> int:
     import areal.api.cli_args  # noqa: F401  (triggers the hook, as in any AReaL process)
     import areal.trainer.ppo.actor  # noqa: F401
 
-    from areal_a3po import areal_coupling
+    from areal_a3po import coupling
+    from areal_a3po.coupling import gate
 
     print(
-        f"areal {areal_coupling.areal_version()}: supported={areal_coupling.areal_supported()} "
-        f"hooked={areal_coupling.hooked()}"
+        f"areal {gate.areal_version()}: supported={gate.areal_supported()} "
+        f"hooked={coupling.hooked()}"
     )
-    print(f"areal installed from: {areal_coupling.areal_origin()}")
-    points = areal_coupling.applied_patch_points()
+    print(f"areal installed from: {gate.areal_origin()}")
+    points = gate.applied_patch_points()
     print(f"patch points applied ({len(points)}):")
     for point in points:
         print(f"  {point.target}: {point.detail}")
@@ -38,7 +39,7 @@ def _info(args: argparse.Namespace) -> int:
         flags += ", AReaL built-in" if p.native else ""
         print(f"  {name:<14} {flags:<34} {p.description}")
     print("losses (actor.a3po.loss): " + ", ".join(registry.losses()))
-    return 0 if (areal_coupling.hooked() or _bootstrap.disabled()) else 1
+    return 0 if (coupling.hooked() or _bootstrap.disabled()) else 1
 
 
 def _compare(args: argparse.Namespace) -> int:

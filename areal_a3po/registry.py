@@ -12,67 +12,30 @@ and selects it with ``actor.prox_logp_method: my-prox``. Losses work the same wa
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
+from areal_a3po.api import (
+    LOSS_GROUP,
+    PROVIDER_GROUP,
+    A3POConfigError,
+    LossFn,
+    Provider,
+    ProxInputs,
+)
 
-if TYPE_CHECKING:
-    from areal_a3po.config import A3POConfig
-
-PROVIDER_GROUP = "areal_a3po.providers"
-LOSS_GROUP = "areal_a3po.losses"
-
-
-@dataclass(frozen=True)
-class ProxInputs:
-    """Everything a provider may read, for one micro-batch; all tensors share one shape.
-
-    Tensors are token-aligned: position i holds the log-prob of token i+1 (AReaL's rolled layout)
-    and ``versions[i]`` is that same token's version.
-    """
-
-    behave_logp: torch.Tensor  # log pi_behave (inference engine)
-    theta_logp: torch.Tensor  # log pi_theta, detached (training forward)
-    loss_mask: torch.Tensor  # bool, tokens that enter the loss
-    versions: torch.Tensor | None  # int, v_behave per token; prompt tokens -1
-    current_version: int  # v_theta
-    recomputed: torch.Tensor | None = None  # prox from the recompute forward, when it ran
-    minibatch: int = 0  # index of the PPO minibatch within the step
-    n_minibatches: int = 1
-    options: A3POConfig | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Provider:
-    """A way to obtain log pi_prox.
-
-    compute: ProxInputs -> log pi_prox (float32, detached). None for ``native`` providers.
-    needs_recompute: the controller must run AReaL's recompute forward (compute_logp) for it.
-    needs_versions: compute reads ``versions``.
-    approximate: an approximation that ``a3po-metrics`` can score against the recompute.
-    native: AReaL's own code path implements it; the plugin leaves AReaL untouched.
-    composite: delegates to ``options.fallback`` (cannot itself be a fallback).
-    calibrated: the controller decides per step (areal_a3po.calibration) whether the recompute runs.
-    exact: whether this micro-batch's log pi_prox is exact (logged as exact_token_share).
-    """
-
-    compute: Callable[[ProxInputs], torch.Tensor] | None = None
-    needs_recompute: bool = False
-    needs_versions: bool = False
-    approximate: bool = True
-    native: bool = False
-    composite: bool = False
-    calibrated: bool = False
-    exact: Callable[[ProxInputs], bool] | None = None
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if self.compute is None and not self.native:
-            raise TypeError("Provider.compute is required unless native=True")
+__all__ = [
+    "LOSS_GROUP",
+    "PROVIDER_GROUP",
+    "Provider",
+    "ProxInputs",
+    "approximate_provider_names",
+    "get_loss",
+    "get_provider",
+    "is_plugin_provider",
+    "losses",
+    "providers",
+]
 
 
 def _load(group: str, kind: str) -> dict[str, tuple[Any, str]]:
@@ -109,14 +72,14 @@ def providers() -> dict[str, Provider]:
         else:
             raise TypeError(
                 f"Entry point '{name}' of distribution {dist} in group '{PROVIDER_GROUP}' is a "
-                f"{type(obj).__name__}; it must be an areal_a3po.registry.Provider or a function "
+                f"{type(obj).__name__}; it must be an areal_a3po.api.Provider or a function "
                 "ProxInputs -> Tensor."
             )
     return dict(sorted(out.items()))
 
 
 @functools.cache
-def losses() -> dict[str, Callable[..., torch.Tensor]]:
+def losses() -> dict[str, LossFn]:
     """All registered actor losses by name."""
     out = {}
     for name, (obj, dist) in _load(LOSS_GROUP, "loss").items():
@@ -129,38 +92,27 @@ def losses() -> dict[str, Callable[..., torch.Tensor]]:
     return dict(sorted(out.items()))
 
 
+def _lookup(table: dict[str, Any], name: str, key: str, kind: tuple[str, str], tail: str) -> Any:
+    if name not in table:
+        raise A3POConfigError(
+            f"{key}: unknown {kind[0]} '{name}'. Registered {kind[1]}: {', '.join(table)}{tail}"
+        )
+    return table[name]
+
+
 def get_provider(name: str, key: str = "actor.prox_logp_method") -> Provider:
-    from areal_a3po.config import A3POConfigError
-
-    table = providers()
-    if name not in table:
-        raise A3POConfigError(
-            f"{key}: unknown proximal log-prob provider '{name}'. Registered providers: "
-            f"{', '.join(table)}. A third-party provider is added through the entry-point group "
-            f"'{PROVIDER_GROUP}'."
-        )
-    return table[name]
+    tail = f". A third-party provider is added through the entry-point group '{PROVIDER_GROUP}'."
+    return _lookup(providers(), name, key, ("proximal log-prob provider", "providers"), tail)
 
 
-def get_loss(name: str, key: str = "actor.a3po.loss") -> Callable[..., torch.Tensor]:
-    from areal_a3po.config import A3POConfigError
-
-    table = losses()
-    if name not in table:
-        raise A3POConfigError(
-            f"{key}: unknown actor loss '{name}'. Registered losses: {', '.join(table)} "
-            f"(entry-point group '{LOSS_GROUP}')."
-        )
-    return table[name]
+def get_loss(name: str, key: str = "actor.a3po.loss") -> LossFn:
+    tail = f" (entry-point group '{LOSS_GROUP}')."
+    return _lookup(losses(), name, key, ("actor loss", "losses"), tail)
 
 
 def approximate_provider_names() -> list[str]:
     """Providers that can be scored against the recompute and serve as a fallback."""
-    return [
-        n
-        for n, p in providers().items()
-        if p.approximate and not p.native and not p.composite and not p.needs_recompute
-    ]
+    return [n for n, p in providers().items() if p.can_fallback]
 
 
 def is_plugin_provider(name: str) -> bool:

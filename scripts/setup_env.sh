@@ -36,7 +36,7 @@ if [ "${1:-}" = "--areal" ] || [ "${1:-}" = "--overlay" ]; then
 fi
 venv=${1:-${A3PO_VENV:-$root/.venv}}
 stamp="$venv/.a3po-env-v1"
-if [ -f "$stamp" ] && "$venv/bin/python" -c "import areal, vllm, areal_a3po, hatchling, hypothesis" 2>/dev/null; then
+if [ -f "$stamp" ] && "$venv/bin/python" -c "import areal, vllm, areal_a3po, hatchling, hypothesis, scipy, math_verify" 2>/dev/null; then
   "$venv/bin/python" -m pip install -q --no-deps -e "$root" >/dev/null 2>&1
   exit 0
 fi
@@ -54,8 +54,9 @@ pip=("$venv/bin/python" -m pip install -q --progress-bar off)
 "${pip[@]}" aiohttp httpx colorlog tenacity flask torchdata numpy lark uvloop pyyaml \
   hydra-core==1.4.0.dev1 omegaconf==2.4.0.dev2 ray numba pillow orjson einops aiofiles openai \
   datasets swanlab==0.6.12 trackio wandb tensorboardx tabulate pybase64 "peft<=0.18.1" \
+  math-verify==0.8.0 \
   tensorboard matplotlib tqdm
-"${pip[@]}" pytest pytest-timeout hypothesis ruff hatchling
+"${pip[@]}" pytest pytest-timeout hypothesis ruff hatchling scipy
 "${pip[@]}" "torch==2.13.0"  # re-assert: nothing above may replace the CPU build
 # --no-deps: areal's own metadata pins torch<2.11 (CUDA-only on PyPI); its deps are installed above.
 "${pip[@]}" --no-deps -e "$root"

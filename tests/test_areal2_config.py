@@ -61,7 +61,7 @@ def load(tmp_path: Path, *overrides: str):
 def actor(**overrides):
     from tests import harness as H
 
-    return H.actor_config("unused-model-path", "/tmp/unused", **overrides)
+    return H.actor_config("unused-model-path", **overrides)
 
 
 def rs_icepop():
@@ -89,12 +89,12 @@ def test_config_unknown_method_refused_by_plugin_naming_key_and_providers(tmp_pa
 
 @needs_reuse
 def test_config_reuse_train_logp_areal_builtin_untouched(tmp_path):
-    from areal_a3po import areal_coupling
+    from areal_a3po.coupling.config import plugin_selected
 
     cfg = load(tmp_path, "actor.prox_logp_method=reuse_train_logp", "actor.ppo_n_minibatches=4")
     assert cfg.actor.ppo_n_minibatches == 1  # AReaL's own rule (with its warning)
     assert cfg.actor.should_compute_prox_logp() is False
-    assert not areal_coupling.plugin_selected(cfg.actor)
+    assert not plugin_selected(cfg.actor)
 
 
 @pytest.mark.skipif(HAS_REUSE, reason="this AReaL has reuse_train_logp")

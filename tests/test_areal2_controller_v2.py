@@ -70,13 +70,9 @@ class _Gateway:
 def worker_engine(tmp_path_factory):
     root = tmp_path_factory.mktemp("v2")
     model = H.build_tiny_qwen2(root / "model")
-    with H.dist_env():
-        cfg = H.actor_config(model, str(root), prox_logp_method="hybrid")
-        engine = H.make_actor(cfg)
-        engine.set_version(CURRENT_VERSION)
+    with H.fsdp_actor(H.actor_config(model, prox_logp_method="hybrid"), CURRENT_VERSION) as engine:
         engine.behave_source = H.hf_token_logprobs(model)
         yield engine
-        engine.destroy()
 
 
 def controller_v2(model_path: str, root: str, **a3po):
@@ -85,7 +81,7 @@ def controller_v2(model_path: str, root: str, **a3po):
 
     from areal_a3po.config import A3POConfig
 
-    cfg = H.actor_config(model_path, root, prox_logp_method="hybrid", a3po=A3POConfig(**a3po))
+    cfg = H.actor_config(model_path, prox_logp_method="hybrid", a3po=A3POConfig(**a3po))
     cfg._version = "v2"
     controller = FSDPPPOActor.as_controller(cfg, scheduler=None)
     assert type(controller) is PPOActorControllerV2

@@ -16,19 +16,44 @@ import pytest
 import torch
 
 from tests import harness as H
-from tests.test_areal2_config import HAS_REUSE, needs_cispo, needs_reuse
 
 CURRENT_VERSION = 3
+
+
+def _areal_methods() -> set[str]:
+    from areal.utils.constants import ProxLogpMethod
+
+    return {m.value for m in ProxLogpMethod}
+
+
+HAS_REUSE = "reuse_train_logp" in _areal_methods()
+needs_reuse = pytest.mark.skipif(
+    not HAS_REUSE, reason="this AReaL has no prox_logp_method reuse_train_logp (added in 2.0)"
+)
 U = "ppo_actor/update/"
 P = U + "compute_logp/"
 
 
+def _has_cispo() -> bool:
+    from areal.api.cli_args import PPOActorConfig
+
+    return "use_cispo_loss" in {f.name for f in dataclasses.fields(PPOActorConfig)}
+
+
+needs_cispo = pytest.mark.skipif(
+    not _has_cispo(), reason="this AReaL has no actor.use_cispo_loss (added in 2.0)"
+)
+
+
 def _engine(root, name: str):
-    model = H.build_tiny_qwen2(
-        root / "model"
-    )  # same seed: every engine starts from the same weights
-    cfg = H.actor_config(model, str(root / name), prox_logp_method="recompute", trial_name=name)
-    engine = H.make_actor(cfg)
+    """An FSDPPPOActor; every engine loads the same saved weights."""
+    from areal.api.io_struct import FinetuneSpec
+    from areal.engine.fsdp_engine import FSDPPPOActor
+
+    model = H.build_tiny_qwen2(root / "model")
+    engine = FSDPPPOActor(H.actor_config(model, prox_logp_method="recompute", trial_name=name))
+    engine.create_process_group()
+    engine.initialize(None, FinetuneSpec(total_train_epochs=1, dataset_size=10, train_batch_size=1))
     engine.set_version(CURRENT_VERSION)
     engine.behave_source = H.hf_token_logprobs(model)
     return engine
@@ -44,12 +69,7 @@ def engines(tmp_path_factory):
             e.destroy()
 
 
-def params(engine) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, p in engine.model.named_parameters():
-        t = p.full_tensor() if hasattr(p, "full_tensor") else p
-        out[name] = t.detach().clone()
-    return out
+params = H.snapshot_params
 
 
 def step(engine, method: str, seed: int = 0, **fields) -> dict[str, float]:
@@ -154,7 +174,4 @@ def test_cispo_is_weight_from_plugin_prox(engines, method):
 
 def test_module_flags_consistent_with_installed_areal():
     """Guard against a skip reason that lies: reuse_train_logp and CISPO arrived together (2.0)."""
-    from areal.api.cli_args import PPOActorConfig
-
-    has_cispo = "use_cispo_loss" in {f.name for f in dataclasses.fields(PPOActorConfig)}
-    assert has_cispo is HAS_REUSE
+    assert _has_cispo() is HAS_REUSE

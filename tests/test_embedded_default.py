@@ -131,6 +131,7 @@ def reduced_run(main_job):
     return {p: str(out / p) for p in providers}
 
 
+@pytest.mark.slow
 def test_main_job_report_shows_both_arms_and_the_saving(main_job):
     providers, out, report, stdout = main_job
     rows = {row["label"]: row for row in report["table"]}
@@ -151,6 +152,7 @@ def test_main_job_report_shows_both_arms_and_the_saving(main_job):
     assert "recompute_logp" in stdout  # the table was printed
 
 
+@pytest.mark.slow
 def test_reduced_default_runs_areal_loop_for_both_arms(reduced_run):
     assert len(reduced_run) == 2 and BASELINE_PROVIDER in reduced_run
     for provider, run_dir in reduced_run.items():
@@ -163,6 +165,7 @@ def test_reduced_default_runs_areal_loop_for_both_arms(reduced_run):
         assert all(math.isfinite(r) and 0.0 <= r <= 1.0 for r in rewards), (provider, rewards)
 
 
+@pytest.mark.slow
 def test_only_the_recompute_arm_runs_the_recompute_forward(reduced_run):
     for provider, run_dir in reduced_run.items():
         s = _scalars(run_dir)
@@ -172,6 +175,7 @@ def test_only_the_recompute_arm_runs_the_recompute_forward(reduced_run):
             assert RECOMPUTE not in s, f"{provider} ran AReaL's recompute_logp forward"
 
 
+@pytest.mark.slow
 def test_stale_rollouts_are_trained_on(reduced_run):
     """max_head_offpolicyness=2: samples generated 2 weight versions back reach the trainer."""
     for provider, run_dir in reduced_run.items():
@@ -179,6 +183,7 @@ def test_stale_rollouts_are_trained_on(reduced_run):
         assert max(lags.values()) >= 2, (provider, lags)
 
 
+@pytest.mark.slow
 def test_weights_reach_vllm_after_every_step(reduced_run):
     """Disk weight updates went through AReaL's /areal_update_weights into vLLM's reload_weights."""
     for provider, run_dir in reduced_run.items():

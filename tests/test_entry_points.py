@@ -6,8 +6,6 @@ used from a fresh interpreter, as any AReaL process would start.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -37,7 +35,7 @@ scaled-ppo = "thirdparty_prox:scaled_ppo"
 
 MODULE = '''
 import torch
-from areal_a3po.registry import Provider
+from areal_a3po.api import Provider
 
 CALLS = {"half-way": 0, "plain-fn": 0, "scaled-ppo": 0}
 
@@ -53,7 +51,7 @@ def plain_fn(inp):
     return inp.theta_logp.float() - float(inp.options.provider_options.get("offset", 0.0))
 
 def scaled_ppo(logprobs, entropy, input_data, prox_logp, **kwargs):
-    from areal_a3po.areal_coupling import ppo_loss
+    from areal_a3po.loss import ppo_loss
     CALLS["scaled-ppo"] += 1
     return 2.0 * ppo_loss(logprobs, entropy, input_data, prox_logp, **kwargs)
 '''
@@ -81,16 +79,16 @@ for method in ("half-way", "plain-fn"):
     losses[method] = float(grpo_loss_fn(theta, torch.zeros(2, 6), dict(data), prox_logp_method=method, **kw))
     st = stats_tracker.export()
     out[method + "_approx"] = st[f"compute_logp/{method}/approx_logp/avg"]
-from areal_a3po.areal_coupling import _UPDATE, _UpdateContext
+from areal_a3po.loss import UPDATE, UpdateContext
 from areal_a3po.config import A3POConfig
-token = _UPDATE.set(_UpdateContext(options=A3POConfig(loss="scaled-ppo"), n_minibatches=1))
+token = UPDATE.set(UpdateContext(options=A3POConfig(loss="scaled-ppo"), n_minibatches=1))
 losses["half-way-scaled"] = float(grpo_loss_fn(theta, torch.zeros(2, 6), dict(data), prox_logp_method="half-way", **kw))
-_UPDATE.reset(token)
-token = _UPDATE.set(_UpdateContext(options=A3POConfig(provider_options={"offset": 0.25}), n_minibatches=1))
+UPDATE.reset(token)
+token = UPDATE.set(UpdateContext(options=A3POConfig(provider_options={"offset": 0.25}), n_minibatches=1))
 stats_tracker.export()
 grpo_loss_fn(theta, torch.zeros(2, 6), dict(data), prox_logp_method="plain-fn", **kw)
 out["plain-fn_offset_approx"] = stats_tracker.export()["compute_logp/plain-fn/approx_logp/avg"]
-_UPDATE.reset(token)
+UPDATE.reset(token)
 out["losses"] = losses
 out["calls"] = thirdparty_prox.CALLS
 out["approximate"] = registry.approximate_provider_names()
@@ -125,18 +123,9 @@ def site(tmp_path_factory) -> Path:
     return target
 
 
-def run_driver(site: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(site))
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
-    return json.loads(line[len("RESULT") :])
-
-
-def test_thirdparty_entry_points_installed_provider_and_loss_used(site):
-    out = run_driver(site)
+@pytest.mark.slow
+def test_thirdparty_entry_points_installed_provider_and_loss_used(site, fresh_python):
+    out = fresh_python.result(fresh_python.run(["-c", DRIVER], {"PYTHONPATH": str(site)}))
     assert {"half-way", "plain-fn", "a3po", "recompute"} <= set(out["providers"])
     assert set(out["loss_names"]) == {"ppo", "scaled-ppo"}
     assert out["should_recompute"] is False
@@ -151,16 +140,14 @@ def test_thirdparty_entry_points_installed_provider_and_loss_used(site):
     assert {"half-way", "plain-fn"} <= set(out["approximate"])
 
 
-def test_thirdparty_not_installed_provider_unknown_lists_registered(tmp_path):
-    env = dict(os.environ)
+@pytest.mark.slow
+def test_thirdparty_not_installed_provider_unknown_lists_registered(fresh_python):
     code = (
         "from areal.api.cli_args import PPOActorConfig\n"
         "PPOActorConfig(experiment_name='e', trial_name='t', backend='fsdp:d1', "
         "use_decoupled_loss=True, prox_logp_method='half-way')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = fresh_python.run(["-c", code])
     assert proc.returncode != 0
     assert (
         "unknown proximal log-prob provider 'half-way'. Registered providers: a3po" in proc.stderr

@@ -21,11 +21,11 @@ def main(argv: list[str]) -> None:
     from areal.api.cli_args import GRPOConfig, load_expr_config
     from areal.utils.network import gethostip
 
-    from areal_a3po import areal_coupling
+    from areal_a3po.coupling import network
     from areal_a3po.embedded import task
 
     # Loopback comes from the plugin's import hook (AREAL_A3PO_LOOPBACK=1, set by the runner).
-    if areal_coupling.loopback_enabled() and gethostip() != areal_coupling.LOOPBACK_IP:
+    if network.loopback_enabled() and gethostip() != network.LOOPBACK_IP:
         raise RuntimeError(
             "AREAL_A3PO_LOOPBACK=1 but AReaL's gethostip() is not 127.0.0.1: the areal-a3po "
             "hook is not active in this interpreter (run `a3po info`; is AREAL_A3PO_DISABLE set?)."

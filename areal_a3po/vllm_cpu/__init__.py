@@ -11,7 +11,7 @@ version AReaL pins does not need it. Nothing here edits AReaL's or vLLM's instal
                             (vLLM's ``reload_weights``; imports nothing from AReaL).
 
 Loopback (``AREAL_A3PO_LOOPBACK=1``) is not part of the bridge: the plugin's import hook applies it
-in every AReaL process (areal_a3po.areal_coupling).
+in every AReaL process (areal_a3po.coupling).
 
 This package's import is free of side effects and of heavy imports (vLLM's spawned engine processes
 import it).

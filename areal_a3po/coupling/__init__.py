@@ -1,0 +1,57 @@
+"""The AReaL coupling: the only package that knows AReaL's internals (checked on areal 1.0.4).
+
+AReaL has no plugin API, so the plugin patches AReaL modules right after they execute
+(:mod:`areal_a3po._bootstrap` calls :func:`patch_module` from an import hook, in every process).
+One module here per AReaL module patched; :data:`PATCHERS` is the whole list:
+
+=============================  =========================================================
+AReaL module                   what changes (module here)
+=============================  =========================================================
+``areal.api.cli_args``         ``PPOActorConfig`` gains ``actor.a3po``, validates the provider,
+                               asks it whether the recompute runs (:mod:`.config`)
+``areal.trainer.ppo.actor``    versions rolled with logprobs, minibatch index for providers,
+                               the plugin's loss and metrics (:mod:`.actor`); stats exports fed
+                               to ``hybrid``'s calibrators (:mod:`.stats`)
+``areal.utils.network``        ``gethostip`` -> 127.0.0.1 with ``AREAL_A3PO_LOOPBACK=1``
+                               (:mod:`.network`)
+=============================  =========================================================
+
+Whether AReaL is patched at all is decided by :mod:`.gate`. When a future AReaL ships a plugin
+API, this package is the one to rewrite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+
+from areal_a3po.coupling import actor, config, gate, network, stats
+
+PATCHERS: dict[str, tuple[Callable[[ModuleType], None], ...]] = {
+    "areal.api.cli_args": (config.patch,),
+    "areal.trainer.ppo.actor": (actor.patch, stats.patch),
+    "areal.utils.network": (network.patch,),
+}
+
+_PATCHED: set[str] = set()
+
+
+def hooked() -> bool:
+    """Whether this process's AReaL config module carries the plugin."""
+    return "areal.api.cli_args" in _PATCHED
+
+
+def patch_module(module: ModuleType) -> None:
+    """Entry point of the import hook: patch one freshly imported AReaL module (idempotent)."""
+    name = module.__name__
+    if name in _PATCHED:
+        return
+    if not gate.areal_supported():
+        gate.refuse(module)
+        return
+    for patch in PATCHERS[name]:
+        patch(module)
+    _PATCHED.add(name)
+
+
+__all__ = ["PATCHERS", "hooked", "patch_module"]

@@ -1,0 +1,121 @@
+"""The plugin's side of AReaL's actor loss: resolve the provider, then call the selected loss.
+
+:func:`grpo_loss_fn` replaces AReaL's ``grpo_loss_fn`` (same signature; installed by
+:mod:`areal_a3po.coupling.actor`). For AReaL's own methods, or without the decoupled loss, it calls
+AReaL's function unchanged. For a plugin provider it builds :class:`~areal_a3po.api.ProxInputs`
+for the micro-batch, validates them, computes log pi_prox and calls the loss registered under
+``actor.a3po.loss`` (default :func:`ppo_loss`: AReaL's decoupled PPO loss with that pi_prox).
+
+The PPO minibatch index and the options reach the loss through :data:`UPDATE`, a context variable
+the coupling sets around ``PPOActor._ppo_update``; the provider's result reaches the metrics
+logging (:mod:`areal_a3po.prox_metrics`) through :data:`LOSS`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from areal_a3po import registry
+from areal_a3po.api import Provider, ProxInputError, ProxInputs
+from areal_a3po.config import A3POConfig
+from areal_a3po.providers import check_inputs
+
+# AReaL's own grpo_loss_fn, set by the coupling when it patches areal.trainer.ppo.actor.
+AREAL_GRPO_LOSS: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+@dataclass
+class UpdateContext:
+    """One ``_ppo_update`` call: options and the PPO minibatch being trained."""
+
+    options: A3POConfig
+    n_minibatches: int
+    minibatch: int = -1
+
+
+@dataclass
+class LossState:
+    """One micro-batch's provider result, for the metrics logged right after the loss."""
+
+    name: str
+    provider: Provider
+    inputs: ProxInputs
+    prox: torch.Tensor
+
+
+UPDATE: contextvars.ContextVar[UpdateContext | None] = contextvars.ContextVar(
+    "a3po_update", default=None
+)
+LOSS: contextvars.ContextVar[LossState | None] = contextvars.ContextVar("a3po_loss", default=None)
+
+
+def areal_grpo_loss_fn(*args: Any, **kwargs: Any) -> torch.Tensor:
+    """AReaL's original ``grpo_loss_fn``."""
+    return AREAL_GRPO_LOSS["grpo_loss_fn"](*args, **kwargs)
+
+
+def needs_versions(provider: Provider, options: A3POConfig) -> bool:
+    """Whether the provider (or, for a composite one, its fallback) reads ``versions``."""
+    if provider.composite:
+        return registry.get_provider(options.fallback, key="actor.a3po.fallback").needs_versions
+    return provider.needs_versions
+
+
+def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict, **kwargs):
+    """AReaL's ``grpo_loss_fn`` with plugin providers resolved first (same signature)."""
+    method = kwargs.get("prox_logp_method", "recompute")
+    if not kwargs.get("use_decoupled_loss", False) or not registry.is_plugin_provider(method):
+        return areal_grpo_loss_fn(logprobs, entropy, input_data, **kwargs)
+    ctx = UPDATE.get()
+    options = ctx.options if ctx is not None else A3POConfig()
+    provider = registry.get_provider(method)
+    mask = input_data["loss_mask"].bool()
+    theta = logprobs.detach()
+    inputs = ProxInputs(
+        behave_logp=input_data["logprobs"],
+        theta_logp=theta,
+        loss_mask=mask,
+        versions=input_data.get("versions"),
+        current_version=kwargs.get("current_version"),
+        recomputed=input_data.get("prox_logp"),
+        minibatch=max(ctx.minibatch, 0) if ctx is not None else 0,
+        n_minibatches=ctx.n_minibatches if ctx is not None else 1,
+        options=options,
+    )
+    if options.validate_inputs:
+        check_inputs(inputs, method, needs_versions(provider, options))
+    prox = provider.compute(inputs)
+    if not isinstance(prox, torch.Tensor) or prox.shape != mask.shape:
+        raise ProxInputError(
+            f"Provider '{method}' returned {getattr(prox, 'shape', type(prox).__name__)}; "
+            f"it must return a tensor of the loss_mask's shape {tuple(mask.shape)}."
+        )
+    # Outside the loss mask prox is never used; keep it finite so no NaN reaches a gradient.
+    prox = torch.where(mask, prox.detach().to(torch.float32), theta.to(torch.float32))
+    loss = registry.get_loss(options.loss)
+    token = LOSS.set(LossState(method, provider, inputs, prox))
+    try:
+        return loss(logprobs, entropy, input_data, prox, **kwargs)
+    finally:
+        LOSS.reset(token)
+
+
+def ppo_loss(
+    logprobs: torch.Tensor,
+    entropy: torch.Tensor,
+    input_data: dict,
+    prox_logp: torch.Tensor,
+    **kwargs,
+) -> torch.Tensor:
+    """AReaL's decoupled PPO loss and statistics, with ``prox_logp`` as the proximal policy."""
+    mask = input_data["loss_mask"].bool()
+    data = dict(input_data)
+    data["logprobs"] = torch.where(mask, input_data["logprobs"], prox_logp)  # finite off-mask
+    data["prox_logp"] = prox_logp
+    kwargs["prox_logp_method"] = "recompute"  # AReaL then takes prox_logp as given
+    return areal_grpo_loss_fn(logprobs, entropy, data, **kwargs)
