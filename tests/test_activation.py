@@ -91,8 +91,10 @@ def test_activation_unsupported_areal_warns_once_no_patch(fake_areal_9, fresh_py
     proc = fresh_python.run(["-c", fresh_python.PROBE], {"PYTHONPATH": fake_areal_9})
     out = fresh_python.result(proc)
     assert not out["loss_patched"] and not out["has_a3po_field"]
+    from areal_a3po.coupling.gate import SUPPORTED_AREAL
+
     assert (proc.stdout + proc.stderr).count(
-        "areal-a3po supports areal>=1.0.4,<1.1, but areal 9.0.0 is installed"
+        f"areal-a3po supports areal{SUPPORTED_AREAL}, but areal 9.0.0 is installed"
     ) == 1
 
 

@@ -50,7 +50,9 @@ def test_yaml_recompute_recipe_loaded_recompute_runs(tmp_path, load_recipe):
 def test_yaml_override_each_provider_recompute_decision_matches_provider(
     tmp_path, load_recipe, method, recompute
 ):
-    cfg = load_recipe(A3PO, tmp_path, f"actor.prox_logp_method={method}")
+    # The recipe's rejection_sampling cannot act with behave (pi_prox = pi_behave): refused there.
+    extra = ["actor.rejection_sampling=null"] if method == "behave" else []
+    cfg = load_recipe(A3PO, tmp_path, f"actor.prox_logp_method={method}", *extra)
     assert cfg.actor.should_compute_prox_logp() is recompute
 
 
