@@ -25,6 +25,11 @@ def _info(args: argparse.Namespace) -> int:
         f"areal {gate.areal_version()}: supported={gate.areal_supported()} "
         f"hooked={coupling.hooked()}"
     )
+    print(f"areal installed from: {gate.areal_origin()}")
+    points = gate.applied_patch_points()
+    print(f"patch points applied ({len(points)}):")
+    for point in points:
+        print(f"  {point.target}: {point.detail}")
     print("providers (actor.prox_logp_method):")
     for name, p in registry.providers().items():
         if p.calibrated:

@@ -27,71 +27,58 @@ ERROR_METRICS = keys.CALIBRATION_ERROR_METRICS
 __all__ = ["ERROR_METRICS", "YAML_PREFIX", "A3POConfig", "A3POConfigError", "validate_actor"]
 
 
+def _opt(default: Any, help: str, factory: bool = False) -> Any:
+    """A field with its help text (shown by AReaL's CLI and docs/configuration.md)."""
+    if factory:
+        return field(default_factory=default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class A3POConfig:
     """Options of the proximal-log-prob providers and the actor loss (YAML ``actor.a3po``)."""
 
-    anchor_offset: float = field(
-        default=1.0,
-        metadata={
-            "help": "k: the proximal policy sits k versions behind pi_theta. Weight on pi_behave "
-            "is k/d for lag d (clamped to [0, 1]); 1 is the paper, 0 makes prox = theta."
-        },
+    anchor_offset: float = _opt(
+        1.0,
+        "k: the proximal policy sits k versions behind pi_theta. Weight on pi_behave "
+        "is k/d for lag d (clamped to [0, 1]); 1 is the paper, 0 makes prox = theta.",
     )
-    loss: str = field(
-        default="ppo",
-        metadata={"help": "Actor loss, by name (entry-point group areal_a3po.losses)."},
+    loss: str = _opt("ppo", "Actor loss, by name (entry-point group areal_a3po.losses).")
+    staleness_bins: int = _opt(
+        8, "Per-lag token counts are logged for lags 0..staleness_bins-1 and one 'ge' bucket above."
     )
-    staleness_bins: int = field(
-        default=8,
-        metadata={
-            "help": "Per-lag token counts are logged for lags 0..staleness_bins-1 and one "
-            "'ge' bucket above."
-        },
+    eval_providers: list[str] = _opt(
+        list,
+        "With prox_logp_method a3po-metrics: approximate providers whose error "
+        "against the recompute is logged. Empty means every registered approximate provider.",
+        factory=True,
     )
-    eval_providers: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": "With prox_logp_method a3po-metrics: approximate providers whose error "
-            "against the recompute is logged. Empty means every registered approximate provider."
-        },
+    fallback: str = _opt(
+        "a3po",
+        "Approximate provider used by 'current' on PPO minibatches after the first, "
+        "and by 'hybrid' on steps without the recompute.",
     )
-    fallback: str = field(
-        default="a3po",
-        metadata={
-            "help": "Approximate provider used by 'current' on PPO minibatches after the first, "
-            "and by 'hybrid' on steps without the recompute."
-        },
+    calibration_interval: int = _opt(
+        10, "hybrid: run the real recompute every N training steps (N >= 1)."
     )
-    calibration_interval: int = field(
-        default=10,
-        metadata={"help": "hybrid: run the real recompute every N training steps (N >= 1)."},
+    error_threshold: float = _opt(
+        0.02,
+        "hybrid: when the fallback's error against the recompute exceeds this on a "
+        "calibration step, recompute every step until it is back under.",
     )
-    error_threshold: float = field(
-        default=0.02,
-        metadata={
-            "help": "hybrid: when the fallback's error against the recompute exceeds this on a "
-            "calibration step, recompute every step until it is back under."
-        },
+    error_metric: str = _opt(
+        "abs_error",
+        "hybrid: the error compared with error_threshold, mean over loss tokens: "
+        "abs_error (nats of log pi_prox) or importance_weight_abs_error (|pi_theta/pi_prox| "
+        "ratio error).",
     )
-    error_metric: str = field(
-        default="abs_error",
-        metadata={
-            "help": "hybrid: the error compared with error_threshold, mean over loss tokens: "
-            "abs_error (nats of log pi_prox) or importance_weight_abs_error (|pi_theta/pi_prox| "
-            "ratio error)."
-        },
+    validate_inputs: bool = _opt(
+        True,
+        "Check provider inputs (dtypes, shapes, versions, NaN/inf inside the loss "
+        "mask) each micro-batch; costs one device-to-host sync.",
     )
-    validate_inputs: bool = field(
-        default=True,
-        metadata={
-            "help": "Check provider inputs (dtypes, shapes, versions, NaN/inf inside the loss "
-            "mask) each micro-batch; costs one device-to-host sync."
-        },
-    )
-    provider_options: dict[str, Any] = field(
-        default_factory=dict,
-        metadata={"help": "Free-form options for third-party providers (read from ProxInputs)."},
+    provider_options: dict[str, Any] = _opt(
+        dict, "Free-form options for third-party providers (read from ProxInputs).", factory=True
     )
 
     def __post_init__(self) -> None:

@@ -72,6 +72,34 @@ def provider_key(provider: str, metric: str) -> str:
     return f"{provider}/{metric}"
 
 
+# --------------------------------------------------- per step, every method (worker)
+# The token lag as the loss sees it, logged for AReaL's own methods too (one definition of
+# staleness for every arm): under AReaL's "ppo_actor" scope, before the update.
+LAG_SCOPE = "a3po"
+LAG_PREFIX = f"ppo_actor/{LAG_SCOPE}/"
+LAG_TOKENS = "n_tokens"  # denominator: loss tokens with a version
+TOKEN_LAG = "token_lag"  # stat: V - v per trained token
+
+
+def token_lag(d: int) -> str:
+    """Count of trained tokens with lag exactly ``d`` (every method)."""
+    return f"token_lag_{d}"
+
+
+def token_lag_ge(bins: int) -> str:
+    return f"token_lag_ge{bins}"
+
+
+TOKEN_LAG_PATTERN = r"token_lag_(ge)?(\d+)"
+
+
+def lag_keys(bins: int) -> set[str]:
+    """Every full key of the token-lag statistics."""
+    out = {LAG_PREFIX + TOKEN_LAG + f"/{x}" for x in STAT_SUFFIXES}
+    counts = [LAG_TOKENS, *(token_lag(d) for d in range(bins)), token_lag_ge(bins)]
+    return out | {LAG_PREFIX + c for c in counts}
+
+
 # ------------------------------------------------------------------------- controller
 HYBRID_RECOMPUTE = "a3po/hybrid/recompute"  # scalar: this step runs the recompute
 HYBRID_ESCALATED = "a3po/hybrid/escalated"  # scalar: the fallback's last error was too high

@@ -80,39 +80,31 @@ def hybrid(inp: ProxInputs) -> torch.Tensor:
     return _fallback(inp).compute(inp)
 
 
-RECOMPUTE = Provider(
-    native=True,
-    needs_recompute=True,
-    approximate=False,
-    description="AReaL's recompute forward pass (baseline, AReaL's own code path).",
+def _native(needs_recompute: bool, description: str) -> Provider:
+    """One of AReaL's own methods: the plugin leaves AReaL's code path untouched."""
+    return Provider(
+        native=True, needs_recompute=needs_recompute, approximate=False, description=description
+    )
+
+
+RECOMPUTE = _native(True, "AReaL's recompute forward pass (baseline, AReaL's own code path).")
+LOGLINEAR = _native(
+    False,
+    "AReaL's built-in log-linear approximation (AReaL's own code path; reads versions one "
+    "token off).",
 )
-LOGLINEAR = Provider(
-    native=True,
-    needs_recompute=False,
-    approximate=False,
-    description="AReaL's built-in log-linear approximation (AReaL's own code path; reads "
-    "versions one token off).",
-)
-METRICS = Provider(
-    native=True,
-    needs_recompute=True,
-    approximate=False,
-    description="AReaL's recompute plus AReaL's approximation metrics.",
-)
+METRICS = _native(True, "AReaL's recompute plus AReaL's approximation metrics.")
 A3PO = Provider(
-    compute=a3po_log,
+    a3po_log,
     needs_versions=True,
     description="A-3PO, log-space interpolation with weight k/d (arXiv 2512.06547).",
 )
 A3PO_LINEAR = Provider(
-    compute=a3po_prob,
+    a3po_prob,
     needs_versions=True,
     description="A-3PO in probability space, computed with log-sum-exp.",
 )
-BEHAVE = Provider(
-    compute=behave,
-    description="pi_prox = pi_behave (verl's bypass baseline).",
-)
+BEHAVE = Provider(behave, description="pi_prox = pi_behave (verl's bypass baseline).")
 A3PO_METRICS = Provider(
     compute=recomputed,
     needs_recompute=True,
@@ -122,22 +114,26 @@ A3PO_METRICS = Provider(
     description="Trains on the recompute and logs every approximate provider's error against it.",
 )
 
-CURRENT = Provider(
-    compute=current,
-    composite=True,
-    approximate=False,
+
+def _composite(compute, exact, description: str, **flags) -> Provider:
+    """Exact on some micro-batches, the ``actor.a3po.fallback`` provider on the others."""
+    return Provider(
+        compute, composite=True, approximate=False, exact=exact, description=description, **flags
+    )
+
+
+CURRENT = _composite(
+    current,
+    lambda inp: inp.minibatch == 0,
+    "Exact on the first PPO minibatch (detached current log-probs), fallback after.",
     uses_train_logp=True,
-    exact=lambda inp: inp.minibatch == 0,
-    description="Exact on the first PPO minibatch (detached current log-probs), fallback after.",
 )
-HYBRID = Provider(
-    compute=hybrid,
-    composite=True,
+HYBRID = _composite(
+    hybrid,
+    lambda inp: inp.recomputed is not None,
+    "Recompute every calibration_interval steps (and while the fallback's error is above "
+    "error_threshold), fallback otherwise.",
     calibrated=True,
-    approximate=False,
-    exact=lambda inp: inp.recomputed is not None,
-    description="Recompute every calibration_interval steps (and while the fallback's error is "
-    "above error_threshold), fallback otherwise.",
 )
 
 

@@ -121,3 +121,24 @@ def log_prox_stats(state: LossState, mask: torch.Tensor) -> None:
             },
             denominator=keys.N_VALID_TOKENS,
         )
+
+
+def log_token_lag(
+    versions: torch.Tensor, loss_mask: torch.Tensor, current_version: int, bins: int
+) -> None:
+    """Per-token lag V - v of the trained tokens, for every method (AReaL's own ones too).
+
+    ``versions`` and ``loss_mask`` must be aligned (position i: token i+1). Logged under the
+    caller's ``ppo_actor`` scope as ``a3po/token_lag`` with per-lag counts (:mod:`keys`).
+    """
+    from areal.utils import stats_tracker
+
+    mask = loss_mask.bool() & (versions >= 0)
+    lag = current_version - versions.to(torch.int64)
+    with stats_tracker.scope(keys.LAG_SCOPE):
+        stats_tracker.denominator(
+            **{keys.LAG_TOKENS: mask},
+            **{keys.token_lag(b): mask & (lag == b) for b in range(bins)},
+            **{keys.token_lag_ge(bins): mask & (lag >= bins)},
+        )
+        stats_tracker.stat(**{keys.TOKEN_LAG: lag.float()}, denominator=keys.LAG_TOKENS)

@@ -92,25 +92,22 @@ def losses() -> dict[str, LossFn]:
     return dict(sorted(out.items()))
 
 
-def get_provider(name: str, key: str = "actor.prox_logp_method") -> Provider:
-    table = providers()
+def _lookup(table: dict[str, Any], name: str, key: str, kind: tuple[str, str], tail: str) -> Any:
     if name not in table:
         raise A3POConfigError(
-            f"{key}: unknown proximal log-prob provider '{name}'. Registered providers: "
-            f"{', '.join(table)}. A third-party provider is added through the entry-point group "
-            f"'{PROVIDER_GROUP}'."
+            f"{key}: unknown {kind[0]} '{name}'. Registered {kind[1]}: {', '.join(table)}{tail}"
         )
     return table[name]
+
+
+def get_provider(name: str, key: str = "actor.prox_logp_method") -> Provider:
+    tail = f". A third-party provider is added through the entry-point group '{PROVIDER_GROUP}'."
+    return _lookup(providers(), name, key, ("proximal log-prob provider", "providers"), tail)
 
 
 def get_loss(name: str, key: str = "actor.a3po.loss") -> LossFn:
-    table = losses()
-    if name not in table:
-        raise A3POConfigError(
-            f"{key}: unknown actor loss '{name}'. Registered losses: {', '.join(table)} "
-            f"(entry-point group '{LOSS_GROUP}')."
-        )
-    return table[name]
+    tail = f" (entry-point group '{LOSS_GROUP}')."
+    return _lookup(losses(), name, key, ("actor loss", "losses"), tail)
 
 
 def approximate_provider_names() -> list[str]:

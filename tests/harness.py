@@ -1,24 +1,36 @@
-"""Real AReaL on CPU for tests: a tiny Qwen2 built locally and AReaL's own FSDPPPOActor.
+"""Real AReaL on CPU for tests: plain functions behind the fixtures in ``tests/conftest.py``.
 
-Nothing is mocked: the actor is ``areal.engine.fsdp_engine.FSDPPPOActor`` (gloo, world size 1),
-the loss is AReaL's ``grpo_loss_fn`` (patched by the plugin's import hook), statistics go through
-AReaL's ``stats_tracker``. One sequence per micro-batch (CPU attention would leak across packed
-sequences otherwise).
+Test modules use the fixtures, not this module (the one exception: scripts that a test runs in a
+fresh interpreter import it, since fixtures do not reach there). Nothing is mocked: the actor is
+``areal.engine.fsdp_engine.FSDPPPOActor`` (gloo, world size 1), the loss is AReaL's
+``grpo_loss_fn`` (patched by the plugin's import hook), statistics go through AReaL's
+``stats_tracker``. One sequence per micro-batch (CPU attention would leak across packed sequences
+otherwise).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]
 PROMPT_LEN = 6
 RESPONSE_LEN = 10
 SEQ_LEN = PROMPT_LEN + RESPONSE_LEN
 VOCAB = 64
+CURRENT_VERSION = 3  # the actor's weight version unless a test sets another
+N_SEQS = 4  # sequences per rollout batch in one PPO step
+
+LogpSource = Callable[[torch.Tensor], torch.Tensor]
 
 
 def free_port() -> int:
@@ -62,7 +74,7 @@ def build_tiny_qwen2(path: str | os.PathLike, seed: int = 0) -> str:
 
 
 @contextlib.contextmanager
-def dist_env():
+def dist_env() -> Iterator[None]:
     """World size 1 on loopback, as torchrun would set it for a single rank."""
     env = {
         "WORLD_SIZE": "1",
@@ -88,7 +100,7 @@ def dist_env():
                 os.environ[k] = v
 
 
-def actor_config(model_path: str, fileroot: str, **overrides):
+def actor_config(model_path: str, **overrides):
     """A PPOActorConfig for the tiny model on CPU (overrides are PPOActorConfig fields)."""
     from areal.api.cli_args import MicroBatchSpec, OptimizerConfig, PPOActorConfig
 
@@ -114,18 +126,6 @@ def actor_config(model_path: str, fileroot: str, **overrides):
     return PPOActorConfig(**kwargs)
 
 
-def make_actor(config, total_steps: int = 10):
-    from areal.api.io_struct import FinetuneSpec
-    from areal.engine.fsdp_engine import FSDPPPOActor
-
-    actor = FSDPPPOActor(config)
-    actor.create_process_group()
-    actor.initialize(
-        None, FinetuneSpec(total_train_epochs=1, dataset_size=total_steps, train_batch_size=1)
-    )
-    return actor
-
-
 def count_forwards(engine) -> None:
     """Count the engine's forward passes (the recompute stage) in ``engine.n_forward``."""
     engine.n_forward = 0
@@ -138,13 +138,34 @@ def count_forwards(engine) -> None:
     engine.forward = counting_forward
 
 
+@contextlib.contextmanager
+def fsdp_actor(config, version: int = CURRENT_VERSION, total_steps: int = 10) -> Iterator:
+    """AReaL's FSDPPPOActor on CPU (world size 1), forwards counted; destroyed on exit."""
+    from areal.api.io_struct import FinetuneSpec
+    from areal.engine.fsdp_engine import FSDPPPOActor
+
+    with dist_env():
+        actor = FSDPPPOActor(config)
+        try:
+            actor.create_process_group()
+            actor.initialize(
+                None,
+                FinetuneSpec(total_train_epochs=1, dataset_size=total_steps, train_batch_size=1),
+            )
+            actor.set_version(version)
+            count_forwards(actor)
+            yield actor
+        finally:
+            actor.destroy()
+
+
 def make_batch(
-    n_seqs: int = 4,
-    current_version: int = 3,
+    n_seqs: int = N_SEQS,
+    current_version: int = CURRENT_VERSION,
     lags: list[int] | None = None,
     seed: int = 0,
     behave_noise: float = 0.3,
-    logp_source=None,
+    logp_source: LogpSource | None = None,
 ) -> dict[str, torch.Tensor]:
     """A rollout batch shaped like AReaL's RLVRWorkflow output (padded, un-rolled).
 
@@ -177,7 +198,7 @@ def make_batch(
     }
 
 
-def hf_token_logprobs(model_path: str):
+def hf_token_logprobs(model_path: str) -> LogpSource:
     """log p(token_{i+1} | tokens_<=i) at position i (AReaL's rolled layout), position -1 = 0."""
     from transformers import AutoModelForCausalLM
 
@@ -192,3 +213,149 @@ def hf_token_logprobs(model_path: str):
         return torch.cat([torch.zeros(input_ids.shape[0], 1), tok], dim=1)
 
     return fn
+
+
+def snapshot_params(engine) -> dict[str, torch.Tensor]:
+    """A copy of the engine's full (un-sharded) parameters."""
+    out = {}
+    for name, p in engine.model.named_parameters():
+        t = p.full_tensor() if hasattr(p, "full_tensor") else p
+        out[name] = t.detach().clone()
+    return out
+
+
+@dataclasses.dataclass
+class PPOStep:
+    """What one trainer step showed: see :func:`ppo_step`."""
+
+    batch: dict[str, torch.Tensor]  # the rollout batch fed to the step (before AReaL's roll)
+    version: int  # the actor's weight version during the step
+    recomputed: bool  # the controller's should_compute_prox_logp(): compute_logp ran
+    stats: dict[str, float]  # the actor's export_stats(): what the trainer logs for the step
+    local: dict[str, float]  # single controller: what the controller process recorded itself
+    forwards: int | None  # engine forward passes during the step (None through a controller)
+    params_before: dict[str, torch.Tensor] | None = None  # with keep_params (FSDP actor only)
+    params_after: dict[str, torch.Tensor] | None = None
+
+    def staleness_counts(self) -> dict[int, int]:
+        """Loss-mask tokens per version lag in the fed batch (what the staleness keys count)."""
+        lags = self.version - self.batch["versions"][self.batch["loss_mask"].bool()]
+        values, counts = torch.unique(lags, return_counts=True)
+        return dict(zip(values.tolist(), counts.tolist(), strict=True))
+
+
+def ppo_step(
+    engine,
+    method: str | None = None,
+    *,
+    behave_source: LogpSource,
+    seed: int = 0,
+    keep_params: bool = False,
+    **a3po,
+) -> PPOStep:
+    """One actor step of ``PPOTrainer.train`` (areal/trainer/rl_trainer.py), line for line.
+
+    ``engine`` is an FSDPPPOActor (SPMD) or its controller (single controller). With ``method``,
+    ``actor.prox_logp_method`` is switched to it and ``actor.a3po`` to ``A3POConfig(**a3po)``
+    first. The batch has ``N_SEQS`` sequences at lags 0..3 behind the engine's version, behave
+    log-probs from ``behave_source`` plus noise.
+    """
+    from areal.infra.controller.train_controller import TrainController
+    from areal.utils import stats_tracker
+
+    if method is not None:
+        from areal_a3po.config import A3POConfig
+
+        engine.config.prox_logp_method = method
+        engine.config.a3po = A3POConfig(**a3po)
+    elif a3po:
+        raise TypeError(f"actor.a3po options {sorted(a3po)} given without a method to switch to")
+    controller = isinstance(engine, TrainController)
+    version = engine.get_version()
+    batch = make_batch(N_SEQS, current_version=version, seed=seed, logp_source=behave_source)
+    rollout = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(N_SEQS)]
+    before = snapshot_params(engine) if keep_params else None
+    forwards = getattr(engine, "n_forward", None)
+    stats_tracker.export_all()  # drop anything earlier steps or tests recorded in this process
+    recomputed = bool(engine.config.should_compute_prox_logp())
+    if recomputed:
+        for traj, logp in zip(rollout, engine.compute_logp(rollout), strict=True):
+            traj["prox_logp"] = logp
+    adv = engine.compute_advantages(rollout)
+    engine.ppo_update(adv)
+    engine.step_lr_scheduler()
+    if controller:  # the trainer fans clear_batches out in single-controller mode only
+        engine.clear_batches(rollout, adv)
+    local = stats_tracker.export_all() if controller else {}
+    return PPOStep(
+        batch=batch,
+        version=version,
+        recomputed=recomputed,
+        stats=engine.export_stats(),
+        local=local,
+        forwards=None if forwards is None else engine.n_forward - forwards,
+        params_before=before,
+        params_after=snapshot_params(engine) if keep_params else None,
+    )
+
+
+def load_recipe(recipe: Path, fileroot: Path, *overrides: str):
+    """A recipe through AReaL's own ``load_expr_config(argv, GRPOConfig)``, under ``fileroot``."""
+    from areal.api.cli_args import GRPOConfig, load_expr_config
+
+    argv = [
+        "--config",
+        str(recipe),
+        f"cluster.fileroot={fileroot}",
+        f"cluster.name_resolve.nfs_record_root={fileroot}/name_resolve",
+        *overrides,
+    ]
+    cfg, _ = load_expr_config(argv, GRPOConfig)
+    return cfg
+
+
+class FreshPython:
+    """Python code in a freshly spawned interpreter, as torchrun or AReaL's scheduler starts one.
+
+    The interpreter sees no ``AREAL_A3PO*`` variable from this process; ``PROBE`` reports whether
+    the plugin is active there. Scripts print one ``RESULT<json>`` line for :meth:`result`.
+    """
+
+    PROBE = """
+import json, sys
+before = sorted(m for m in sys.modules if m.startswith(("areal_a3po", "torch", "areal"))
+                and m not in ("areal_a3po", "areal_a3po._bootstrap"))
+import areal.trainer.ppo.actor as actor_mod
+from areal.api.cli_args import PPOActorConfig
+out = {
+    "before": before,
+    "coupling_loaded": "areal_a3po.coupling" in sys.modules,
+    "loss_patched": actor_mod.grpo_loss_fn.__module__ == "areal_a3po.loss",
+    "has_a3po_field": "a3po" in PPOActorConfig.__dataclass_fields__,
+}
+print("RESULT" + json.dumps(out))
+"""
+
+    def run(
+        self, args: list[str], env_extra: dict[str, str] | None = None, timeout: int = 300
+    ) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AREAL_A3PO")}
+        env.update(env_extra or {})
+        return subprocess.run(
+            [sys.executable, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=ROOT,
+        )
+
+    def probe(self, env_extra: dict[str, str] | None = None) -> dict:
+        """``PROBE``'s findings in a fresh interpreter."""
+        return self.result(self.run(["-c", self.PROBE], env_extra))
+
+    @staticmethod
+    def result(proc: subprocess.CompletedProcess) -> dict:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
+        return json.loads(line[len("RESULT") :])

@@ -6,9 +6,7 @@ AReaL's scheduler would start it; the plugin arrives through ``areal_a3po.pth`` 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,47 +14,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PROBE = """
-import json, sys
-before = sorted(m for m in sys.modules if m.startswith(("areal_a3po", "torch", "areal"))
-                and m not in ("areal_a3po", "areal_a3po._bootstrap"))
-import areal.trainer.ppo.actor as actor_mod
-from areal.api.cli_args import PPOActorConfig
-out = {
-    "before": before,
-    "coupling_loaded": "areal_a3po.coupling" in sys.modules,
-    "loss_patched": actor_mod.grpo_loss_fn.__module__ == "areal_a3po.loss",
-    "has_a3po_field": "a3po" in PPOActorConfig.__dataclass_fields__,
-}
-print("RESULT" + json.dumps(out))
-"""
 
-
-def run_python(args: list[str], env_extra: dict[str, str] | None = None, timeout: int = 300):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AREAL_A3PO")}
-    env.update(env_extra or {})
-    proc = subprocess.run(
-        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
-    )
-    return proc
-
-
-def result(proc) -> dict:
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
-    return json.loads(line[len("RESULT") :])
-
-
-def test_activation_fresh_interpreter_imports_actor_providers_active():
-    out = result(run_python(["-c", PROBE]))
+def test_activation_fresh_interpreter_imports_actor_providers_active(fresh_python):
+    out = fresh_python.probe()
     assert out["before"] == [], "interpreter start imported torch/areal/plugin modules"
     assert out["coupling_loaded"] and out["loss_patched"] and out["has_a3po_field"]
 
 
-def test_activation_torchrun_rank_process_providers_active(tmp_path):
+@pytest.mark.slow
+def test_activation_torchrun_rank_process_providers_active(tmp_path, fresh_python):
     script = tmp_path / "rank.py"
-    script.write_text(PROBE)
-    proc = run_python(
+    script.write_text(fresh_python.PROBE)
+    proc = fresh_python.run(
         [
             "-m",
             "torch.distributed.run",
@@ -70,33 +39,35 @@ def test_activation_torchrun_rank_process_providers_active(tmp_path):
         ],
         {"GLOO_SOCKET_IFNAME": "lo"},
     )
-    out = result(proc)
+    out = fresh_python.result(proc)
     assert out["loss_patched"] and out["has_a3po_field"]
 
 
-def test_activation_startup_without_areal_imports_nothing_heavy():
+def test_activation_startup_without_areal_imports_nothing_heavy(fresh_python):
     code = "import sys, json; print('RESULT' + json.dumps(sorted(sys.modules)))"
-    mods = result(run_python(["-c", code]))
+    mods = fresh_python.result(fresh_python.run(["-c", code]))
     assert "areal_a3po._bootstrap" in mods  # the hook is there ...
     heavy = [m for m in mods if m.split(".")[0] in ("torch", "areal", "numpy", "transformers")]
     assert heavy == []  # ... and costs no heavy import
     assert "areal_a3po.coupling" not in mods
 
 
-def test_activation_disable_env_plain_areal_untouched():
-    out = result(run_python(["-c", PROBE], {"AREAL_A3PO_DISABLE": "1"}))
+@pytest.mark.slow
+def test_activation_disable_env_plain_areal_untouched(fresh_python):
+    out = fresh_python.probe({"AREAL_A3PO_DISABLE": "1"})
     assert not out["coupling_loaded"]
     assert not out["loss_patched"]
     assert not out["has_a3po_field"]
 
 
-def test_activation_info_command_reports_hooked_and_providers():
-    proc = run_python(["-m", "areal_a3po.cli", "info"])
+@pytest.mark.slow
+def test_activation_info_command_reports_hooked_and_providers(fresh_python):
+    proc = fresh_python.run(["-m", "areal_a3po.cli", "info"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "hooked=True" in proc.stdout
     for name in ("a3po", "a3po-linear", "behave", "recompute", "a3po-metrics"):
         assert f"\n  {name} " in proc.stdout
-    off = run_python(["-m", "areal_a3po.cli", "info"], {"AREAL_A3PO_DISABLE": "1"})
+    off = fresh_python.run(["-m", "areal_a3po.cli", "info"], {"AREAL_A3PO_DISABLE": "1"})
     assert off.returncode == 0 and "DISABLED by AREAL_A3PO_DISABLE" in off.stdout
     assert "hooked=False" in off.stdout
 
@@ -115,22 +86,26 @@ def fake_areal_9(tmp_path) -> str:
     return f"{tmp_path}{os.pathsep}{real}"
 
 
-def test_activation_unsupported_areal_warns_once_no_patch(fake_areal_9):
-    proc = run_python(["-c", PROBE], {"PYTHONPATH": fake_areal_9})
-    out = result(proc)
+@pytest.mark.slow
+def test_activation_unsupported_areal_warns_once_no_patch(fake_areal_9, fresh_python):
+    proc = fresh_python.run(["-c", fresh_python.PROBE], {"PYTHONPATH": fake_areal_9})
+    out = fresh_python.result(proc)
     assert not out["loss_patched"] and not out["has_a3po_field"]
+    from areal_a3po.coupling.gate import SUPPORTED_AREAL
+
     assert (proc.stdout + proc.stderr).count(
-        "areal-a3po supports areal>=1.0.4,<1.1, but areal 9.0.0 is installed"
+        f"areal-a3po supports areal{SUPPORTED_AREAL}, but areal 9.0.0 is installed"
     ) == 1
 
 
-def test_activation_unsupported_areal_a3po_recipe_fails_with_reason(fake_areal_9):
+@pytest.mark.slow
+def test_activation_unsupported_areal_a3po_recipe_fails_with_reason(fake_areal_9, fresh_python):
     code = (
         "from areal.api.cli_args import PPOActorConfig\n"
         "PPOActorConfig(experiment_name='e', trial_name='t', backend='fsdp:d1', "
         "use_decoupled_loss=True, prox_logp_method='a3po')\n"
     )
-    proc = run_python(["-c", code], {"PYTHONPATH": fake_areal_9})
+    proc = fresh_python.run(["-c", code], {"PYTHONPATH": fake_areal_9})
     assert proc.returncode != 0
     assert (
         "actor.prox_logp_method: a3po is provided by areal-a3po, but areal-a3po supports"
@@ -139,42 +114,30 @@ def test_activation_unsupported_areal_a3po_recipe_fails_with_reason(fake_areal_9
     assert "areal 9.0.0 is installed" in proc.stderr
 
 
+# The fixtures do not reach a fresh interpreter: the script uses their plain functions (harness).
+# It switches the method by hand: with the plugin disabled it must not import the plugin.
 STEP = """
-import json, sys, torch
+import json, sys
 sys.path.insert(0, {root!r})
 from tests import harness as H
-from areal.utils import stats_tracker
 out = {{}}
-with H.dist_env():
-    engine = H.make_actor(H.actor_config({model!r}, {root!r}, prox_logp_method="recompute"))
-    engine.set_version(3)
-    src = H.hf_token_logprobs({model!r})
+src = H.hf_token_logprobs({model!r})
+with H.fsdp_actor(H.actor_config({model!r})) as actor:
     for seed, method in enumerate(["recompute", "loglinear", "metrics"]):
-        engine.config.prox_logp_method = method
-        b = H.make_batch(4, current_version=3, seed=seed, logp_source=src)
-        traj = [{{k: v[i:i+1] for k, v in b.items()}} for i in range(4)]
-        stats_tracker.export()
-        if engine.config.should_compute_prox_logp():
-            for t, lp in zip(traj, engine.compute_logp(traj)):
-                t["prox_logp"] = lp
-        engine.ppo_update(engine.compute_advantages(traj))
-        st = stats_tracker.export()
+        actor.config.prox_logp_method = method
+        st = H.ppo_step(actor, behave_source=src, seed=seed).stats
         out[method] = {{k: v for k, v in st.items() if k.startswith("ppo_actor/update/")}}
-    out["params"] = float(sum(p.full_tensor().double().abs().sum() if hasattr(p, "full_tensor")
-                              else p.double().abs().sum() for p in engine.model.parameters()))
-    engine.destroy()
+    out["params"] = float(sum(t.double().abs().sum() for t in H.snapshot_params(actor).values()))
 print("RESULT" + json.dumps(out))
 """
 
 
 @pytest.mark.slow
-def test_activation_plain_methods_same_numbers_with_and_without_plugin(tmp_path):
-    from tests.harness import build_tiny_qwen2
-
-    model = build_tiny_qwen2(tmp_path / "model")
-    code = STEP.format(root=str(ROOT), model=model)
-    on = result(run_python(["-c", code], timeout=600))
-    off = result(run_python(["-c", code], {"AREAL_A3PO_DISABLE": "1"}, timeout=600))
+def test_activation_plain_methods_same_numbers_with_and_without_plugin(tiny_model, fresh_python):
+    code = STEP.format(root=str(ROOT), model=tiny_model)
+    run, result = fresh_python.run, fresh_python.result
+    on = result(run(["-c", code], timeout=600))
+    off = result(run(["-c", code], {"AREAL_A3PO_DISABLE": "1"}, timeout=600))
     for method in ("recompute", "loglinear", "metrics"):
         assert set(on[method]) == set(off[method]), method
         for key, value in off[method].items():
@@ -191,6 +154,9 @@ print("RESULT" + json.dumps({"ip": gethostip(), "scheduler_ip": local.gethostip(
 """
 
 
-def test_activation_loopback_env_every_gethostip_returns_127():
-    out = result(run_python(["-c", LOOPBACK_PROBE], {"AREAL_A3PO_LOOPBACK": "1"}))
+@pytest.mark.slow
+def test_activation_loopback_env_every_gethostip_returns_127(fresh_python):
+    out = fresh_python.result(
+        fresh_python.run(["-c", LOOPBACK_PROBE], {"AREAL_A3PO_LOOPBACK": "1"})
+    )
     assert out == {"ip": "127.0.0.1", "scheduler_ip": "127.0.0.1"}

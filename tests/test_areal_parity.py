@@ -12,7 +12,6 @@ import torch
 from areal_a3po import approx
 from areal_a3po.providers import a3po_log, a3po_prob
 from areal_a3po.registry import ProxInputs
-from tests.harness import PROMPT_LEN, make_batch
 
 
 def _inputs(behave, theta, versions, current, mask=None):
@@ -60,7 +59,11 @@ def test_areal_linear_tiny_probabilities_floored_ours_exact():
     assert float(theirs) > -23.1  # log(1e-10) floor: AReaL's value is ~27 nats off
 
 
-def _advantages(prox_logp_method: str):
+def _advantages(make_batch, prox_logp_method: str):
+    """(batch, AReaL's compute_advantages output, the first response token's log-prob position).
+
+    The batch: 3 sequences at version 5 with lags 2, 3, 4.
+    """
     from areal.api.cli_args import PPOActorConfig
     from areal.trainer.ppo.actor import PPOActor
 
@@ -74,17 +77,18 @@ def _advantages(prox_logp_method: str):
     )
     actor = PPOActor(cfg, engine=None)
     batch = make_batch(n_seqs=3, current_version=5, lags=[2, 3, 4])
-    return batch, actor._compute_advantages({k: v.clone() for k, v in batch.items()})
+    first = int(batch["loss_mask"][0].argmax()) - 1  # after AReaL's roll by -1
+    return batch, actor._compute_advantages({k: v.clone() for k, v in batch.items()}), first
 
 
-def test_areal_compute_advantages_loglinear_versions_one_token_off():
-    batch, out = _advantages("loglinear")
+def test_areal_compute_advantages_loglinear_versions_one_token_off(make_batch):
+    batch, out, first = _advantages(make_batch, "loglinear")
     mask = out["loss_mask"].bool()
     # AReaL rolls loss_mask and logprobs by -1 but leaves versions: the first response token
-    # (its log-prob now at position PROMPT_LEN - 1) is paired with the prompt's version -1.
-    assert bool(mask[:, PROMPT_LEN - 1].all())
+    # (its log-prob now at position `first`) is paired with the prompt's version -1.
+    assert bool(mask[:, first].all())
     torch.testing.assert_close(
-        out["versions"][:, PROMPT_LEN - 1], torch.full((3,), -1, dtype=torch.int32), rtol=0, atol=0
+        out["versions"][:, first], torch.full((3,), -1, dtype=torch.int32), rtol=0, atol=0
     )
     torch.testing.assert_close(out["versions"], batch["versions"], rtol=0, atol=0)
     # So AReaL's loglinear treats that token as a prompt token (alpha = 0 -> pure behave).
@@ -94,20 +98,18 @@ def test_areal_compute_advantages_loglinear_versions_one_token_off():
     theirs = compute_prox_logp_approximations(
         old_logp=out["logprobs"], logprobs=theta, versions=out["versions"], current_version=5
     )["loglinear"]
-    torch.testing.assert_close(
-        theirs[:, PROMPT_LEN - 1], out["logprobs"][:, PROMPT_LEN - 1], rtol=0, atol=0
-    )
+    torch.testing.assert_close(theirs[:, first], out["logprobs"][:, first], rtol=0, atol=0)
 
 
-def test_plugin_compute_advantages_a3po_versions_rolled_with_logprobs():
-    batch, out = _advantages("a3po")
+def test_plugin_compute_advantages_a3po_versions_rolled_with_logprobs(make_batch):
+    batch, out, first = _advantages(make_batch, "a3po")
     mask = out["loss_mask"].bool()
     expected = torch.roll(batch["versions"], shifts=-1, dims=-1)
     torch.testing.assert_close(out["versions"], expected, rtol=0, atol=0)
     # Every loss-mask token now carries its own generation version, none the prompt tag.
     assert bool((out["versions"][mask] >= 0).all())
     torch.testing.assert_close(
-        out["versions"][:, PROMPT_LEN - 1],
+        out["versions"][:, first],
         torch.tensor([3, 2, 1], dtype=torch.int32),
         rtol=0,
         atol=0,
@@ -116,14 +118,12 @@ def test_plugin_compute_advantages_a3po_versions_rolled_with_logprobs():
     theta = out["logprobs"] - 1.0
     prox = a3po_log(_inputs(out["logprobs"], theta, out["versions"], 5, mask))
     lag = torch.tensor([2.0, 3.0, 4.0])
-    expected_first = (
-        out["logprobs"][:, PROMPT_LEN - 1] / lag + (1 - 1 / lag) * theta[:, PROMPT_LEN - 1]
-    )
-    torch.testing.assert_close(prox[:, PROMPT_LEN - 1], expected_first, rtol=1e-6, atol=1e-6)
+    expected_first = out["logprobs"][:, first] / lag + (1 - 1 / lag) * theta[:, first]
+    torch.testing.assert_close(prox[:, first], expected_first, rtol=1e-6, atol=1e-6)
 
 
-def test_staleness_counts_alignment_first_token_included():
-    _, out = _advantages("a3po")
+def test_staleness_counts_alignment_first_token_included(make_batch):
+    _, out, _ = _advantages(make_batch, "a3po")
     mask = out["loss_mask"].bool()
     lag = approx.staleness(out["versions"], 5)
     counts = torch.stack([(mask & (lag == d)).sum() for d in (2, 3, 4)])

@@ -6,6 +6,7 @@ plugin's import hook); config cases through ``PPOActorConfig`` / ``load_expr_con
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from areal_a3po.config import A3POConfigError
 from areal_a3po.providers import ProxInputError
 
 CURRENT = 4
+A3PO_RECIPE = "gsm8k_grpo_qwen2.5-1.5b_a3po.yaml"
 
 
 def good_batch() -> dict[str, torch.Tensor]:
@@ -162,112 +164,78 @@ def test_bad_input_a3po_metrics_without_recompute_says_controller_skipped():
 # ----------------------------------------------------------------------------- config cases
 
 
-def actor_cfg(**kw):
-    from areal.api.cli_args import PPOActorConfig
-
-    base = dict(experiment_name="e", trial_name="t", backend="fsdp:d1", use_decoupled_loss=True)
-    base.update(kw)
-    return PPOActorConfig(**base)
-
-
-def a3po_cfg(**kw):
-    from areal_a3po.config import A3POConfig
-
-    return A3POConfig(**kw)
-
-
-CONFIG_CASES = {
+ACTOR_BASE = dict(experiment_name="e", trial_name="t", backend="fsdp:d1", use_decoupled_loss=True)
+ACTOR_CASES = {  # PPOActorConfig fields over ACTOR_BASE -> the error's text
     "unknown_provider": (
-        lambda: actor_cfg(prox_logp_method="a3p0"),
+        {"prox_logp_method": "a3p0"},
         "actor.prox_logp_method: unknown proximal log-prob provider 'a3p0'. Registered providers: "
         "a3po, a3po-linear",
     ),
     "a3po_without_decoupled_loss": (
-        lambda: actor_cfg(prox_logp_method="a3po", use_decoupled_loss=False),
+        {"prox_logp_method": "a3po", "use_decoupled_loss": False},
         "actor.use_decoupled_loss is false",
     ),
-    "negative_anchor_offset": (
-        lambda: a3po_cfg(anchor_offset=-1.0),
-        "actor.a3po.anchor_offset must be a finite number >= 0.0, got -1.0",
-    ),
-    "nan_anchor_offset": (
-        lambda: a3po_cfg(anchor_offset=float("nan")),
-        "actor.a3po.anchor_offset must be a finite",
-    ),
-    "string_anchor_offset": (
-        lambda: a3po_cfg(anchor_offset="one"),
-        "actor.a3po.anchor_offset must be a number",
-    ),
-    "zero_staleness_bins": (
-        lambda: a3po_cfg(staleness_bins=0),
-        "actor.a3po.staleness_bins must be in [1, 64], got 0",
-    ),
-    "float_staleness_bins": (
-        lambda: a3po_cfg(staleness_bins=2.5),
-        "actor.a3po.staleness_bins must be an integer",
-    ),
-    "unknown_loss": (
-        lambda: a3po_cfg(loss="ppo2"),
-        "actor.a3po.loss: unknown actor loss 'ppo2'. Registered losses: ppo",
-    ),
+}
+# actor.a3po.<key> = <value> -> the error's text after its opening "actor.a3po.<key>"
+A3PO_CASES = {
+    "negative_anchor_offset": ("anchor_offset", -1.0, " must be a finite number >= 0.0, got -1.0"),
+    "nan_anchor_offset": ("anchor_offset", float("nan"), " must be a finite"),
+    "string_anchor_offset": ("anchor_offset", "one", " must be a number"),
+    "zero_staleness_bins": ("staleness_bins", 0, " must be in [1, 64], got 0"),
+    "float_staleness_bins": ("staleness_bins", 2.5, " must be an integer"),
+    "unknown_loss": ("loss", "ppo2", ": unknown actor loss 'ppo2'. Registered losses: ppo"),
     "unknown_eval_provider": (
-        lambda: a3po_cfg(eval_providers=["a3po", "nope"]),
-        "actor.a3po.eval_providers: unknown proximal log-prob provider 'nope'",
+        "eval_providers",
+        ["a3po", "nope"],
+        ": unknown proximal log-prob provider 'nope'",
     ),
     "non_approximate_eval_provider": (
-        lambda: a3po_cfg(eval_providers=["recompute"]),
-        "actor.a3po.eval_providers lists 'recompute', which is not an approximate provider",
+        "eval_providers",
+        ["recompute"],
+        " lists 'recompute', which is not an approximate provider",
     ),
     "fallback_not_approximate": (
-        lambda: a3po_cfg(fallback="recompute"),
-        "actor.a3po.fallback: 'recompute' cannot stand in for the recompute",
+        "fallback",
+        "recompute",
+        ": 'recompute' cannot stand in for the recompute",
     ),
-    "fallback_composite": (
-        lambda: a3po_cfg(fallback="current"),
-        "actor.a3po.fallback: 'current' cannot stand in for the recompute",
-    ),
-    "fallback_unknown": (
-        lambda: a3po_cfg(fallback="a3po-lin"),
-        "actor.a3po.fallback: unknown proximal log-prob provider 'a3po-lin'",
-    ),
-    "zero_calibration_interval": (
-        lambda: a3po_cfg(calibration_interval=0),
-        "actor.a3po.calibration_interval must be an integer >= 1, got 0",
-    ),
-    "negative_error_threshold": (
-        lambda: a3po_cfg(error_threshold=-0.1),
-        "actor.a3po.error_threshold must be a finite number >= 0.0",
-    ),
+    "fallback_composite": ("fallback", "current", ": 'current' cannot stand in for the recompute"),
+    "fallback_unknown": ("fallback", "a3po-lin", ": unknown proximal log-prob provider 'a3po-lin'"),
+    "zero_calibration_interval": ("calibration_interval", 0, " must be an integer >= 1, got 0"),
+    "negative_error_threshold": ("error_threshold", -0.1, " must be a finite number >= 0.0"),
     "unknown_error_metric": (
-        lambda: a3po_cfg(error_metric="mse"),
-        "actor.a3po.error_metric must be one of ['abs_error', 'importance_weight_abs_error']",
+        "error_metric",
+        "mse",
+        " must be one of ['abs_error', 'importance_weight_abs_error']",
     ),
-    "non_bool_validate_inputs": (
-        lambda: a3po_cfg(validate_inputs="yes"),
-        "actor.a3po.validate_inputs must be true or false",
-    ),
+    "non_bool_validate_inputs": ("validate_inputs", "yes", " must be true or false"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(CONFIG_CASES))
+@pytest.mark.parametrize("case", sorted([*ACTOR_CASES, *A3PO_CASES]))
 def test_bad_input_config_case_raises_error_naming_key(case):
-    build, message = CONFIG_CASES[case]
+    from areal.api.cli_args import PPOActorConfig
+
+    from areal_a3po.config import A3POConfig
+
+    if case in ACTOR_CASES:
+        fields, message = ACTOR_CASES[case]
+        build = functools.partial(PPOActorConfig, **{**ACTOR_BASE, **fields})
+    else:
+        key, value, rest = A3PO_CASES[case]
+        build, message = functools.partial(A3POConfig, **{key: value}), f"actor.a3po.{key}{rest}"
     with pytest.raises(A3POConfigError) as e:
         build()
     assert message in str(e.value)
 
 
-def test_bad_input_yaml_unknown_a3po_key_names_key(tmp_path):
+def test_bad_input_yaml_unknown_a3po_key_names_key(tmp_path, load_recipe, recipes_dir):
     from omegaconf.errors import ConfigKeyError
 
-    from tests.test_yaml_switch import A3PO, load
-
     with pytest.raises(ConfigKeyError, match="anchor_ofset"):
-        load(A3PO, tmp_path, "+actor.a3po.anchor_ofset=2")
+        load_recipe(recipes_dir / A3PO_RECIPE, tmp_path, "+actor.a3po.anchor_ofset=2")
 
 
-def test_bad_input_yaml_negative_anchor_names_key(tmp_path):
-    from tests.test_yaml_switch import A3PO, load
-
+def test_bad_input_yaml_negative_anchor_names_key(tmp_path, load_recipe, recipes_dir):
     with pytest.raises(Exception, match=r"actor\.a3po\.anchor_offset must be a finite number >= 0"):
-        load(A3PO, tmp_path, "actor.a3po.anchor_offset=-2")
+        load_recipe(recipes_dir / A3PO_RECIPE, tmp_path, "actor.a3po.anchor_offset=-2")

@@ -4,7 +4,8 @@
   validation messages match the errors the code raises for bad values, and its provider table
   matches the registry.
 * Every key in docs/metrics.md's key table is emitted by a real training step on AReaL's FSDP actor
-  (``tests.test_fsdp_actor``), and every plugin key such a step emits is documented.
+  (the ``fsdp_actor`` and ``ppo_step`` fixtures), and every plugin key such a step emits is
+  documented.
 * Shell commands in README.md and docs/*.md inside a ```bash fence preceded by the marker line
   ``<!-- cpu-test -->`` are run here (with a timeout), unless ``.ci/run`` runs them itself.
   Keep that set small and fast: ``a3po info`` and ``python -c`` one-liners.
@@ -25,16 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests import test_fsdp_actor
-
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 DOC_FILES = [p for p in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))] if p.exists()]
 CPU_MARKER = "<!-- cpu-test -->"
 CMD_TIMEOUT_S = 300
-METRIC_PREFIXES = ("ppo_actor/update/compute_logp/", "a3po/")
-
-actor = test_fsdp_actor.actor  # AReaL's real FSDPPPOActor on CPU (module-scoped fixture)
+METRIC_PREFIXES = ("ppo_actor/update/compute_logp/", "ppo_actor/a3po/", "a3po/")
 
 
 # ----------------------------------------------------------------------------- markdown helpers
@@ -156,11 +153,9 @@ def test_configuration_provider_table_matches_the_registry():
         assert forward == expected, name
 
 
-def test_configuration_command_line_examples_load_with_areal(tmp_path):
+def test_configuration_command_line_examples_load_with_areal(tmp_path, load_recipe):
     """The Hydra examples (``--config $RECIPE ...``) load with AReaL's load_expr_config."""
     import shlex
-
-    from tests.test_yaml_switch import load
 
     text = CONFIG_DOC.read_text()
     block = re.search(r"```bash\n(RECIPE=.*?)```", text, re.DOTALL).group(1)
@@ -171,7 +166,7 @@ def test_configuration_command_line_examples_load_with_areal(tmp_path):
     for i, line in enumerate(examples):
         tokens = shlex.split(line)
         overrides = tokens[tokens.index("$RECIPE") + 1 :]
-        cfg = load(recipe, tmp_path / str(i), *overrides)
+        cfg = load_recipe(recipe, tmp_path / str(i), *overrides)
         for override in overrides:
             key, value = override.lstrip("+").split("=", 1)
             node = cfg
@@ -216,11 +211,11 @@ def metric_patterns() -> dict[str, re.Pattern]:
 
 
 @pytest.fixture(scope="module")
-def emitted(actor) -> dict[str, set[str]]:
-    """Plugin keys exported by one PPOTrainer actor step per provider (tests/test_fsdp_actor)."""
+def emitted(fsdp_actor, ppo_step) -> dict[str, set[str]]:
+    """Plugin keys exported by one PPOTrainer actor step per provider (AReaL's FSDPPPOActor)."""
     out = {}
     for method, options in RUNS:
-        stats = test_fsdp_actor.train_step(actor, method, **options)
+        stats = ppo_step(fsdp_actor, method, **options).stats
         out[method] = {
             k for k in stats if k.startswith(METRIC_PREFIXES) and not k.endswith("__count")
         }
@@ -245,6 +240,19 @@ def test_metrics_every_documented_key_is_emitted(emitted):
     bins = A3POConfig().staleness_bins
     lag_keys = {k.rsplit("/", 1)[1] for k in emitted["a3po"] if "/staleness_lag_" in k}
     assert lag_keys == {f"staleness_lag_{d}" for d in range(bins)} | {f"staleness_lag_ge{bins}"}
+
+
+def test_metrics_keys_module_lists_every_emitted_and_documented_key(emitted):
+    from areal_a3po import keys, registry
+    from areal_a3po.config import A3POConfig
+
+    listed = keys.worker_stats(list(registry.providers()), A3POConfig().staleness_bins)
+    listed |= {keys.HYBRID_RECOMPUTE, keys.HYBRID_ESCALATED}
+    listed |= keys.lag_keys(A3POConfig().staleness_bins)
+    unlisted = sorted(set().union(*emitted.values()) - listed)
+    assert not unlisted, f"emitted but missing from areal_a3po/keys.py: {unlisted}"
+    for key, p in metric_patterns().items():
+        assert any(p.fullmatch(k) for k in listed), f"docs/metrics.md: {key} not in keys.py"
 
 
 # ----------------------------------------------------------------------------- runnable commands
@@ -298,6 +306,7 @@ def test_docs_mark_some_cpu_commands():
     assert any(cmd == "a3po info" for _, cmd in CPU_COMMANDS)
 
 
+@pytest.mark.slow  # each command starts a fresh interpreter that imports AReaL
 @pytest.mark.parametrize(
     ("doc", "command"), CPU_COMMANDS, ids=[f"{d}:{c[:40]}" for d, c in CPU_COMMANDS]
 )

@@ -6,8 +6,6 @@ used from a fresh interpreter, as any AReaL process would start.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -125,18 +123,9 @@ def site(tmp_path_factory) -> Path:
     return target
 
 
-def run_driver(site: Path) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(site))
-    proc = subprocess.run(
-        [sys.executable, "-c", DRIVER], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
-    return json.loads(line[len("RESULT") :])
-
-
-def test_thirdparty_entry_points_installed_provider_and_loss_used(site):
-    out = run_driver(site)
+@pytest.mark.slow
+def test_thirdparty_entry_points_installed_provider_and_loss_used(site, fresh_python):
+    out = fresh_python.result(fresh_python.run(["-c", DRIVER], {"PYTHONPATH": str(site)}))
     assert {"half-way", "plain-fn", "a3po", "recompute"} <= set(out["providers"])
     assert set(out["loss_names"]) == {"ppo", "scaled-ppo"}
     assert out["should_recompute"] is False
@@ -151,16 +140,14 @@ def test_thirdparty_entry_points_installed_provider_and_loss_used(site):
     assert {"half-way", "plain-fn"} <= set(out["approximate"])
 
 
-def test_thirdparty_not_installed_provider_unknown_lists_registered(tmp_path):
-    env = dict(os.environ)
+@pytest.mark.slow
+def test_thirdparty_not_installed_provider_unknown_lists_registered(fresh_python):
     code = (
         "from areal.api.cli_args import PPOActorConfig\n"
         "PPOActorConfig(experiment_name='e', trial_name='t', backend='fsdp:d1', "
         "use_decoupled_loss=True, prox_logp_method='half-way')\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = fresh_python.run(["-c", code])
     assert proc.returncode != 0
     assert (
         "unknown proximal log-prob provider 'half-way'. Registered providers: a3po" in proc.stderr

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_activation import PROBE, result
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,7 +51,8 @@ def test_wheel_contents_pth_hook_and_entry_points(wheel):
     assert "areal_a3po/embedded/vllm_cpu/server.py" in names
 
 
-def test_wheel_installed_fresh_venv_activates_in_new_interpreter(wheel, tmp_path):
+@pytest.mark.slow
+def test_wheel_installed_fresh_venv_activates_in_new_interpreter(wheel, tmp_path, fresh_python):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     py = venv / "bin" / "python"
@@ -72,14 +71,15 @@ def test_wheel_installed_fresh_venv_activates_in_new_interpreter(wheel, tmp_path
     # AReaL, torch & co. from this environment, as a plain path entry (its .pth files stay inert).
     (Path(site) / "zz_shared_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AREAL_A3PO", "PYTHONPATH"))}
+    code = fresh_python.PROBE + "\nimport areal_a3po; print('FROM', areal_a3po.__file__)"
     proc = subprocess.run(
-        [str(py), "-c", PROBE + "\nimport areal_a3po; print('FROM', areal_a3po.__file__)"],
+        [str(py), "-c", code],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
     )
-    out = result(proc)
+    out = fresh_python.result(proc)
     assert out["loss_patched"] and out["has_a3po_field"]
     assert f"FROM {site}" in proc.stdout, "the plugin must come from the wheel install"

@@ -58,15 +58,24 @@ def _export(*trackers) -> dict:
     return stats
 
 
-def _base_stats(step: int) -> dict:
-    from areal.utils.stats_tracker import DistributedStatsTracker, ReduceType  # noqa: F401
+def _tracker_with_times_and_reward(times: dict, rewards: dict, step: int):
+    """A stats tracker holding one step's stage times and per-sequence task rewards."""
+    from areal.utils.stats_tracker import DistributedStatsTracker
 
     tr = DistributedStatsTracker()
-    tr.scalar(**{f"timeperf/{k}": v[step] for k, v in BASE_TIMES.items()})
+    tr.scalar(**{f"timeperf/{k}": v[step] for k, v in times.items()})
     with tr.scope("ppo_actor"):
-        rewards = torch.tensor(BASE_REWARDS[step], dtype=torch.float32)
-        tr.denominator(n_seqs=torch.ones_like(rewards, dtype=torch.bool))
-        tr.stat(task_reward=rewards, denominator="n_seqs")
+        r = torch.tensor(rewards[step], dtype=torch.float32)
+        tr.denominator(n_seqs=torch.ones_like(r, dtype=torch.bool))
+        tr.stat(task_reward=r, denominator="n_seqs")
+    return tr
+
+
+def _base_stats(step: int) -> dict:
+    from areal.utils.stats_tracker import DistributedStatsTracker
+
+    tr = _tracker_with_times_and_reward(BASE_TIMES, BASE_REWARDS, step)
+    with tr.scope("ppo_actor"):
         tr.scalar(eps_clip=0.2)
         with tr.scope("update"), tr.scope("version_stats"):
             avg, mx = BASE_STALENESS[step]
@@ -78,14 +87,10 @@ def _base_stats(step: int) -> dict:
 
 
 def _a3po_stats(step: int) -> dict:
-    from areal.utils.stats_tracker import DistributedStatsTracker, ReduceType
+    from areal.utils.stats_tracker import ReduceType
 
-    tr = DistributedStatsTracker()
-    tr.scalar(**{f"timeperf/{k}": v[step] for k, v in A3PO_TIMES.items()})
+    tr = _tracker_with_times_and_reward(A3PO_TIMES, A3PO_REWARDS, step)
     with tr.scope("ppo_actor"):
-        rewards = torch.tensor(A3PO_REWARDS[step], dtype=torch.float32)
-        tr.denominator(n_seqs=torch.ones_like(rewards, dtype=torch.bool))
-        tr.stat(task_reward=rewards, denominator="n_seqs")
         with tr.scope("update"), tr.scope("compute_logp"):
             lag = torch.tensor(A3PO_LAGS[step])
             tr.denominator(n_valid_tokens=torch.ones_like(lag, dtype=torch.bool))
@@ -162,7 +167,7 @@ def _row(rep, label):
 
 
 def _run(rep, label):
-    return next(r for r in rep.runs if r["label"] == label)
+    return next(r for r in rep.runs if r.label == label)
 
 
 # ------------------------------------------------------------------ reading
@@ -231,7 +236,7 @@ def test_saving_vs_baseline_no_recompute_removes_full_share(report):
     assert a3po["recompute_removed_share"] == pytest.approx(1.0)
     assert base["step_time_ratio"] == pytest.approx(1.0)
     assert base["recompute_removed_share"] == pytest.approx(0.0)
-    assert _run(report, "a3po")["vs_baseline"]["saved_s_per_step"] == pytest.approx(1.25)
+    assert _run(report, "a3po").vs_baseline.saved_s_per_step == pytest.approx(1.25)
 
 
 def test_step_time_warmup_zero_includes_first_step(runs, tmp_path):
@@ -273,50 +278,48 @@ def test_eval_reward_present_only_in_baseline_else_none(report):
     base, a3po = _row(report, "recompute"), _row(report, "a3po")
     assert base["eval_reward_final"] == pytest.approx(1.0)  # step 3: mean(1.0, 1.0)
     assert base["eval_reward_best"] == pytest.approx(1.0)
-    assert _run(report, "recompute")["eval_reward"]["n_points"] == 2
-    assert _run(report, "recompute")["eval_reward"]["key"] == "eval-rollout/reward"
+    assert _run(report, "recompute").eval_reward.n_points == 2
+    assert _run(report, "recompute").eval_reward.key == "eval-rollout/reward"
     assert a3po["eval_reward_final"] is None and a3po["eval_reward_best"] is None
 
 
 def test_staleness_ours_histogram_counts_equal_fed_lags(report):
-    st = _run(report, "a3po")["staleness"]
-    assert st["source"] == "a3po provider"
+    st = _run(report, "a3po").staleness
+    assert st.source == "a3po provider"
     lags = Counter(x for step in A3PO_LAGS for x in step)
     expected = [float(lags.get(k, 0)) for k in range(8)] + [
         float(sum(v for k, v in lags.items() if k >= 8))
     ]
-    assert st["histogram"]["labels"] == [str(k) for k in range(8)] + [">=8"]
-    assert st["histogram"]["counts"] == expected
-    assert st["histogram"]["total"] == 25
-    assert sum(st["histogram"]["shares"]) == pytest.approx(1.0)
+    assert st.histogram.labels == [str(k) for k in range(8)] + [">=8"]
+    assert st.histogram.counts == expected
+    assert st.histogram.total == 25
+    assert sum(st.histogram.shares) == pytest.approx(1.0)
     per_step_avg = [statistics.fmean(s) for s in A3PO_LAGS]
-    assert st["avg"] == pytest.approx(statistics.fmean(per_step_avg))
-    assert st["max"] == pytest.approx(9.0)
+    assert st.avg == pytest.approx(statistics.fmean(per_step_avg))
+    assert st.max == pytest.approx(9.0)
 
 
 def test_staleness_areal_fallback_when_ours_absent(report):
-    st = _run(report, "recompute")["staleness"]
-    assert st["source"] == "areal version_stats"
-    assert st["histogram"] is None
-    assert st["avg"] == pytest.approx(statistics.fmean(a for a, _ in BASE_STALENESS))
-    assert st["max"] == pytest.approx(3.0)
+    st = _run(report, "recompute").staleness
+    assert st.source == "areal version_stats"
+    assert st.histogram is None
+    assert st.avg == pytest.approx(statistics.fmean(a for a, _ in BASE_STALENESS))
+    assert st.max == pytest.approx(3.0)
 
 
 def test_approx_error_and_recomputed_share_equal_logged(report):
-    ap = _run(report, "a3po")["approx"]
-    assert list(ap["methods"]) == ["a3po"]
-    abs_err = ap["methods"]["a3po"]["abs_error"]
-    assert abs_err["n_steps"] == 2
+    ap = _run(report, "a3po").approx
+    assert list(ap.methods) == ["a3po"]
+    abs_err = ap.methods["a3po"]["abs_error"]
+    assert abs_err.n_steps == 2
     expected = statistics.fmean(statistics.fmean(v) for v in A3PO_ABS_ERR.values())
-    assert abs_err["mean"] == pytest.approx(expected)
-    assert ap["methods"]["a3po"]["rel_error"]["mean"] == pytest.approx(2 * expected)
-    assert ap["methods"]["a3po"]["behave_imp_weight_abs_error"]["mean"] == pytest.approx(
-        expected / 4
-    )
-    assert ap["recomputed_steps"] == 2
-    assert ap["recomputed_step_share"] == pytest.approx(2 / 5)
+    assert abs_err.mean == pytest.approx(expected)
+    assert ap.methods["a3po"]["rel_error"].mean == pytest.approx(2 * expected)
+    assert ap.methods["a3po"]["behave_imp_weight_abs_error"].mean == pytest.approx(expected / 4)
+    assert ap.recomputed_steps == 2
+    assert ap.recomputed_step_share == pytest.approx(2 / 5)
     exact = [statistics.fmean(1.0 if x <= 1 else 0.0 for x in s) for s in A3PO_LAGS]
-    assert ap["exact_token_share"] == pytest.approx(statistics.fmean(exact))
+    assert ap.exact_token_share == pytest.approx(statistics.fmean(exact))
     row = _row(report, "a3po")
     assert row["approx_abs_error"] == pytest.approx(expected) and row["approx_method"] == "a3po"
     base = _row(report, "recompute")
@@ -431,3 +434,133 @@ def test_load_scalars_recovered_run_two_files_merge_later_wins(tmp_path):
     assert series[1] == pytest.approx(0.25)
     assert series[2] == pytest.approx(0.75)  # re-logged by the later file
     assert series[4] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ one declaration
+
+# Keys of report.json's table rows before the split into a package: consumers (the end-to-end
+# test, scripts) read them, so the rows stay a superset.
+PUBLISHED_TABLE_KEYS = (
+    "label run_dir steps timed_steps_used warmup_skipped step_time_s rollout_s recompute_logp_s "
+    "train_step_s update_weights_s other_s recompute_logp_logged step_time_ratio speedup "
+    "recompute_removed_share reward_key reward_final reward_best reward_best_step reward_last_n "
+    "reward_last_mean reward_last_std reward_last_min reward_last_max eval_reward_final "
+    "eval_reward_best staleness_avg staleness_max staleness_source approx_abs_error "
+    "approx_method recomputed_step_share exact_token_share"
+).split()
+
+
+def test_metrics_declaration_drives_json_rows_and_summary_table(report):
+    from areal_a3po.report import columns
+
+    keys = [m.key for m in rp.METRICS]
+    assert len(keys) == len(set(keys)), "a metric key is declared twice"
+    assert set(PUBLISHED_TABLE_KEYS) <= set(keys)
+    for row in report.table:
+        assert list(row) == keys
+    titles = [line.split("|")[1].strip() for line in rp.format_table(report).splitlines()[2:-2]]
+    assert titles == [m.label.replace("last-N", "last-3").strip() for m in rp.TABLE_COLUMNS]
+    # every summary-table row is a declared metric with a label, and only those
+    assert all(m.label for m in rp.TABLE_COLUMNS)
+    assert len(rp.TABLE_COLUMNS) == sum(1 for m in rp.METRICS if m.label is not None)
+    with pytest.raises(ValueError, match="kind"):
+        columns.fmt(1.0, "percent")
+
+
+def test_markdown_sections_name_only_declared_metrics():
+    from areal_a3po.report import columns, render
+
+    sections = (
+        render.RUNS_SECTION,
+        render.STEP_TIME_SECTION,
+        render.SAVING_SECTION,
+        render.STALENESS_SECTION,
+        render.RECOMPUTED_SECTION,
+    )
+    named = [c for section in sections for _, c in section if isinstance(c, str)]
+    named += [f"{f}_{n}" for f, _ in columns.REWARD_SPLITS for _, n in render.REWARD_SECTION]
+    assert named and not [k for k in named if k not in columns.METRIC]
+
+
+def test_default_labels_duplicate_dir_names_all_numbered(runs, tmp_path):
+    import shutil
+
+    dirs = [tmp_path / side / "recompute" for side in ("x", "y")]
+    for d in dirs:
+        shutil.copytree(runs["base"], d)
+    rep = rp.compare([str(d) for d in dirs], str(tmp_path / "out"))
+    assert [r.label for r in rep.runs] == ["recompute#0", "recompute#1"]
+    assert rep.baseline == "recompute#0"
+
+
+# ------------------------------------------------------------------ arms across seeds
+
+
+def _seed_run_stats(recompute: float, train: float, reward: float, seed: int):
+    """Stage times with 2 % noise and a reward ramp ending at ``reward``, for one seed."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def make(step: int) -> dict:
+        noise = 1.0 + 0.02 * rng.standard_normal(3)
+        times = {"rollout": 0.05 * noise[0], "train_step": train * noise[1]}
+        if recompute:
+            times["recompute_logp"] = recompute * noise[2]
+        r = reward * (step + 1) / N_STEPS + 0.01 * seed
+        return {**{f"timeperf/{k}": v for k, v in times.items()}, "ppo_actor/task_reward/avg": r}
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory):
+    """Three arms x three seeds: 'same' equals the baseline, 'fast' skips the recompute."""
+    root = tmp_path_factory.mktemp("seeds")
+    arms = {"recompute": (0.5, 1.0, 0.5), "same": (0.5, 1.0, 0.5), "fast": (0.0, 1.0, 0.8)}
+    dirs, labels, seeds = [], [], []
+    for seed in (1, 2, 3):  # interleaved, as a3po compare --seeds runs them
+        for label, (rc, tr, rw) in arms.items():
+            dirs.append(_write_run(root, f"{label}_s{seed}", _seed_run_stats(rc, tr, rw, seed)))
+            labels.append(label)
+            seeds.append(seed)
+    return dirs, labels, seeds
+
+
+def test_compare_seeds_known_saving_detected_identical_within_noise(seed_runs, tmp_path):
+    dirs, labels, seeds = seed_runs
+    rep = rp.compare(dirs, str(tmp_path), labels=labels, seeds=seeds, last_n=2)
+    arms = {a.label: a for a in rep.arms}
+    assert list(arms) == ["recompute", "same", "fast"] and arms["fast"].seeds == [1, 2, 3]
+    fast, same = arms["fast"], arms["same"]
+    ratio = fast.ratio["trainer_compute"]  # 1.0 / 1.5 s per step
+    assert ratio.has_interval and ratio.high < 1.0
+    torch.testing.assert_close(ratio.estimate, 1.0 / 1.5, rtol=0.03, atol=0.0)
+    assert fast.verdicts["faster (trainer_compute)"] == "yes"
+    assert same.verdicts["faster (trainer_compute)"] == "within noise"
+    assert fast.verdicts["reward"] == "higher" and same.verdicts["reward"] == "within noise"
+    # last-2 mean of the ramp = 0.9 x final reward; arms differ by 0.3 in final reward
+    torch.testing.assert_close(fast.reward_difference.estimate, 0.9 * 0.3, rtol=0.0, atol=1e-6)
+    md = open(rep.paths["report_md"], encoding="utf-8").read()
+    assert "## Across seeds (baseline arm: recompute)" in md and "within noise" in md
+    assert os.path.getsize(rep.paths["reward_seeds"]) > 0
+    assert [r.label for r in rep.runs][:3] == ["recompute s1", "same s1", "fast s1"]
+    js = json.load(open(rep.paths["report_json"], encoding="utf-8"))
+    assert js["arms"][2]["verdicts"]["reward"] == "higher"
+
+
+def test_compare_one_seed_per_arm_says_no_interval(seed_runs, tmp_path):
+    dirs, labels, _ = seed_runs
+    rep = rp.compare(dirs[:3], str(tmp_path), labels=labels[:3], last_n=2)
+    fast = rep.arms[2]
+    assert fast.ratio["trainer_compute"].low is None
+    assert "no interval" in fast.verdicts["faster (trainer_compute)"]
+    md = open(rep.paths["report_md"], encoding="utf-8").read()
+    assert "With one seed per arm no interval can be given." in md
+    assert "reward_seeds" not in rep.paths
+
+
+def test_compare_seeds_duplicate_seed_in_arm_raises(seed_runs, tmp_path):
+    dirs, labels, _ = seed_runs
+    with pytest.raises(ValueError, match="two runs of arm 'recompute' have seed 1"):
+        rp.compare(dirs[:6], str(tmp_path), labels=labels[:6], seeds=[1] * 6)

@@ -44,8 +44,6 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests import harness as H
-
 CURRENT_VERSION = 3
 LOOPBACK = "127.0.0.1"
 STARTUP_TIMEOUT = 120.0  # worker readiness (LocalScheduler.get_workers)
@@ -54,11 +52,6 @@ TEST_TIMEOUT = 300  # pytest-timeout per test
 P = "ppo_actor/update/compute_logp/"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    return H.build_tiny_qwen2(tmp_path_factory.mktemp("sc-model") / "model")
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -114,7 +107,7 @@ def _is_loopback(ip: str | None) -> bool:
 
 
 @contextlib.contextmanager
-def single_controller_actor(root: Path, model: str, method: str, monkeypatch, **overrides):
+def single_controller_actor(root: Path, actor_config, method: str, monkeypatch, **overrides):
     """AReaL's controller + one local rpc_server worker running FSDPPPOActor; always torn down."""
     from areal.api.cli_args import SchedulingSpec
     from areal.api.io_struct import FinetuneSpec
@@ -136,9 +129,7 @@ def single_controller_actor(root: Path, model: str, method: str, monkeypatch, **
         name_resolve_type="nfs",
         nfs_record_root=str(root / "name_resolve"),
     )
-    config = H.actor_config(
-        model,
-        str(root),
+    config = actor_config(
         prox_logp_method=method,
         trial_name=method,
         scheduling_spec=(
@@ -191,38 +182,6 @@ def single_controller_actor(root: Path, model: str, method: str, monkeypatch, **
             dist.destroy_process_group()
 
 
-def trainer_step(controller, behave_source) -> tuple[dict[str, float], dict[str, float], int]:
-    """One PPOTrainer.train actor step through the controller.
-
-    Returns (controller-local stats, exported stats, number of compute_logp calls).
-    """
-    from areal.utils import stats_tracker
-
-    calls = []
-    compute_logp = controller.compute_logp
-
-    def counting_compute_logp(*args, **kwargs):
-        calls.append(1)
-        return compute_logp(*args, **kwargs)
-
-    controller.compute_logp = counting_compute_logp
-    batch = H.make_batch(4, current_version=CURRENT_VERSION, logp_source=behave_source)
-    rollout_batch = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(4)]
-    stats_tracker.export_all()  # drop anything this process recorded earlier
-    # rl_trainer.py PPOTrainer.train, actor part:
-    if controller.config.should_compute_prox_logp():
-        prox_logps = controller.compute_logp(rollout_batch)
-        for traj, logp in zip(rollout_batch, prox_logps, strict=True):
-            traj["prox_logp"] = logp
-    adv_batch = controller.compute_advantages(rollout_batch)
-    controller.ppo_update(adv_batch)
-    controller.step_lr_scheduler()
-    controller.clear_batches(rollout_batch, adv_batch)
-    local = stats_tracker.export_all()  # what the controller process itself recorded
-    stats = controller.export_stats()  # controller-local + the worker's export_stats RPC
-    return local, stats, len(calls)
-
-
 def _assert_on_loopback(controller) -> None:
     """AReaL's addresses are loopback; the worker's RPC server listens on 127.0.0.1 only.
 
@@ -241,52 +200,50 @@ def _assert_on_loopback(controller) -> None:
     assert all(_is_loopback(ip) for ip in remote), sockets
 
 
-def _assert_worker_logged_plugin(controller, method: str) -> None:
-    """The worker's own log (stdout of the rpc_server process) shows the plugin's activation."""
-    text = controller.worker_log.read_text(errors="replace")
-    assert f"areal-a3po: proximal policy from provider '{method}'" in text
+@pytest.fixture
+def controller_step(tmp_path, monkeypatch, actor_config, ppo_step):
+    """``controller_step(method)``: one PPOTrainer actor step through AReaL's controller, the
+    addresses checked to be loopback before and after; returns (step, the worker's log)."""
+
+    def run(method: str):
+        with single_controller_actor(tmp_path, actor_config, method, monkeypatch) as controller:
+            _assert_on_loopback(controller)
+            step = ppo_step(controller)
+            _assert_on_loopback(controller)
+        assert not any(k.startswith("ppo_actor/") for k in step.local), (
+            "stats came from the controller"
+        )
+        assert math.isfinite(step.stats["ppo_actor/update/actor_loss/avg"])
+        return step, controller.worker_log.read_text(errors="replace")
+
+    return run
 
 
 @pytest.mark.timeout(TEST_TIMEOUT)
-def test_ppo_update_a3po_in_worker_skips_compute_logp_and_exports_a3po_stats(
-    tmp_path, model, monkeypatch
-):
-    behave = H.hf_token_logprobs(model)
-    with single_controller_actor(tmp_path, model, "a3po", monkeypatch) as controller:
-        _assert_on_loopback(controller)
-        assert controller.config.should_compute_prox_logp() is False
-        local, stats, n_compute_logp = trainer_step(controller, behave)
-        _assert_on_loopback(controller)
-    _assert_worker_logged_plugin(controller, "a3po")
-
-    assert n_compute_logp == 0
-    assert not any(k.startswith("ppo_actor/") for k in local), "stats came from the controller"
-    assert math.isfinite(stats["ppo_actor/update/actor_loss/avg"])
+def test_ppo_update_a3po_in_worker_skips_compute_logp_and_exports_a3po_stats(controller_step):
+    step, worker_log = controller_step("a3po")
+    stats = step.stats
+    assert "areal-a3po: proximal policy from provider 'a3po'" in worker_log  # plugin in the worker
+    assert step.recomputed is False, "the controller ran compute_logp"
     assert math.isfinite(stats[f"{P}a3po/approx_logp/avg"])
     for name in ("behave_imp_weight", "importance_weight"):
         assert stats[f"{P}a3po/{name}/avg"] > 0
-    # make_batch: rows have lags 0..3, RESPONSE_LEN loss tokens each after the roll.
-    for lag in range(4):
-        assert stats[f"{P}staleness_lag_{lag}"] == H.RESPONSE_LEN
+    fed = step.staleness_counts()  # the batch's rows have lags 0, 1, 2, 3
+    assert sorted(fed) == [0, 1, 2, 3]
+    for lag, n_tokens in fed.items():
+        assert stats[f"{P}staleness_lag_{lag}"] == n_tokens
     assert stats[f"{P}staleness/max"] == 3
     assert not any("prox_logp_gt" in k for k in stats), "the recompute stage ran"
 
 
 @pytest.mark.timeout(TEST_TIMEOUT)
 def test_ppo_update_recompute_in_worker_calls_compute_logp_and_exports_ground_truth(
-    tmp_path, model, monkeypatch
+    controller_step,
 ):
-    behave = H.hf_token_logprobs(model)
-    with single_controller_actor(tmp_path, model, "recompute", monkeypatch) as controller:
-        _assert_on_loopback(controller)
-        assert controller.config.should_compute_prox_logp() is True
-        local, stats, n_compute_logp = trainer_step(controller, behave)
-        _assert_on_loopback(controller)
-    assert "areal-a3po: proximal policy" not in controller.worker_log.read_text(errors="replace")
-
-    assert n_compute_logp == 1
-    assert not any(k.startswith("ppo_actor/") for k in local)
-    assert math.isfinite(stats["ppo_actor/update/actor_loss/avg"])
+    step, worker_log = controller_step("recompute")
+    stats = step.stats
+    assert "areal-a3po: proximal policy" not in worker_log
+    assert step.recomputed is True
     # One sequence per micro-batch, first minibatch: the recompute equals the training forward.
     assert stats[f"{P}prox_logp_gt/avg"] == pytest.approx(
         stats["ppo_actor/update/new_logp/avg"], abs=1e-5
@@ -296,33 +253,24 @@ def test_ppo_update_recompute_in_worker_calls_compute_logp_and_exports_ground_tr
 
 @pytest.mark.timeout(TEST_TIMEOUT)
 def test_hybrid_single_controller_decides_worker_follows_escalates_and_returns(
-    tmp_path, model, monkeypatch
+    tmp_path, actor_config, ppo_step, monkeypatch
 ):
     """interval 3; a tiny threshold escalates after step 0, a huge one (from step 1) de-escalates."""
     from areal_a3po.config import A3POConfig
 
-    behave = H.hf_token_logprobs(model)
     options = A3POConfig(calibration_interval=3, error_threshold=1e-12, fallback="a3po")
-    decisions, recomputed, errors, calls = [], [], [], []
+    steps = []
     with single_controller_actor(
-        tmp_path, model, "hybrid", monkeypatch, a3po=options
+        tmp_path, actor_config, "hybrid", monkeypatch, a3po=options
     ) as controller:
-        decide = controller.config.should_compute_prox_logp
-
-        def recording_decide():
-            decisions.append(decide())
-            return decisions[-1]
-
-        controller.config.should_compute_prox_logp = recording_decide
         for step in range(4):
             if step == 1:
                 controller.config.a3po.error_threshold = 1e9
-            local, stats, n_compute_logp = trainer_step(controller, behave)
-            calls.append(n_compute_logp)
-            recomputed.append(stats[f"{P}recomputed"])  # the worker's view
-            errors.append(stats.get(f"{P}a3po/abs_error/avg"))
-            assert local["a3po/hybrid/recompute"] == float(decisions[-1])  # the controller's view
+            steps.append(ppo_step(controller))
+            # the controller's view of its decision
+            assert steps[-1].local["a3po/hybrid/recompute"] == float(steps[-1].recomputed)
+    decisions = [s.recomputed for s in steps]
     assert decisions == [True, True, False, True]
-    assert calls == [1, 1, 0, 1]
-    assert recomputed == [1.0, 1.0, 0.0, 1.0]
+    assert [s.stats[f"{P}recomputed"] for s in steps] == [1.0, 1.0, 0.0, 1.0]  # the worker's view
+    errors = [s.stats.get(f"{P}a3po/abs_error/avg") for s in steps]
     assert [e is not None for e in errors] == decisions

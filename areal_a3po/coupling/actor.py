@@ -2,7 +2,8 @@
 
 * ``PPOActor._compute_advantages`` also rolls ``versions`` by -1, like ``logprobs`` and
   ``loss_mask``, so every token is paired with its own version (AReaL leaves it one position off).
-* ``PPOActor._ppo_update`` exposes the PPO minibatch index to providers (:data:`loss.UPDATE`).
+* ``PPOActor._ppo_update`` exposes the PPO minibatch index to providers (:data:`loss.UPDATE`),
+  and logs the trained tokens' version lag for every method (``ppo_actor/a3po/token_lag``).
 * ``grpo_loss_fn`` dispatches plugin providers and losses (:mod:`areal_a3po.loss`);
   ``_log_proximal_approximation_stats`` logs the plugin's metrics (:mod:`areal_a3po.prox_metrics`).
 * ``PPOActor._log_configuration`` names the provider that really runs.
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from areal_a3po import loss, prox_metrics, registry
+from areal_a3po.coupling import gate
 from areal_a3po.coupling.config import plugin_selected
 from areal_a3po.coupling.gate import logger
 
@@ -26,18 +28,37 @@ from areal_a3po.coupling.gate import logger
 def _roll_versions(compute_advantages):
     @functools.wraps(compute_advantages)
     def _compute_advantages(self, data: dict[str, Any], *args, **kwargs) -> dict[str, Any]:
+        # *args/**kwargs: AReaL 2.x added ``meta`` (trajectory group sizes).
+        versions = data.get("versions")
         out = compute_advantages(self, data, *args, **kwargs)
-        if plugin_selected(self.config) and isinstance(out.get("versions"), torch.Tensor):
-            # Same roll as logprobs/loss_mask: position i now holds token i+1's version.
-            out["versions"] = torch.roll(out["versions"], shifts=-1, dims=-1)
+        # Same roll as logprobs/loss_mask: position i now holds token i+1's version. AReaL (1.0.4
+        # .. main cbff54d) leaves versions as they were; should it roll them itself one day, it
+        # stores a new tensor and this is skipped.
+        if (
+            plugin_selected(self.config)
+            and isinstance(versions, torch.Tensor)
+            and out.get("versions") is versions
+        ):
+            out["versions"] = torch.roll(versions, shifts=-1, dims=-1)
         return out
 
     return _compute_advantages
 
 
+def _log_token_lag(actor, data: dict[str, Any]) -> None:
+    versions = data.get("versions")
+    if not isinstance(versions, torch.Tensor) or "loss_mask" not in data:
+        return
+    if not plugin_selected(actor.config):  # AReaL's own methods: versions are not rolled yet
+        versions = torch.roll(versions, shifts=-1, dims=-1)
+    bins = actor.config.a3po.staleness_bins
+    prox_metrics.log_token_lag(versions, data["loss_mask"], actor.engine.get_version(), bins)
+
+
 def _with_minibatch_context(ppo_update):
     @functools.wraps(ppo_update)
     def _ppo_update(self, data: dict[str, Any], *args, **kwargs) -> None:
+        _log_token_lag(self, data)
         if not plugin_selected(self.config):
             return ppo_update(self, data, *args, **kwargs)
         ctx = loss.UpdateContext(
@@ -80,8 +101,27 @@ def patch(module: ModuleType) -> None:
     cls = module.PPOActor
     loss.AREAL_GRPO_LOSS["grpo_loss_fn"] = module.grpo_loss_fn
     prox_metrics.AREAL_LOG_STATS["log_stats"] = module._log_proximal_approximation_stats
+    target = "areal.trainer.ppo.actor."
+    gate.record(
+        target + "PPOActor._compute_advantages",
+        f"{gate.signature(cls._compute_advantages)}: versions rolled like logprobs",
+    )
     cls._compute_advantages = _roll_versions(cls._compute_advantages)
+    gate.record(
+        target + "PPOActor._ppo_update",
+        f"{gate.signature(cls._ppo_update)}: minibatch index for providers, token lag",
+    )
     cls._ppo_update = _with_minibatch_context(cls._ppo_update)
     cls._log_configuration = _naming_provider(cls._log_configuration)
+    gate.record(target + "PPOActor._log_configuration", "names the provider")
     module.grpo_loss_fn = loss.grpo_loss_fn
     module._log_proximal_approximation_stats = prox_metrics.log_proximal_approximation_stats
+    n_params = len(gate.signature(loss.AREAL_GRPO_LOSS["grpo_loss_fn"]).split(","))
+    gate.record(
+        target + "grpo_loss_fn",
+        f"plugin providers first; AReaL's {n_params} loss parameters passed through",
+    )
+    gate.record(
+        target + "_log_proximal_approximation_stats",
+        "plugin metrics under ppo_actor/update/compute_logp",
+    )

@@ -2,7 +2,12 @@
 
 * ``PPOActorConfig`` gains the init field ``a3po: A3POConfig`` (YAML ``actor.a3po``), so OmegaConf,
   ``load_expr_config``, ``asdict`` and AReaL's RPC serialization carry it.
-* ``PPOActorConfig.__init__`` validates the provider choice (errors name the YAML key).
+* ``PPOActorConfig.__post_init__``: the plugin's checks that must precede AReaL's (SAPO); where
+  AReaL checks ``prox_logp_method`` against its ``ProxLogpMethod`` enum (2.x), a plugin name
+  passes that check as ``recompute`` and is validated by the plugin right after.
+* ``PPOActorConfig.__init__`` validates the provider choice and the loss options that read
+  pi_prox (errors name the YAML keys); AReaL's own methods (``reuse_train_logp`` on 2.x) are left
+  to AReaL.
 * ``PPOActorConfig.should_compute_prox_logp`` asks the provider whether the recompute forward is
   needed; AReaL's controller skips ``compute_logp`` when it is not. For a ``calibrated`` provider
   the controller's :class:`~areal_a3po.calibration.Calibrator` decides, once per step.
@@ -15,7 +20,9 @@ import functools
 from types import ModuleType
 
 from areal_a3po import calibration, keys, registry
+from areal_a3po.api import A3POConfigError
 from areal_a3po.config import A3POConfig, validate_actor
+from areal_a3po.coupling import gate
 from areal_a3po.coupling.gate import logger
 
 
@@ -45,9 +52,76 @@ def _add_a3po_field(cls) -> None:
     cls.__annotations__["a3po"] = A3POConfig
 
 
+def _wrap_post_init(cls, enum_guard: bool) -> None:
+    original = cls.__post_init__
+
+    @functools.wraps(original)
+    def __post_init__(self):
+        method = self.prox_logp_method
+        if registry.is_plugin_provider(method):
+            _refuse_sapo(self)
+        if not enum_guard or method in gate.areal_methods():
+            return original(self)
+        self.prox_logp_method = "recompute"  # AReaL's only method-specific check is for
+        try:  # reuse_train_logp; the plugin validates the real name in __init__
+            original(self)
+        finally:
+            self.prox_logp_method = method
+
+    cls.__post_init__ = __post_init__
+
+
+def _refuse_sapo(cfg) -> None:
+    if getattr(cfg, "use_sapo_loss", False):
+        raise A3POConfigError(
+            f"actor.use_sapo_loss: true cannot be combined with actor.prox_logp_method: "
+            f"{cfg.prox_logp_method}. SAPO has no proximal policy (AReaL requires "
+            "actor.use_decoupled_loss: false for it), and plugin providers act only in decoupled "
+            "PPO. Set actor.use_sapo_loss: false, or choose prox_logp_method: recompute."
+        )
+
+
+def validate_loss_options(cfg) -> None:
+    """AReaL's loss options that read pi_prox, checked against the provider.
+
+    Rejection sampling (ratio/KL metrics, IcePop-style masks), M2PO and CISPO read the provider's
+    pi_prox and work with every provider except ``behave``: its pi_prox = pi_behave makes the
+    prox/behave ratio 1 and every KL 0, so rejection sampling and M2PO would do nothing.
+    """
+    if not cfg.use_decoupled_loss or cfg.prox_logp_method != "behave":
+        return
+    if getattr(cfg, "rejection_sampling", None) is not None:
+        raise A3POConfigError(
+            "actor.rejection_sampling has no effect with actor.prox_logp_method: behave: "
+            "pi_prox = pi_behave makes the prox/behave ratio 1 and every KL 0 on every token, so "
+            "nothing would be filtered. Remove actor.rejection_sampling, or choose a provider "
+            "with a real proximal policy (a3po, current, recompute)."
+        )
+    if getattr(cfg, "m2_threshold", None) is not None:
+        raise A3POConfigError(
+            "actor.m2_threshold (M2PO) has no effect with actor.prox_logp_method: behave: "
+            "pi_prox = pi_behave makes every second moment (behave - prox)^2 zero, so no token "
+            "would be masked. Remove actor.m2_threshold, or choose a3po, current or recompute."
+        )
+
+
 def patch(module: ModuleType) -> None:
     cls = module.PPOActorConfig
     _add_a3po_field(cls)
+    target = "areal.api.cli_args.PPOActorConfig."
+    gate.record(target + "a3po", "init field (YAML actor.a3po)")
+    enum_guard = gate.reads_name(cls.__post_init__, "ProxLogpMethod")
+    _wrap_post_init(cls, enum_guard)
+    gate.record(
+        target + "__post_init__",
+        "plugin checks first (SAPO); "
+        + (
+            "AReaL checks prox_logp_method against ProxLogpMethod "
+            f"({', '.join(sorted(gate.areal_methods()))}): plugin names pass it as 'recompute'"
+            if enum_guard
+            else "AReaL's checks do not read prox_logp_method"
+        ),
+    )
     init = cls.__init__
 
     @functools.wraps(init)
@@ -58,8 +132,12 @@ def patch(module: ModuleType) -> None:
         elif isinstance(a3po, dict):
             a3po = A3POConfig(**a3po)
         self.a3po = a3po
-        validate_actor(self.prox_logp_method, self.use_decoupled_loss, a3po)
-        provider = registry.get_provider(self.prox_logp_method)
+        method = self.prox_logp_method
+        if method not in registry.providers() and method in gate.areal_methods():
+            return  # AReaL's own method the plugin has no entry for (reuse_train_logp on 2.x)
+        validate_actor(method, self.use_decoupled_loss, a3po)
+        validate_loss_options(self)
+        provider = registry.get_provider(method)
         if provider.uses_train_logp and not self.disable_dropout:
             logger().warning(
                 f"actor.prox_logp_method: {self.prox_logp_method} is exact only without dropout; "
@@ -91,3 +169,8 @@ def patch(module: ModuleType) -> None:
 
     cls.__init__ = __init__
     cls.should_compute_prox_logp = should_compute_prox_logp
+    gate.record(
+        target + "__init__",
+        "validates actor.prox_logp_method, actor.a3po and the pi_prox-reading loss options",
+    )
+    gate.record(target + "should_compute_prox_logp", "the provider decides if compute_logp runs")

@@ -1,19 +1,25 @@
 """Which AReaL the plugin patches, and what happens with any other.
 
 An unsupported AReaL is left unpatched: one warning, and a recipe that asks for a plugin provider
-fails when its config is built, naming the installed and the supported versions.
+fails when its config is built, naming the installed and the supported versions. Within the
+supported range, each patch module picks its patch points by what the installed AReaL has
+(attributes, signatures, the names a function reads), never by version string, and records them
+here for ``a3po info`` (:func:`record`, :func:`applied_patch_points`).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
+import json
+from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
 
 from areal_a3po import registry
 from areal_a3po.api import A3POConfigError
 
-SUPPORTED_AREAL = ">=1.0.4,<1.1"  # AReaL versions the plugin is tested on
+SUPPORTED_AREAL = ">=1.0.4,<2.1"  # tested: areal 1.0.4 (PyPI), AReaL 2.0.0 and main cbff54d
 
 _WARNED = False
 
@@ -40,6 +46,68 @@ def areal_supported() -> bool:
         return v is not None and Version(v) in SpecifierSet(SUPPORTED_AREAL)
     except InvalidVersion:
         return False
+
+
+def areal_origin() -> str:
+    """Where the installed areal came from: the URL pip recorded (PEP 610) or the package index."""
+    try:
+        dist = metadata.distribution("areal")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+    url = None
+    try:
+        raw = dist.read_text("direct_url.json")
+        if raw:
+            info = json.loads(raw)
+            url = info.get("url")
+            if info.get("dir_info", {}).get("editable"):
+                url = f"{url} (editable)"
+    except (OSError, ValueError):
+        url = None
+    return f"{url or 'package index'} -> {dist.locate_file('')}"
+
+
+@dataclass(frozen=True)
+class PatchPoint:
+    """One place the plugin patched, and the feature of the installed AReaL it was chosen by."""
+
+    target: str
+    detail: str
+
+
+_APPLIED: list[PatchPoint] = []
+
+
+def record(target: str, detail: str) -> None:
+    _APPLIED.append(PatchPoint(target, detail))
+
+
+def applied_patch_points() -> list[PatchPoint]:
+    """The patch points applied in this process, in the order they were applied."""
+    return list(_APPLIED)
+
+
+def signature(fn) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(?)"
+
+
+def reads_name(fn, name: str) -> bool:
+    """Whether ``fn``'s own code refers to the global/imported ``name`` (a probe, no call)."""
+    fn = getattr(fn, "__wrapped__", fn)
+    code = getattr(fn, "__code__", None)
+    return code is not None and name in code.co_names
+
+
+def areal_methods() -> frozenset[str]:
+    """``prox_logp_method`` values AReaL implements itself (its ``ProxLogpMethod`` enum)."""
+    try:
+        from areal.utils.constants import ProxLogpMethod
+    except ImportError:
+        return frozenset()
+    return frozenset(m.value for m in ProxLogpMethod)
 
 
 def unsupported_reason() -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
+from areal_a3po.coupling import gate
+
 LOOPBACK_ENV = "AREAL_A3PO_LOOPBACK"
 LOOPBACK_IP = "127.0.0.1"
 
@@ -25,3 +27,4 @@ def _loopback_gethostip(*_args, **_kwargs) -> str:
 def patch(module: ModuleType) -> None:
     if loopback_enabled():
         module.gethostip = _loopback_gethostip
+        gate.record("areal.utils.network.gethostip", f"{LOOPBACK_ENV}=1: returns {LOOPBACK_IP}")

@@ -1,0 +1,60 @@
+"""Report half of ``a3po compare``: read AReaL tensorboard logs of several runs and compare them.
+
+Modules, in the order the data flows:
+
+* ``areal_keys``: AReaL's own tag names (the plugin's come from ``areal_a3po.keys``).
+* ``load``: event files -> :class:`RunData` (tag -> step -> value), tag matching by suffix.
+* ``summaries``: the typed :class:`RunSummary` of one run (timing, reward, staleness,
+  approximation error, saving against the baseline); ``summarise`` computes it from RunData.
+* ``columns``: ``METRICS``, the one declaration of every flat number (JSON key, summary-table
+  row, format, getter).
+* ``render``: the summary table, report.md and report.json; ``plots``: the PNGs.
+* ``build``: :func:`compare`, which runs all of the above.
+
+Nothing here prints; :func:`format_table` returns the text to print.
+"""
+
+from __future__ import annotations
+
+from areal_a3po.report.areal_keys import EVAL_REWARD_KEYS, NAMED_TIME_PARTS, REWARD_KEYS
+from areal_a3po.report.build import REPORT_JSON, REPORT_MD, Report, compare
+from areal_a3po.report.columns import METRICS, TABLE_COLUMNS, Metric
+from areal_a3po.report.load import RunData, find_tag, load_scalars
+from areal_a3po.report.plots import (
+    PLOT_BREAKDOWN,
+    PLOT_REWARD_STEP,
+    PLOT_REWARD_TIME,
+    PLOT_STALENESS,
+)
+from areal_a3po.report.render import format_table
+from areal_a3po.report.summaries import RunSummary
+from areal_a3po.report.summarise import (
+    APPROX_ERROR_METRICS,
+    EXACT_TOKEN_SHARE_KEYS,
+    RECOMPUTED_KEYS,
+)
+
+__all__ = [
+    "APPROX_ERROR_METRICS",
+    "EVAL_REWARD_KEYS",
+    "EXACT_TOKEN_SHARE_KEYS",
+    "METRICS",
+    "NAMED_TIME_PARTS",
+    "PLOT_BREAKDOWN",
+    "PLOT_REWARD_STEP",
+    "PLOT_REWARD_TIME",
+    "PLOT_STALENESS",
+    "RECOMPUTED_KEYS",
+    "REPORT_JSON",
+    "REPORT_MD",
+    "REWARD_KEYS",
+    "TABLE_COLUMNS",
+    "Metric",
+    "Report",
+    "RunData",
+    "RunSummary",
+    "compare",
+    "find_tag",
+    "format_table",
+    "load_scalars",
+]

@@ -1,0 +1,116 @@
+"""``compare``: load the runs, summarise them, write report.md, report.json and the plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from areal_a3po.report import render
+from areal_a3po.report.areal_keys import REWARD_KEYS
+from areal_a3po.report.columns import flat_row
+from areal_a3po.report.load import load_scalars
+from areal_a3po.report.plots import write_plots, write_seed_plots
+from areal_a3po.report.seeds import ArmSeeds, group_runs, summarize_arms
+from areal_a3po.report.summaries import RunSummary
+from areal_a3po.report.summarise import summarize_run, with_baseline
+
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+
+
+@dataclass
+class Report:
+    """Result of :func:`compare`: one summary per run and the files written."""
+
+    runs: list[RunSummary]  # in the order given; the first is the baseline
+    out_dir: str
+    paths: dict[str, str]  # "report_md", "report_json", and one entry per plot written
+    baseline: str
+    last_n: int
+    warmup: int | None  # as requested (None = automatic: 1 when > 2 timed steps)
+    notes: list[str] = field(default_factory=list)
+    arms: list[ArmSeeds] = field(default_factory=list)  # runs grouped by label across seeds
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """One flat row per run (``columns.METRICS``; None where not logged)."""
+        return [flat_row(run) for run in self.runs]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What report.json holds (non-finite numbers as None)."""
+        return render.json_dict(self)
+
+
+def _default_labels(run_dirs: list[str]) -> list[str]:
+    labels = [os.path.basename(os.path.normpath(d)) or d for d in run_dirs]
+    return [f"{lbl}#{i}" if labels.count(lbl) > 1 else lbl for i, lbl in enumerate(labels)]
+
+
+def _notes(run: RunSummary) -> list[str]:
+    notes = [
+        f"{run.label}: unreadable event file skipped: {bad}" for bad in run.skipped_event_files
+    ]
+    if run.timing.step_time_s is None:
+        notes.append(f"{run.label}: no timeperf/* tags, step times n/a")
+    if run.reward.key is None:
+        notes.append(f"{run.label}: no task reward tag ({', '.join(REWARD_KEYS)})")
+    dirs = {os.path.dirname(p) for p in run.event_files}
+    if len(dirs) > 1:
+        notes.append(f"{run.label}: event files in {len(dirs)} directories were merged by step")
+    return notes
+
+
+def compare(
+    run_dirs: list[str],
+    out_dir: str,
+    labels: list[str] | None = None,
+    last_n: int = 5,
+    warmup: int | None = None,
+    seeds: list[int] | None = None,
+) -> Report:
+    """Compare runs (the first is the baseline) and write report.md, report.json and plots.
+
+    ``warmup``: timed steps dropped at the start of every run before averaging step times;
+    None = 1 when a run has more than 2 timed steps, else 0. Rewards use every step.
+    ``seeds``: one per run; runs with the same label and different seeds form one arm, whose
+    medians, intervals and verdicts against the baseline arm are in the "Across seeds" section.
+    Without seeds every run is an arm of one seed (no interval can be given).
+    Raises FileNotFoundError naming the directory when a run has no event files.
+    """
+    run_dirs = [os.fspath(d) for d in run_dirs]
+    if not run_dirs:
+        raise ValueError("compare needs at least one run directory")
+    labels = _default_labels(run_dirs) if labels is None else [str(lbl) for lbl in labels]
+    if len(labels) != len(run_dirs):
+        raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} run directories")
+    if last_n < 1:
+        raise ValueError(f"last_n must be >= 1, got {last_n}")
+    arm_labels = labels
+    if seeds is not None:
+        if len(seeds) != len(run_dirs):
+            raise ValueError(f"got {len(seeds)} seeds for {len(run_dirs)} run directories")
+        if len(set(labels)) < len(labels):  # per-run tables need one label per run
+            labels = [f"{lbl} s{seed}" for lbl, seed in zip(labels, seeds, strict=True)]
+
+    datas = [load_scalars(d) for d in run_dirs]
+    runs = with_baseline(
+        [summarize_run(d, lbl, warmup, last_n) for d, lbl in zip(datas, labels, strict=True)]
+    )
+    grouped = group_runs(arm_labels, seeds or [0] * len(datas), datas)
+    arms = summarize_arms(grouped, warmup, last_n)
+    notes = [note for run in runs for note in _notes(run)]
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths, plot_notes = write_plots(runs, datas, out_dir)
+    paths.update(write_seed_plots(grouped, out_dir))
+    report = Report(runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes, arms)
+    paths["report_md"] = os.path.join(out_dir, REPORT_MD)
+    paths["report_json"] = os.path.join(out_dir, REPORT_JSON)
+    with open(paths["report_md"], "w", encoding="utf-8") as fh:
+        fh.write(render.markdown(report))
+    with open(paths["report_json"], "w", encoding="utf-8") as fh:
+        json.dump(report.to_dict(), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    return report

@@ -1,0 +1,299 @@
+"""Text of a :class:`Report`: the summary table, ``report.md`` and ``report.json``.
+
+Cells come from ``columns.METRICS``; each Markdown section below names the metrics it shows
+(header, metric key) and only adds its own headers and prose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from areal_a3po.report.columns import REWARD_SPLITS, TABLE_COLUMNS, cell, fmt
+from areal_a3po.report.summaries import RunSummary
+from areal_a3po.report.summarise import APPROX_TABLE_METRICS
+
+if TYPE_CHECKING:
+    from areal_a3po.report.build import Report
+
+# A section column: (header, metric key) or (header, function giving the cell text).
+Column = tuple[str, str | Callable[[RunSummary], str]]
+
+RUNS_SECTION: tuple[Column, ...] = (
+    ("run", "label"),
+    ("directory", "run_dir"),
+    ("event files", "n_event_files"),
+    ("steps", "steps"),
+    ("last step", "last_step"),
+)
+STEP_TIME_SECTION: tuple[Column, ...] = (
+    ("run", "label"),
+    ("steps used", lambda r: f"{r.timing.steps_used}/{r.timing.timed_steps}"),
+    ("warm-up", "warmup_skipped"),
+    ("step", "step_time_s"),
+    ("rollout", "rollout_s"),
+    ("recompute_logp", "recompute_logp_s"),
+    ("train_step", "train_step_s"),
+    ("update_weights", "update_weights_s"),
+    ("other", "other_s"),
+    ("commit interval", "commit_interval_s"),
+)
+SAVING_SECTION: tuple[Column, ...] = (
+    ("run", "label"),
+    ("step time ratio", "step_time_ratio"),
+    ("speedup (x)", "speedup"),
+    ("saved s/step", "saved_s_per_step"),
+    ("recompute_logp (s)", "recompute_logp_s"),
+    ("recompute_logp removed", "recompute_removed_share"),
+)
+# One row per run and split (REWARD_SPLITS); metric key = "<split field>_<name>".
+REWARD_SECTION: tuple[tuple[str, str], ...] = (
+    ("key", "key"),
+    ("points", "n_points"),
+    ("final", "final"),
+    ("best", "best"),
+    ("best step", "best_step"),
+    ("last-N mean", "last_mean"),
+    ("last-N std", "last_std"),
+    ("last-N min", "last_min"),
+    ("last-N max", "last_max"),
+)
+STALENESS_SECTION: tuple[Column, ...] = (
+    ("run", "label"),
+    ("source", "staleness_source"),
+    ("avg (mean over steps)", "staleness_avg"),
+    ("max", "staleness_max"),
+)
+RECOMPUTED_SECTION: tuple[Column, ...] = (
+    ("run", "label"),
+    ("steps recomputed", "recomputed_steps"),
+    ("share of steps", "recomputed_step_share"),
+    ("exact-token share", "exact_token_share"),
+)
+
+
+def pipe_table(header: list[str], rows: list[list[str]], align_right_from: int = 1) -> str:
+    """A Markdown pipe table, columns padded; columns from ``align_right_from`` right-aligned."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[Any]) -> str:
+        out = []
+        for i, c in enumerate(cells):
+            c = str(c)
+            out.append(c.rjust(widths[i]) if i >= align_right_from else c.ljust(widths[i]))
+        return "| " + " | ".join(out) + " |"
+
+    sep = [
+        ("-" * (w + 1) + ":") if i >= align_right_from else "-" * (w + 2)
+        for i, w in enumerate(widths)
+    ]
+    return "\n".join([line(header), "|" + "|".join(sep) + "|"] + [line(r) for r in rows])
+
+
+def _section(columns: Sequence[Column], runs: list[RunSummary], align_right_from: int = 1) -> str:
+    rows = [[c(r) if callable(c) else cell(c, r) for _, c in columns] for r in runs]
+    return pipe_table([h for h, _ in columns], rows, align_right_from)
+
+
+def format_table(report: Report) -> str:
+    """The summary table (metrics as rows, runs as columns) as Markdown/plain text."""
+    header = ["metric"] + [run.label for run in report.runs]
+    rows = [
+        [m.label.replace("last-N", f"last-{report.last_n}")]
+        + [cell(m.key, run, note=True) for run in report.runs]
+        for m in TABLE_COLUMNS
+    ]
+    return "\n".join(
+        [
+            pipe_table(header, rows),
+            "",
+            f"baseline: {report.baseline}; step time = mean over steps after the warm-up of the "
+            "per-step sum of timeperf/* stages; a stage not logged in a step counts 0 s.",
+        ]
+    )
+
+
+def _step_time(report: Report) -> list[str]:
+    out = ["## Step time (s, mean per step)", "", _section(STEP_TIME_SECTION, report.runs), ""]
+    for r in report.runs:
+        other = r.timing.other_parts_s
+        if other:
+            items = ", ".join(f"{k} {v:.3f}" for k, v in sorted(other.items(), key=lambda x: -x[1]))
+            out.append(f"- {r.label} other stages: {items}")
+    out.append(
+        "- commit interval: mean wall time between consecutive logged steps (event wall_time), "
+        "a cross-check that the timeperf stages cover the step."
+    )
+    return out + [""]
+
+
+def _reward(report: Report) -> list[str]:
+    last = f"last-{report.last_n}"
+    rows = []
+    for r in report.runs:
+        for field, split in REWARD_SPLITS:
+            if split == "eval" and getattr(r, field).key is None:
+                continue
+            names = [f"{field}_{name}" for _, name in REWARD_SECTION]
+            rows.append([r.label, split] + [cell(k, r) for k in names])
+    header = ["run", "split"] + [h.replace("last-N", last) for h, _ in REWARD_SECTION]
+    return [
+        "## Reward",
+        "",
+        pipe_table(header, rows, align_right_from=3),
+        "",
+        "std is the population std over the last-N logged points.",
+        "",
+    ]
+
+
+def _staleness(report: Report) -> list[str]:
+    out = ["## Staleness (policy versions behind)", ""]
+    out.append(_section(STALENESS_SECTION, report.runs, align_right_from=2))
+    hists = [(r.label, r.staleness.histogram) for r in report.runs if r.staleness.histogram]
+    if hists:
+        labels = list(dict.fromkeys(lbl for _, h in hists for lbl in h.labels))
+        rows = []
+        for name, h in hists:
+            share = dict(zip(h.labels, h.shares, strict=True))
+            rows.append([name] + [fmt(share.get(x), "pct") for x in labels] + [fmt(h.total, "int")])
+        out += ["", "Token share per lag, all steps:", ""]
+        out.append(pipe_table(["run", *[f"lag {x}" for x in labels], "tokens"], rows))
+    return out + [""]
+
+
+def _approx(report: Report) -> list[str]:
+    out = ["## Proximal approximation error", ""]
+    rows = []
+    for r in report.runs:
+        for method, metrics in r.approx.methods.items():
+            n = max(m.n_steps for m in metrics.values())
+            means = [metrics[k].mean if k in metrics else None for k in APPROX_TABLE_METRICS]
+            rows.append([r.label, method, str(n)] + [fmt(v, "err") for v in means])
+    if rows:
+        header = ["run", "method", "steps", *[f"{k} (mean)" for k in APPROX_TABLE_METRICS]]
+        out += [pipe_table(header, rows, align_right_from=2), ""]
+    else:
+        out += ["No run logged approximation errors.", ""]
+    return out + [_section(RECOMPUTED_SECTION, report.runs), ""]
+
+
+def _arms(report: Report) -> list[str]:
+    """Across seeds: median [95 % CI] over (seed, step), ratios and differences vs the baseline."""
+    from areal_a3po.report.seeds import STEP, TRAINER, interval_text
+
+    arms = report.arms
+    if not arms:
+        return []
+    base = arms[0].label
+    n = max(len(a.seeds) for a in arms)
+    out = [
+        f"## Across seeds (baseline arm: {base})",
+        "",
+        "Median and 95 % bootstrap interval over (seed, step) after the warm-up; ratios are "
+        "arm / baseline from paired resampling by seed; reward is the mean of the last "
+        f"{report.last_n} steps per seed, then the mean over seeds."
+        + ("" if n > 1 else " With one seed per arm no interval can be given."),
+        "",
+    ]
+    time_rows = []
+    for a in arms:
+        for metric, name in ((TRAINER, "trainer compute"), (STEP, "step time")):
+            ratio = a.ratio.get(metric)
+            time_rows.append(
+                [
+                    a.label,
+                    str(len(a.seeds)),
+                    name,
+                    interval_text(a.time.get(metric)),
+                    interval_text(ratio) if ratio else "(baseline)",
+                    a.verdicts.get(f"faster ({metric})", "") if ratio else "",
+                    a.bottleneck if metric == STEP else "",
+                ]
+            )
+    header = ["arm", "seeds", "per step", "median (s)", "ratio vs baseline", "faster", "bounded by"]
+    out += [pipe_table(header, time_rows, align_right_from=1), ""]
+    stage_names = sorted({m for a in arms for m in a.time if m not in (TRAINER, STEP)})
+    if stage_names:
+        rows = [[a.label] + [interval_text(a.time.get(m)) for m in stage_names] for a in arms]
+        out += [pipe_table(["arm"] + [f"{m} (s)" for m in stage_names], rows), ""]
+    reward_rows = [
+        [
+            a.label,
+            ", ".join(f"{s}: {v:.3f}" for s, v in a.reward_per_seed.items()) or "n/a",
+            interval_text(a.reward),
+            interval_text(a.reward_difference) if a.reward_difference else "(baseline)",
+            a.verdicts.get("reward", "") if a.reward_difference else "",
+        ]
+        for a in arms
+    ]
+    header = [
+        "arm",
+        "last-N reward per seed",
+        "mean over seeds",
+        "difference vs baseline",
+        "reward",
+    ]
+    return out + [pipe_table(header, reward_rows), ""]
+
+
+def markdown(report: Report) -> str:
+    """The text of report.md."""
+    warm = (
+        "automatic (1 when a run has > 2 timed steps)" if report.warmup is None else report.warmup
+    )
+    out = [
+        "# A-3PO comparison",
+        "",
+        f"Baseline (first run): **{report.baseline}**. Last-N window: {report.last_n} steps.",
+        f"Warm-up steps skipped in step-time means: {warm}.",
+        "",
+        _section(RUNS_SECTION, report.runs, align_right_from=2),
+        "",
+        "## Summary",
+        "",
+        format_table(report),
+        "",
+    ]
+    out += _arms(report)
+    out += _step_time(report)
+    out += [f"## Saving vs baseline ({report.baseline}, same invocation)", ""]
+    out.append(_section(SAVING_SECTION, report.runs))
+    out += ["", "removed = 1 - run's recompute_logp time / baseline's recompute_logp time.", ""]
+    out += _reward(report) + _staleness(report) + _approx(report)
+    plots = [(k, v) for k, v in report.paths.items() if v.endswith(".png")]
+    if plots:
+        out += ["## Plots", ""] + [f"![{k}]({os.path.basename(p)})" for k, p in plots] + [""]
+    if report.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
+    return "\n".join(out)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None, tuples become lists, keys become str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def json_dict(report: Report) -> dict[str, Any]:
+    """The content of report.json: ``table`` (flat rows), ``runs`` (typed summaries), ..."""
+    return _clean(
+        {
+            "baseline": report.baseline,
+            "last_n": report.last_n,
+            "warmup": report.warmup,
+            "table": report.table,
+            "runs": [dataclasses.asdict(run) for run in report.runs],
+            "arms": [dict(dataclasses.asdict(a), verdicts=a.verdicts) for a in report.arms],
+            "paths": report.paths,
+            "notes": report.notes,
+        }
+    )

@@ -1,0 +1,232 @@
+"""Compute a run's :class:`RunSummary` (types in ``summaries``) from its :class:`RunData`."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable
+from dataclasses import replace
+
+from areal_a3po import keys
+from areal_a3po.report import areal_keys as ak
+from areal_a3po.report.load import RunData, find_tag, is_eval, step_total
+from areal_a3po.report.summaries import (
+    TIME_OTHER,
+    ApproxMetric,
+    ApproxSummary,
+    RewardSummary,
+    RunSummary,
+    StalenessHistogram,
+    StalenessSummary,
+    TimingSummary,
+    VersusBaseline,
+)
+
+# The plugin's tags (names from areal_a3po.keys); AReaL's are in areal_keys.
+STALENESS_LAG_RE = re.compile(r"(?:^|/)" + keys.STALENESS_LAG_PATTERN + "$")
+TOKEN_LAG_RE = re.compile(r"(?:^|/)" + keys.LAG_SCOPE + "/" + keys.TOKEN_LAG_PATTERN + "$")
+TOKEN_LAG_AVG_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/avg",)
+TOKEN_LAG_MAX_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/max",)
+STALENESS_AVG_KEYS = (keys.full(keys.STALENESS, "avg"),)
+STALENESS_MAX_KEYS = (keys.full(keys.STALENESS, "max"),)
+RECOMPUTED_KEYS = (keys.full(keys.RECOMPUTED), keys.full(keys.RECOMPUTED, "avg"))
+EXACT_TOKEN_SHARE_KEYS = (
+    keys.full(keys.EXACT_TOKEN_SHARE, "avg"),
+    keys.full(keys.EXACT_TOKEN_SHARE),
+)
+# Errors against the recompute, ``<scope>/compute_logp/<method>/<metric>/avg`` (method may nest).
+APPROX_TABLE_METRICS = (  # shown in report.md; report.json has every one found
+    keys.ABS_ERROR,
+    keys.REL_ERROR,
+    keys.IMPORTANCE_WEIGHT_ABS_ERROR,
+    keys.BEHAVE_IMP_WEIGHT_ABS_ERROR,
+)
+APPROX_ERROR_METRICS = tuple(
+    dict.fromkeys((*APPROX_TABLE_METRICS, *keys.ERROR_STATS, *ak.ERROR_STATS))
+)
+APPROX_ERROR_RE = re.compile(
+    rf"(?:^|/){keys.PROX_SCOPE}/(?P<method>.+)/(?P<metric>{'|'.join(APPROX_ERROR_METRICS)})/avg$"
+)
+
+
+def _mean(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return float(statistics.fmean(values)) if values else None
+
+
+def resolve_warmup(n_steps: int, warmup: int | None) -> int:
+    """Steps dropped from timing means: ``warmup`` if given, else 1 when there are > 2 steps."""
+    if warmup is None:
+        return 1 if n_steps > 2 else 0
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    return min(warmup, max(n_steps - 1, 0))
+
+
+def summarize_timing(data: RunData, warmup: int | None) -> TimingSummary:
+    per_step = data.step_times()
+    steps = list(per_step)
+    skip = resolve_warmup(len(steps), warmup)
+    used = steps[skip:]
+    logged = sorted({k for s in per_step.values() for k in s})
+    if not used:
+        return TimingSummary(len(steps), skip if steps else 0, 0, logged_parts=logged)
+    has_total = any(t in logged for t in ak.TIME_TOTAL_PARTS)
+    parts = {name: _mean(per_step[s].get(name, 0.0) for s in used) for name in ak.NAMED_TIME_PARTS}
+    others = sorted(
+        {k for s in used for k in per_step[s]} - set(ak.NAMED_TIME_PARTS) - set(ak.TIME_TOTAL_PARTS)
+    )
+    parts[TIME_OTHER] = _mean(sum(per_step[s].get(k, 0.0) for k in others) for s in used)
+    # Cross-check from the event files: wall time between consecutive commits.
+    wall = data.wall_time
+    deltas = [wall[s] - wall[s - 1] for s in used if s - 1 in wall and s in wall]
+    return TimingSummary(
+        timed_steps=len(steps),
+        warmup_skipped=skip,
+        steps_used=len(used),
+        first_step_used=used[0],
+        step_time_s=_mean(step_total(per_step[s]) for s in used),
+        parts_s=parts,
+        other_parts_s={k: _mean(per_step[s].get(k, 0.0) for s in used) for k in others},
+        logged_parts=logged,
+        commit_interval_s=_mean(deltas),
+        step_time_source="timeperf/total" if has_total else "sum of timeperf/* stages per step",
+    )
+
+
+def summarize_reward(
+    series: dict[int, float] | None, key: str | None, last_n: int
+) -> RewardSummary:
+    if not series:
+        return RewardSummary(key=key)
+    steps = sorted(series)
+    best_step = max(steps, key=lambda s: (series[s], -s))  # earliest step reaching the best
+    tail = [series[s] for s in steps[-max(1, last_n) :]]
+    return RewardSummary(
+        key=key,
+        n_points=len(steps),
+        final=series[steps[-1]],
+        final_step=steps[-1],
+        best=series[best_step],
+        best_step=best_step,
+        last_n=len(tail),
+        last_mean=float(statistics.fmean(tail)),
+        last_std=float(statistics.pstdev(tail)),
+        last_min=min(tail),
+        last_max=max(tail),
+    )
+
+
+def _staleness_histogram(data: RunData, pattern: re.Pattern) -> StalenessHistogram | None:
+    # (lag, is_ge) -> (label, count); "7" sorts before ">=8". Least-prefixed tag wins.
+    bins: dict[tuple[int, int], tuple[str, float]] = {}
+    for tag in sorted(data.scalars, key=lambda t: (-len(t), t)):
+        m = pattern.search(tag)
+        if not m or is_eval(tag):
+            continue
+        is_ge, lag = (1 if m.group(1) else 0), int(m.group(2))
+        bins[(lag, is_ge)] = (f">={lag}" if is_ge else str(lag), sum(data.scalars[tag].values()))
+    if not bins:
+        return None
+    ordered = [bins[k] for k in sorted(bins)]
+    total = sum(c for _, c in ordered)
+    return StalenessHistogram(
+        labels=[lbl for lbl, _ in ordered],
+        counts=[c for _, c in ordered],
+        shares=[(c / total) if total > 0 else None for _, c in ordered],
+        total=total,
+    )
+
+
+def summarize_staleness(data: RunData) -> StalenessSummary:
+    """Token lag as the loss sees it: the plugin's every-method log first, then older sources."""
+    avg_tag, max_tag = data.find(TOKEN_LAG_AVG_KEYS), data.find(TOKEN_LAG_MAX_KEYS)
+    source, pattern = ("token lag (every method)", TOKEN_LAG_RE) if avg_tag else (None, None)
+    if source is None:
+        avg_tag, max_tag = data.find(STALENESS_AVG_KEYS), data.find(STALENESS_MAX_KEYS)
+        source = "a3po provider" if (avg_tag or max_tag) else None
+        pattern = STALENESS_LAG_RE
+    if source is None:
+        avg_tag, max_tag = data.find(ak.STALENESS_AVG_KEYS), data.find(ak.STALENESS_MAX_KEYS)
+        source = "areal version_stats" if (avg_tag or max_tag) else None
+    return StalenessSummary(
+        source=source,
+        avg_key=avg_tag,
+        max_key=max_tag,
+        avg=_mean(data.scalars[avg_tag].values()) if avg_tag else None,
+        max=max(data.scalars[max_tag].values()) if max_tag else None,
+        histogram=_staleness_histogram(data, pattern),
+    )
+
+
+def summarize_approx(data: RunData) -> ApproxSummary:
+    methods: dict[str, dict[str, ApproxMetric]] = {}
+    for tag, series in data.scalars.items():
+        m = APPROX_ERROR_RE.search(tag)
+        if not m or not series or is_eval(tag):
+            continue
+        entry = methods.setdefault(m.group("method"), {})
+        prev = entry.get(m.group("metric"))
+        if prev is not None and len(prev.key) <= len(tag):
+            continue  # keep the least-prefixed duplicate
+        vals = list(series.values())
+        entry[m.group("metric")] = ApproxMetric(
+            tag, float(statistics.fmean(vals)), max(vals), series[max(series)], len(vals)
+        )
+    rec_tag, exact_tag = data.find(RECOMPUTED_KEYS), data.find(EXACT_TOKEN_SHARE_KEYS)
+    rec = data.scalars[rec_tag] if rec_tag else {}
+    n_rec = sum(1 for v in rec.values() if v > 0)
+    return ApproxSummary(
+        methods=dict(sorted(methods.items())),
+        recomputed_key=rec_tag,
+        recomputed_steps=n_rec if rec_tag else None,
+        recomputed_step_share=n_rec / len(rec) if rec else None,
+        exact_token_share_key=exact_tag,
+        exact_token_share=_mean(data.scalars[exact_tag].values()) if exact_tag else None,
+    )
+
+
+def summarize_run(data: RunData, label: str, warmup: int | None, last_n: int) -> RunSummary:
+    """Everything the report shows about one run, without the comparison to the baseline."""
+    reward_key = data.find(ak.REWARD_KEYS)
+    eval_tags = [t for t in data.scalars if is_eval(t)]
+    eval_key = find_tag(eval_tags, ak.EVAL_REWARD_KEYS, allow_eval=True)
+    all_steps = sorted({s for series in data.scalars.values() for s in series})
+    return RunSummary(
+        label=label,
+        run_dir=data.run_dir,
+        event_files=data.event_files,
+        skipped_event_files=data.skipped_files,
+        n_tags=len(data.scalars),
+        n_steps=len(all_steps),
+        last_step=all_steps[-1] if all_steps else None,
+        timing=summarize_timing(data, warmup),
+        reward=summarize_reward(data.scalars.get(reward_key), reward_key, last_n),
+        eval_reward=summarize_reward(data.scalars.get(eval_key), eval_key, last_n),
+        staleness=summarize_staleness(data),
+        approx=summarize_approx(data),
+    )
+
+
+def versus_baseline(run: RunSummary, base: RunSummary) -> VersusBaseline:
+    """Saving of ``run`` relative to ``base`` (both from this invocation)."""
+    t, b = run.timing.step_time_s, base.timing.step_time_s
+    rb = base.timing.parts_s.get(ak.TIME_RECOMPUTE)
+    rr = run.timing.parts_s.get(ak.TIME_RECOMPUTE)
+    timed = t is not None and b is not None and b > 0
+    return VersusBaseline(
+        baseline=base.label,
+        step_time_ratio=t / b if timed else None,
+        speedup=b / t if timed and t > 0 else None,
+        saved_s_per_step=b - t if timed else None,
+        baseline_recompute_logp_s=rb,
+        recompute_logp_s=rr,
+        recompute_removed_share=(
+            1.0 - rr / rb if rb is not None and rr is not None and rb > 0 else None
+        ),
+    )
+
+
+def with_baseline(runs: list[RunSummary]) -> list[RunSummary]:
+    """The runs with ``vs_baseline`` set against the first one."""
+    return [replace(run, vs_baseline=versus_baseline(run, runs[0])) for run in runs]
