@@ -107,6 +107,10 @@ def test_run_arm_over_time_limit_is_stopped_and_reported(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def main_job(tmp_path_factory):
     """The README's main-job command at reduced size, from the repository root."""
+    if Path(sys.prefix).resolve() != (REPO / ".venv").resolve():
+        pytest.skip(
+            "scripts/run_default.sh always runs .venv (areal 1.0.4): the .venv leg covers it"
+        )
     out = tmp_path_factory.mktemp("launcher")
     proc = subprocess.run(
         [str(REPO / "scripts" / "run_default.sh"), "--steps", str(STEPS), "--out", str(out),

@@ -84,7 +84,17 @@ def ray_head():
     assert not _group_members(head.pid), _group_members(head.pid)
 
 
+def _areal_version() -> str:
+    from importlib.metadata import version
+
+    return version("areal")
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not _areal_version().startswith("1.0."),
+    reason="the Ray path is checked with areal 1.0.4 (one end-to-end run per CI, not per leg)",
+)
 def test_ray_header_line_trains_with_plugin_in_ray_workers(ray_head, tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", ray_head["address"])
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
