@@ -48,7 +48,9 @@ def main() -> None:
         return areal_actor._resolve_proximal_logp(None, "loglinear", behave, theta, versions, 8)
 
     def areal_linear():
-        return areal_actor.compute_prox_logp_approximations(behave, theta, versions, 8, method="linear")
+        return areal_actor.compute_prox_logp_approximations(
+            behave, theta, versions, 8, method="linear"
+        )
 
     def ours_log():
         check_inputs(inp, "a3po", True)
@@ -58,15 +60,24 @@ def main() -> None:
         check_inputs(inp, "a3po-linear", True)
         return a3po_prob(inp)
 
-    t = {name: timeit(fn, args.repeats) for name, fn in [
-        ("areal loglinear", areal_loglinear), ("a3po (validated)", ours_log),
-        ("areal linear", areal_linear), ("a3po-linear (validated)", ours_prob),
-    ]}
+    t = {
+        name: timeit(fn, args.repeats)
+        for name, fn in [
+            ("areal loglinear", areal_loglinear),
+            ("a3po (validated)", ours_log),
+            ("areal linear", areal_linear),
+            ("a3po-linear (validated)", ours_prob),
+        ]
+    }
     print(f"tokens={n} threads={torch.get_num_threads()} median of {args.repeats}")
     for name, sec in t.items():
         print(f"  {name:<26} {sec * 1e3:8.3f} ms")
-    print(f"ratio a3po / areal loglinear        = {t['a3po (validated)'] / t['areal loglinear']:.3f}")
-    print(f"ratio a3po-linear / areal linear    = {t['a3po-linear (validated)'] / t['areal linear']:.3f}")
+    print(
+        f"ratio a3po / areal loglinear        = {t['a3po (validated)'] / t['areal loglinear']:.3f}"
+    )
+    print(
+        f"ratio a3po-linear / areal linear    = {t['a3po-linear (validated)'] / t['areal linear']:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,26 +44,6 @@ needs_cispo = pytest.mark.skipif(
 )
 
 
-def load(tmp_path: Path, *overrides: str):
-    from areal.api.cli_args import GRPOConfig, load_expr_config
-
-    argv = [
-        "--config",
-        str(A3PO),
-        f"cluster.fileroot={tmp_path}",
-        f"cluster.name_resolve.nfs_record_root={tmp_path}/name_resolve",
-        *overrides,
-    ]
-    cfg, _ = load_expr_config(argv, GRPOConfig)
-    return cfg
-
-
-def actor(**overrides):
-    from tests import harness as H
-
-    return H.actor_config("unused-model-path", **overrides)
-
-
 def rs_icepop():
     """IcePop: token-level ratio mask with both bounds (AReaL's gsm8k_icepop example)."""
     from areal.api.cli_args import RejectionSamplingConfig
@@ -74,38 +54,40 @@ def rs_icepop():
 
 
 @pytest.mark.parametrize("method", ["a3po", "a3po-linear", "behave", "current", "hybrid"])
-def test_config_plugin_provider_through_areal_loader_accepted(tmp_path, method):
+def test_config_plugin_provider_through_areal_loader_accepted(tmp_path, method, load_recipe):
     extra = ["actor.rejection_sampling=null"] if method == "behave" else []  # see below
-    cfg = load(tmp_path, f"actor.prox_logp_method={method}", *extra)
+    cfg = load_recipe(A3PO, tmp_path, f"actor.prox_logp_method={method}", *extra)
     assert cfg.actor.prox_logp_method == method
     assert cfg.actor.should_compute_prox_logp() is (method == "hybrid")  # hybrid: step 0 calibrates
 
 
-def test_config_unknown_method_refused_by_plugin_naming_key_and_providers(tmp_path):
+def test_config_unknown_method_refused_by_plugin_naming_key_and_providers(tmp_path, load_recipe):
     with pytest.raises(A3POConfigError, match=r"actor\.prox_logp_method: unknown .* 'a3p0'") as e:
-        load(tmp_path, "actor.prox_logp_method=a3p0")
+        load_recipe(A3PO, tmp_path, "actor.prox_logp_method=a3p0")
     assert "a3po" in str(e.value) and "current" in str(e.value)
 
 
 @needs_reuse
-def test_config_reuse_train_logp_areal_builtin_untouched(tmp_path):
+def test_config_reuse_train_logp_areal_builtin_untouched(tmp_path, load_recipe):
     from areal_a3po.coupling.config import plugin_selected
 
-    cfg = load(tmp_path, "actor.prox_logp_method=reuse_train_logp", "actor.ppo_n_minibatches=4")
+    cfg = load_recipe(
+        A3PO, tmp_path, "actor.prox_logp_method=reuse_train_logp", "actor.ppo_n_minibatches=4"
+    )
     assert cfg.actor.ppo_n_minibatches == 1  # AReaL's own rule (with its warning)
     assert cfg.actor.should_compute_prox_logp() is False
     assert not plugin_selected(cfg.actor)
 
 
 @pytest.mark.skipif(HAS_REUSE, reason="this AReaL has reuse_train_logp")
-def test_config_reuse_train_logp_on_areal_without_it_refused(tmp_path):
+def test_config_reuse_train_logp_on_areal_without_it_refused(tmp_path, load_recipe):
     with pytest.raises(A3POConfigError, match="unknown proximal log-prob provider 'reuse_train"):
-        load(tmp_path, "actor.prox_logp_method=reuse_train_logp")
+        load_recipe(A3PO, tmp_path, "actor.prox_logp_method=reuse_train_logp")
 
 
-def test_config_enum_guard_restores_plugin_name_and_keeps_areal_checks():
+def test_config_enum_guard_restores_plugin_name_and_keeps_areal_checks(actor_config):
     """The guard hands AReaL 'recompute' only for the duration of its own __post_init__."""
-    cfg = actor(prox_logp_method="a3po", ppo_n_minibatches=4)
+    cfg = actor_config(prox_logp_method="a3po", ppo_n_minibatches=4)
     assert cfg.prox_logp_method == "a3po"
     assert cfg.ppo_n_minibatches == 4  # the plugin keeps the user's minibatches
 
@@ -115,9 +97,9 @@ def test_config_enum_guard_restores_plugin_name_and_keeps_areal_checks():
 
 @pytest.mark.parametrize("method", ["a3po", "a3po-linear", "current", "hybrid", "a3po-metrics"])
 @pytest.mark.parametrize("option", ["rejection_sampling", "m2_threshold"])
-def test_config_prox_reading_option_with_real_provider_accepted(method, option):
+def test_config_prox_reading_option_with_real_provider_accepted(method, option, actor_config):
     value = rs_icepop() if option == "rejection_sampling" else 0.04
-    cfg = actor(prox_logp_method=method, **{option: value})
+    cfg = actor_config(prox_logp_method=method, **{option: value})
     assert getattr(cfg, option) == value
 
 
@@ -125,17 +107,18 @@ def test_config_prox_reading_option_with_real_provider_accepted(method, option):
     ("option", "key"),
     [("rejection_sampling", "actor.rejection_sampling"), ("m2_threshold", "actor.m2_threshold")],
 )
-def test_config_prox_reading_option_with_behave_refused_naming_keys(option, key):
+def test_config_prox_reading_option_with_behave_refused_naming_keys(option, key, actor_config):
     value = rs_icepop() if option == "rejection_sampling" else 0.04
     with pytest.raises(A3POConfigError) as e:
-        actor(prox_logp_method="behave", **{option: value})
+        actor_config(prox_logp_method="behave", **{option: value})
     msg = str(e.value)
     assert key in msg and "actor.prox_logp_method: behave" in msg
 
 
-def test_config_behave_rejection_sampling_through_yaml_loader_refused(tmp_path):
+def test_config_behave_rejection_sampling_through_yaml_loader_refused(tmp_path, load_recipe):
     with pytest.raises(A3POConfigError, match=r"actor\.rejection_sampling has no effect"):
-        load(
+        load_recipe(
+            A3PO,
             tmp_path,
             "actor.prox_logp_method=behave",
             "+actor.rejection_sampling={level:token,action:mask,metric:ratio,upper:5.0}",
@@ -143,17 +126,19 @@ def test_config_behave_rejection_sampling_through_yaml_loader_refused(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["a3po", "current", "hybrid", "behave"])
-def test_config_sapo_with_plugin_provider_refused_naming_both_keys(method):
+def test_config_sapo_with_plugin_provider_refused_naming_both_keys(method, actor_config):
     with pytest.raises(A3POConfigError) as e:
-        actor(prox_logp_method=method, use_sapo_loss=True)
+        actor_config(prox_logp_method=method, use_sapo_loss=True)
     msg = str(e.value)
     assert "actor.use_sapo_loss" in msg and f"actor.prox_logp_method: {method}" in msg
 
 
 @needs_cispo
 @pytest.mark.parametrize("method", ["a3po", "current", "behave"])
-def test_config_cispo_with_plugin_provider_accepted(method):
-    cfg = actor(prox_logp_method=method, use_cispo_loss=True, eps_clip=1.0, eps_clip_higher=4.0)
+def test_config_cispo_with_plugin_provider_accepted(method, actor_config):
+    cfg = actor_config(
+        prox_logp_method=method, use_cispo_loss=True, eps_clip=1.0, eps_clip_higher=4.0
+    )
     assert cfg.use_cispo_loss is True
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from areal_a3po.embedded import runner
+from areal_a3po.report import load_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -31,14 +32,6 @@ TWINS = ("recompute", "a3po")
 RECOMPUTE = "timeperf/recompute_logp"
 A3PO_STAT = "ppo_actor/update/compute_logp/a3po/approx_logp/avg"
 STALENESS_MAX = "ppo_actor/update/version_stats/sample_staleness_theta_max"
-
-
-def _scalars(run_dir: str) -> dict[str, dict[int, float]]:
-    from tensorboard.backend.event_processing import event_accumulator as ea
-
-    acc = ea.EventAccumulator(run_dir, size_guidance={ea.SCALARS: 0})
-    acc.Reload()
-    return {tag: {e.step: e.value for e in acc.Scalars(tag)} for tag in acc.Tags()["scalars"]}
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -157,7 +150,7 @@ def test_areal_local_scheduler_started_workers_and_vllm(main_job):
 @pytest.mark.slow
 def test_tensorboard_logs_show_plugin_in_workers(main_job):
     out, summaries, _ = main_job
-    runs = {t: _scalars(summaries[t]["run_dir"]) for t in TWINS}
+    runs = {t: load_scalars(summaries[t]["run_dir"]).scalars for t in TWINS}
     for twin, s in runs.items():
         assert any(tag.startswith("ppo_actor/") for tag in s), twin
         assert set(s["timeperf/train_step"]) == set(range(STEPS)), twin

@@ -103,9 +103,9 @@ def test_ray_header_line_trains_with_plugin_in_ray_workers(ray_head, tmp_path, m
     )
     launched = (tmp_path / "a3po_ray" / "launch_cmd.txt").read_text()
     assert "scheduler.type=ray" in launched
-    from tests.test_launcher_local import _scalars
+    from areal_a3po.report import load_scalars
 
-    s = _scalars(res.run_dir)
+    s = load_scalars(res.run_dir).scalars
     assert set(s["timeperf/train_step"]) == set(range(STEPS))
     assert set(s[A3PO_STAT]) == set(range(STEPS))  # computed in the Ray actor worker
     assert "timeperf/recompute_logp" not in s  # compute_logp never ran

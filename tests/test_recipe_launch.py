@@ -29,13 +29,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.test_recipes import GPU_RECIPES, commands, header
+from tests.recipe_headers import GPU_RECIPES, LAUNCHERS, commands, header
 
-LAUNCHERS = {
-    "areal.infra.launcher.local": "validate_config_for_launcher",
-    "areal.infra.launcher.ray": "validate_config_for_distributed_launcher",
-    "areal.infra.launcher.slurm": "validate_config_for_distributed_launcher",
-}
 LABELS = [
     "single-controller, local",
     "single-controller, Ray",

@@ -20,14 +20,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_yaml_switch import load
-
-ROOT = Path(__file__).resolve().parents[1]
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
-TWINS = ("recompute", "a3po")
-PAIRS = sorted(
-    {p.name.rsplit("_", 1)[0] for p in RECIPES if p.stem.endswith(tuple(f"_{t}" for t in TWINS))}
+from tests.recipe_headers import (
+    GPU_RECIPES,
+    PAIRS,
+    RECIPES,
+    ROOT,
+    TWINS,
+    header,
+    twin,
 )
+
 SWEEP = (2, 4, 8)
 
 # The loaded configs of a pair differ in exactly these flattened keys (docs/recipes.md): the
@@ -45,29 +47,6 @@ def trial_derived(keys) -> set[str]:
 BLOCK_START = "# --- proximal policy"
 BLOCK_END = "# -----"
 
-COMMAND_RE = re.compile(r"^#\s+(?P<label>(?:single-controller|SPMD)[^:]*):\s+(?P<cmd>python3 .+)$")
-LAUNCHERS = {
-    "areal.infra.launcher.local": "validate_config_for_launcher",
-    "areal.infra.launcher.ray": "validate_config_for_distributed_launcher",
-    "areal.infra.launcher.slurm": "validate_config_for_distributed_launcher",
-}
-
-
-GPU_RECIPES = [p for p in RECIPES if yaml.safe_load(p.read_text())["cluster"]["n_gpus_per_node"]]
-
-
-def header(recipe: Path) -> list[str]:
-    lines = recipe.read_text().splitlines()
-    return lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]
-
-
-def twin(pair: str, which: str) -> Path:
-    return ROOT / "recipes" / f"{pair}_{which}.yaml"
-
-
-def commands(recipe: Path) -> list[tuple[str, str]]:
-    return [(m["label"], m["cmd"]) for line in header(recipe) if (m := COMMAND_RE.match(line))]
-
 
 def flatten(value, prefix: str = "") -> dict:
     if isinstance(value, dict):
@@ -84,15 +63,15 @@ def flatten(value, prefix: str = "") -> dict:
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory):
-    """load(recipe, *overrides) under one shared fileroot, cached (the configs are only read)."""
+def loaded(tmp_path_factory, load_recipe):
+    """load_recipe(recipe, *overrides) under one shared fileroot, cached (configs are only read)."""
     root = tmp_path_factory.mktemp("recipes")
     cache: dict = {}
 
     def get(recipe: Path, *overrides: str):
         key = (str(recipe), overrides)
         if key not in cache:
-            cache[key] = load(recipe, root, *overrides)
+            cache[key] = load_recipe(recipe, root, *overrides)
         return cache[key]
 
     return get

@@ -12,13 +12,6 @@ A3PO = RECIPES / "gsm8k_grpo_qwen2.5-1.5b_a3po.yaml"
 RECOMPUTE = RECIPES / "gsm8k_grpo_qwen2.5-1.5b_recompute.yaml"
 
 
-def load(recipe: Path, tmp_path: Path, *overrides: str):
-    """Kept only for tests/test_recipes.py (edited on another branch): use ``load_recipe``."""
-    from tests.harness import load_recipe
-
-    return load_recipe(recipe, tmp_path, *overrides)
-
-
 def test_yaml_a3po_recipe_loaded_provider_selected_and_recompute_skipped(tmp_path, load_recipe):
     from areal_a3po.config import A3POConfig
 

@@ -7,6 +7,7 @@ different training loop.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 # A RolloutWorkflow: AReaL runs it without OpenAI-proxy workers, so it works in SPMD mode and under
@@ -94,3 +95,17 @@ def run(
             eval_workflow=RLVR_WORKFLOW if eval_workflow_kwargs is not None else None,
             eval_workflow_kwargs=eval_workflow_kwargs,
         )
+
+
+def run_entry(
+    argv: list[str],
+    build_datasets: Callable[[Any, Any], tuple[Any, Any]],
+    workflow_kwargs: Callable[[Any], tuple[dict, dict | None]],
+) -> None:
+    """An entry script's ``main``: config, tokenizer, datasets, then AReaL's PPOTrainer."""
+    config = load_config(argv)
+    check_rollout_workflow()
+    tokenizer = load_tokenizer(config.tokenizer_path)
+    train, valid = build_datasets(config, tokenizer)
+    train_kwargs, eval_kwargs = workflow_kwargs(config)
+    run(config, train, valid, train_kwargs, eval_kwargs if valid is not None else None)

@@ -49,12 +49,7 @@ def load_config(argv: list[str]) -> Any:
 
 def main(argv: list[str]) -> None:
     """``--config RECIPE [overrides]``; AReaL's Ray launcher calls this with the argument list."""
-    config = load_config(argv)
-    _areal_api.check_rollout_workflow()
-    tokenizer = _areal_api.load_tokenizer(config.tokenizer_path)
-    train, valid = build_datasets(config, tokenizer)
-    train_kwargs, eval_kwargs = workflow_kwargs(config)
-    _areal_api.run(config, train, valid, train_kwargs, eval_kwargs if valid is not None else None)
+    _areal_api.run_entry(argv, build_datasets, workflow_kwargs)
 
 
 if __name__ == "__main__":

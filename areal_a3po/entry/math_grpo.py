@@ -48,11 +48,7 @@ def load_config(argv: list[str]) -> Any:
 
 def main(argv: list[str]) -> None:
     """``--config RECIPE [overrides]``; AReaL's Ray launcher calls this with the argument list."""
-    config = load_config(argv)
-    _areal_api.check_rollout_workflow()
-    tokenizer = _areal_api.load_tokenizer(config.tokenizer_path)
-    train, valid = build_datasets(config, tokenizer)
-    _areal_api.run(config, train, valid, workflow_kwargs(config), None)
+    _areal_api.run_entry(argv, build_datasets, lambda config: (workflow_kwargs(config), None))
 
 
 if __name__ == "__main__":

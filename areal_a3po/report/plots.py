@@ -29,8 +29,19 @@ def _save(fig: Any, path: str) -> None:
     fig.savefig(path, format="png")
 
 
-def _reward_vs_step(runs, datas, colors, path: str) -> None:
+def _finish_reward_vs_step(fig: Any, ax: Any, title: str, path: str) -> None:
     from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("step")
+    ax.set_ylabel("task reward")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _reward_vs_step(runs, datas, colors, path: str) -> None:
 
     fig, ax = _figure()
     for i, r in runs:
@@ -48,13 +59,7 @@ def _reward_vs_step(runs, datas, colors, path: str) -> None:
                 marker="o",
                 label=f"{r.label} (eval)",
             )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("step")
-    ax.set_ylabel("task reward")
-    ax.set_title("Reward vs step")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save(fig, path)
+    _finish_reward_vs_step(fig, ax, "Reward vs step", path)
 
 
 def _reward_vs_time(runs, datas, colors, path: str) -> None:
@@ -181,7 +186,6 @@ PLOT_REWARD_SEEDS = "reward_vs_step_seeds.png"
 
 def write_seed_plots(arms: dict[str, dict[int, RunData]], out_dir: str) -> dict[str, str]:
     """Reward vs step per arm: mean across seeds with a min-max band (only with >= 2 seeds)."""
-    from matplotlib.ticker import MaxNLocator
 
     from areal_a3po.report.areal_keys import REWARD_KEYS
 
@@ -209,12 +213,6 @@ def write_seed_plots(arms: dict[str, dict[int, RunData]], out_dir: str) -> dict[
             alpha=0.2,
             linewidth=0,
         )
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("step")
-    ax.set_ylabel("task reward")
-    ax.set_title("Reward vs step across seeds (band: min-max over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
     path = os.path.join(out_dir, PLOT_REWARD_SEEDS)
-    _save(fig, path)
+    _finish_reward_vs_step(fig, ax, "Reward vs step across seeds (band: min-max over seeds)", path)
     return {"reward_seeds": path}

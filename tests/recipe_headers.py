@@ -1,0 +1,37 @@
+"""The recipes and what their headers say (plain helpers for the recipe tests, no fixtures)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+TWINS = ("recompute", "a3po")
+PAIRS = sorted(
+    {p.name.rsplit("_", 1)[0] for p in RECIPES if p.stem.endswith(tuple(f"_{t}" for t in TWINS))}
+)
+COMMAND_RE = re.compile(r"^#\s+(?P<label>(?:single-controller|SPMD)[^:]*):\s+(?P<cmd>python3 .+)$")
+LAUNCHERS = {
+    "areal.infra.launcher.local": "validate_config_for_launcher",
+    "areal.infra.launcher.ray": "validate_config_for_distributed_launcher",
+    "areal.infra.launcher.slurm": "validate_config_for_distributed_launcher",
+}
+
+
+GPU_RECIPES = [p for p in RECIPES if yaml.safe_load(p.read_text())["cluster"]["n_gpus_per_node"]]
+
+
+def header(recipe: Path) -> list[str]:
+    lines = recipe.read_text().splitlines()
+    return lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]
+
+
+def twin(pair: str, which: str) -> Path:
+    return ROOT / "recipes" / f"{pair}_{which}.yaml"
+
+
+def commands(recipe: Path) -> list[tuple[str, str]]:
+    return [(m["label"], m["cmd"]) for line in header(recipe) if (m := COMMAND_RE.match(line))]
