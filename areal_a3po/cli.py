@@ -60,18 +60,29 @@ def _compare(args: argparse.Namespace) -> int:
         from areal_a3po.embedded import runner
 
         providers = [p.strip() for p in args.providers.split(",") if p.strip()]
-        results = runner.run_default(
+        stalenesses = _int_list(args.staleness, "--staleness")
+        results = runner.run_default(  # arms interleaved per seed: all providers of seed 1, ...
             out_dir=args.out,
             steps=args.steps if args.steps is not None else runner.DEFAULT_STEPS,
-            staleness=_int_list(args.staleness, "--staleness"),
-            seed=_int_list(args.seed, "--seed"),
+            staleness=stalenesses,
+            seed=_int_list(args.seed or "1", "--seeds"),
             providers=providers,
             progress=not args.no_progress,
         )
         runs = [r.run_dir for r in results]
-        labels = labels or [r.label for r in results]
+        # One arm per (provider, staleness point); its seeds are repeats of the same arm.
+        swept = len(stalenesses) > 1
+        labels = labels or [r.provider + (f"_s{r.staleness}" if swept else "") for r in results]
+        seeds = [r.seed for r in results]
+    else:
+        seeds = _int_list(args.seed, "--seeds") if args.seed else None  # one per RUN
     rep = report.compare(
-        runs, os.path.join(args.out, "report"), labels=labels, last_n=args.last, warmup=args.warmup
+        runs,
+        os.path.join(args.out, "report"),
+        labels=labels,
+        last_n=args.last,
+        warmup=args.warmup,
+        seeds=seeds,
     )
     print(report.format_table(rep))
     print(f"\nreport: {rep.paths.get('report_md')}  json: {rep.paths.get('report_json')}")
@@ -105,7 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         default="2",
         help="embedded default: rollout.max_head_offpolicyness; a comma list sweeps it",
     )
-    p_cmp.add_argument("--seed", default="1", help="embedded default: seed; a comma list sweeps it")
+    p_cmp.add_argument(
+        "--seeds",
+        "--seed",
+        dest="seed",
+        default=None,
+        help="embedded default (default 1): seeds, comma separated; every arm runs once per "
+        "seed, interleaved (recompute s1, a3po s1, recompute s2, ...), and the report gives "
+        "intervals across seeds. With RUN dirs: one seed per run; runs sharing a label "
+        "(--labels) form one arm",
+    )
     p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_cmp.set_defaults(fn=_compare)
     args = parser.parse_args(argv)

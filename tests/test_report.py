@@ -564,3 +564,15 @@ def test_compare_seeds_duplicate_seed_in_arm_raises(seed_runs, tmp_path):
     dirs, labels, _ = seed_runs
     with pytest.raises(ValueError, match="two runs of arm 'recompute' have seed 1"):
         rp.compare(dirs[:6], str(tmp_path), labels=labels[:6], seeds=[1] * 6)
+
+
+def test_cli_compare_run_dirs_with_seeds_groups_arms(seed_runs, tmp_path, capsys):
+    from areal_a3po import cli
+
+    dirs, labels, seeds = seed_runs
+    argv = ["compare", *dirs, "--labels", ",".join(labels), "--seeds", ",".join(map(str, seeds))]
+    assert cli.main([*argv, "--out", str(tmp_path), "--last", "2"]) == 0
+    js = json.load(open(tmp_path / "report" / "report.json", encoding="utf-8"))
+    assert [a["label"] for a in js["arms"]] == ["recompute", "same", "fast"]
+    assert [a["seeds"] for a in js["arms"]] == [[1, 2, 3]] * 3
+    assert js["arms"][2]["verdicts"]["faster (trainer_compute)"] == "yes"
