@@ -74,7 +74,9 @@ def _compare(args: argparse.Namespace) -> int:
         swept = len(stalenesses) > 1
         labels = labels or [r.provider + (f"_s{r.staleness}" if swept else "") for r in results]
         seeds = [r.seed for r in results]
+        sweep = [(r.provider, r.staleness) for r in results] if swept else None
     else:
+        sweep = None
         seeds = _int_list(args.seed, "--seeds") if args.seed else None  # one per RUN
     rep = report.compare(
         runs,
@@ -83,6 +85,7 @@ def _compare(args: argparse.Namespace) -> int:
         last_n=args.last,
         warmup=args.warmup,
         seeds=seeds,
+        sweep=sweep,
     )
     print(report.format_table(rep))
     print(f"\nreport: {rep.paths.get('report_md')}  json: {rep.paths.get('report_json')}")

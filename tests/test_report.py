@@ -576,3 +576,45 @@ def test_cli_compare_run_dirs_with_seeds_groups_arms(seed_runs, tmp_path, capsys
     assert [a["label"] for a in js["arms"]] == ["recompute", "same", "fast"]
     assert [a["seeds"] for a in js["arms"]] == [[1, 2, 3]] * 3
     assert js["arms"][2]["verdicts"]["faster (trainer_compute)"] == "yes"
+
+
+def test_compare_staleness_sweep_table_each_provider_vs_baseline_at_same_point(tmp_path):
+    """Two staleness points x (recompute, a3po) x two seeds: one row per point, lag shown."""
+
+    def stats_at(recompute: float, reward: float, lag: int, seed: int):
+        base = _seed_run_stats(recompute, 1.0, reward, seed)
+
+        def make(step: int) -> dict:
+            out = base(step)
+            out |= {
+                "ppo_actor/a3po/token_lag/avg": float(lag),
+                "ppo_actor/a3po/token_lag/max": 2.0 * lag,
+            }
+            return out
+
+        return make
+
+    dirs, labels, seeds, sweep = [], [], [], []
+    for seed in (1, 2):
+        for k in (2, 8):
+            for provider, rc, rw in (
+                ("recompute", 0.5, 0.5 if k == 2 else 0.1),
+                ("a3po", 0.0, 0.5),
+            ):
+                name = f"{provider}_s{k}_seed{seed}"
+                dirs.append(_write_run(tmp_path / "runs", name, stats_at(rc, rw, k // 2, seed)))
+                labels.append(f"{provider}_s{k}")
+                seeds.append(seed)
+                sweep.append((provider, k))
+    rep = rp.compare(dirs, str(tmp_path / "out"), labels=labels, seeds=seeds, sweep=sweep, last_n=2)
+    assert rep.sweep.points == [2, 8] and rep.sweep.providers == ["recompute", "a3po"]
+    at8 = rep.sweep.cells[8]["a3po"]
+    assert at8.arm.ratio["step_time"].high < 1.0  # no recompute stage: faster at every point
+    assert at8.arm.reward_difference.estimate > 0  # recompute's reward fell at staleness 8 here
+    torch.testing.assert_close(at8.token_lag_mean, 4.0, rtol=0.0, atol=1e-6)
+    assert rep.sweep.lag_spread(8) == 0.0
+    md = open(rep.paths["report_md"], encoding="utf-8").read()
+    assert "## Staleness sweep (each provider vs recompute at the same staleness)" in md
+    assert os.path.getsize(rep.paths["reward_vs_staleness"]) > 0
+    js = json.load(open(rep.paths["report_json"], encoding="utf-8"))
+    assert js["sweep"]["points"] == [2, 8]

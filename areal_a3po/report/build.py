@@ -11,10 +11,11 @@ from areal_a3po.report import render
 from areal_a3po.report.areal_keys import REWARD_KEYS
 from areal_a3po.report.columns import flat_row
 from areal_a3po.report.load import load_scalars
-from areal_a3po.report.plots import write_plots, write_seed_plots
+from areal_a3po.report.plots import write_plots, write_seed_plots, write_sweep_plot
 from areal_a3po.report.seeds import ArmSeeds, group_runs, summarize_arms
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import summarize_run, with_baseline
+from areal_a3po.report.sweep import Sweep, points_from_runs, summarize_sweep
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -32,6 +33,7 @@ class Report:
     warmup: int | None  # as requested (None = automatic: 1 when > 2 timed steps)
     notes: list[str] = field(default_factory=list)
     arms: list[ArmSeeds] = field(default_factory=list)  # runs grouped by label across seeds
+    sweep: Sweep | None = None  # providers x staleness points, when several points were run
 
     @property
     def table(self) -> list[dict[str, Any]]:
@@ -69,6 +71,7 @@ def compare(
     last_n: int = 5,
     warmup: int | None = None,
     seeds: list[int] | None = None,
+    sweep: list[tuple[str, int]] | None = None,
 ) -> Report:
     """Compare runs (the first is the baseline) and write report.md, report.json and plots.
 
@@ -77,6 +80,8 @@ def compare(
     ``seeds``: one per run; runs with the same label and different seeds form one arm, whose
     medians, intervals and verdicts against the baseline arm are in the "Across seeds" section.
     Without seeds every run is an arm of one seed (no interval can be given).
+    ``sweep``: (provider, staleness) per run; with several staleness points the report adds the
+    staleness table, each provider against the first run's provider at the same point.
     Raises FileNotFoundError naming the directory when a run has no event files.
     """
     run_dirs = [os.fspath(d) for d in run_dirs]
@@ -100,12 +105,20 @@ def compare(
     )
     grouped = group_runs(arm_labels, seeds or [0] * len(datas), datas)
     arms = summarize_arms(grouped, warmup, last_n)
+    study = None
+    if sweep is not None:
+        points = points_from_runs(arm_labels, [p for p, _ in sweep], [k for _, k in sweep])
+        study = summarize_sweep(grouped, points, sweep[0][0], warmup, last_n)
     notes = [note for run in runs for note in _notes(run)]
 
     os.makedirs(out_dir, exist_ok=True)
     paths, plot_notes = write_plots(runs, datas, out_dir)
     paths.update(write_seed_plots(grouped, out_dir))
-    report = Report(runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes, arms)
+    if study is not None:
+        paths.update(write_sweep_plot(study, out_dir))
+    report = Report(
+        runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes, arms, study
+    )
     paths["report_md"] = os.path.join(out_dir, REPORT_MD)
     paths["report_json"] = os.path.join(out_dir, REPORT_JSON)
     with open(paths["report_md"], "w", encoding="utf-8") as fh:

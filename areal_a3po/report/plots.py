@@ -216,3 +216,31 @@ def write_seed_plots(arms: dict[str, dict[int, RunData]], out_dir: str) -> dict[
     path = os.path.join(out_dir, PLOT_REWARD_SEEDS)
     _finish_reward_vs_step(fig, ax, "Reward vs step across seeds (band: min-max over seeds)", path)
     return {"reward_seeds": path}
+
+
+PLOT_SWEEP = "reward_vs_staleness.png"
+
+
+def write_sweep_plot(sweep: Any, out_dir: str) -> dict[str, str]:
+    """Reward (mean over seeds of the last-N mean, 95 % interval bars) vs staleness per provider."""
+    from areal_a3po.report.sweep import final_rewards
+
+    fig, ax = _figure()
+    for i, (provider, points) in enumerate(final_rewards(sweep).items()):
+        pts = [(k, a.reward) for k, a in points if a.reward is not None]
+        if not pts:
+            continue
+        xs = [k for k, _ in pts]
+        ys = [r.estimate for _, r in pts]
+        lo = [r.estimate - r.low if r.has_interval else 0.0 for _, r in pts]
+        hi = [r.high - r.estimate if r.has_interval else 0.0 for _, r in pts]
+        ax.errorbar(xs, ys, yerr=[lo, hi], color=f"C{i}", marker="o", capsize=3, label=provider)
+    ax.set_xticks(sweep.points)
+    ax.set_xlabel("staleness (rollout.max_head_offpolicyness)")
+    ax.set_ylabel("reward, last-N mean")
+    ax.set_title("Reward vs staleness (bars: 95 % interval over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    path = os.path.join(out_dir, PLOT_SWEEP)
+    _save(fig, path)
+    return {"reward_vs_staleness": path}

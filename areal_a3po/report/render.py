@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from areal_a3po.report.columns import REWARD_SPLITS, TABLE_COLUMNS, cell, fmt
+from areal_a3po.report.render_arms import arms_section, sweep_section
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import APPROX_TABLE_METRICS
+from areal_a3po.report.table import pipe_table
 
 if TYPE_CHECKING:
     from areal_a3po.report.build import Report
@@ -73,24 +75,6 @@ RECOMPUTED_SECTION: tuple[Column, ...] = (
     ("share of steps", "recomputed_step_share"),
     ("exact-token share", "exact_token_share"),
 )
-
-
-def pipe_table(header: list[str], rows: list[list[str]], align_right_from: int = 1) -> str:
-    """A Markdown pipe table, columns padded; columns from ``align_right_from`` right-aligned."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-
-    def line(cells: Sequence[Any]) -> str:
-        out = []
-        for i, c in enumerate(cells):
-            c = str(c)
-            out.append(c.rjust(widths[i]) if i >= align_right_from else c.ljust(widths[i]))
-        return "| " + " | ".join(out) + " |"
-
-    sep = [
-        ("-" * (w + 1) + ":") if i >= align_right_from else "-" * (w + 2)
-        for i, w in enumerate(widths)
-    ]
-    return "\n".join([line(header), "|" + "|".join(sep) + "|"] + [line(r) for r in rows])
 
 
 def _section(columns: Sequence[Column], runs: list[RunSummary], align_right_from: int = 1) -> str:
@@ -181,65 +165,6 @@ def _approx(report: Report) -> list[str]:
     return out + [_section(RECOMPUTED_SECTION, report.runs), ""]
 
 
-def _arms(report: Report) -> list[str]:
-    """Across seeds: median [95 % CI] over (seed, step), ratios and differences vs the baseline."""
-    from areal_a3po.report.seeds import STEP, TRAINER, interval_text
-
-    arms = report.arms
-    if not arms:
-        return []
-    base = arms[0].label
-    n = max(len(a.seeds) for a in arms)
-    out = [
-        f"## Across seeds (baseline arm: {base})",
-        "",
-        "Median and 95 % bootstrap interval over (seed, step) after the warm-up; ratios are "
-        "arm / baseline from paired resampling by seed; reward is the mean of the last "
-        f"{report.last_n} steps per seed, then the mean over seeds."
-        + ("" if n > 1 else " With one seed per arm no interval can be given."),
-        "",
-    ]
-    time_rows = []
-    for a in arms:
-        for metric, name in ((TRAINER, "trainer compute"), (STEP, "step time")):
-            ratio = a.ratio.get(metric)
-            time_rows.append(
-                [
-                    a.label,
-                    str(len(a.seeds)),
-                    name,
-                    interval_text(a.time.get(metric)),
-                    interval_text(ratio) if ratio else "(baseline)",
-                    a.verdicts.get(f"faster ({metric})", "") if ratio else "",
-                    a.bottleneck if metric == STEP else "",
-                ]
-            )
-    header = ["arm", "seeds", "per step", "median (s)", "ratio vs baseline", "faster", "bounded by"]
-    out += [pipe_table(header, time_rows, align_right_from=1), ""]
-    stage_names = sorted({m for a in arms for m in a.time if m not in (TRAINER, STEP)})
-    if stage_names:
-        rows = [[a.label] + [interval_text(a.time.get(m)) for m in stage_names] for a in arms]
-        out += [pipe_table(["arm"] + [f"{m} (s)" for m in stage_names], rows), ""]
-    reward_rows = [
-        [
-            a.label,
-            ", ".join(f"{s}: {v:.3f}" for s, v in a.reward_per_seed.items()) or "n/a",
-            interval_text(a.reward),
-            interval_text(a.reward_difference) if a.reward_difference else "(baseline)",
-            a.verdicts.get("reward", "") if a.reward_difference else "",
-        ]
-        for a in arms
-    ]
-    header = [
-        "arm",
-        "last-N reward per seed",
-        "mean over seeds",
-        "difference vs baseline",
-        "reward",
-    ]
-    return out + [pipe_table(header, reward_rows), ""]
-
-
 def markdown(report: Report) -> str:
     """The text of report.md."""
     warm = (
@@ -258,7 +183,7 @@ def markdown(report: Report) -> str:
         format_table(report),
         "",
     ]
-    out += _arms(report)
+    out += arms_section(report) + sweep_section(report)
     out += _step_time(report)
     out += [f"## Saving vs baseline ({report.baseline}, same invocation)", ""]
     out.append(_section(SAVING_SECTION, report.runs))
@@ -293,6 +218,7 @@ def json_dict(report: Report) -> dict[str, Any]:
             "table": report.table,
             "runs": [dataclasses.asdict(run) for run in report.runs],
             "arms": [dict(dataclasses.asdict(a), verdicts=a.verdicts) for a in report.arms],
+            "sweep": None if report.sweep is None else dataclasses.asdict(report.sweep),
             "paths": report.paths,
             "notes": report.notes,
         }

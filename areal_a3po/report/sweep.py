@@ -1,0 +1,122 @@
+"""The staleness study: providers x staleness points, each against the recompute at the same point.
+
+Rows are staleness points (``rollout.max_head_offpolicyness``), columns providers. A cell holds the
+arm's step-time ratio vs the baseline provider at the same staleness, its reward (mean over seeds
+of the last-N mean, with the difference to the baseline), and the token lag it actually trained on
+(``ppo_actor/a3po/token_lag``, mean over steps and seeds): arms are only comparable where their
+effective lags match, which the table lets a reader check against the stated tolerance.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from areal_a3po.report.load import RunData
+from areal_a3po.report.seeds import ArmSeeds, summarize_arms
+from areal_a3po.report.summarise import summarize_staleness
+
+LAG_TOLERANCE = 0.5  # versions: arms of one staleness point whose mean lags differ more are flagged
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    provider: str
+    staleness: int
+    arm: ArmSeeds  # ratios and differences against the baseline provider at this staleness
+    token_lag_mean: float | None
+    token_lag_max: float | None
+
+
+@dataclass(frozen=True)
+class Sweep:
+    baseline: str
+    providers: list[str]
+    points: list[int]
+    cells: dict[int, dict[str, SweepCell]]  # staleness -> provider -> cell
+
+    def lag_spread(self, point: int) -> float | None:
+        """Largest difference of mean token lag between the arms of one staleness point."""
+        lags = [c.token_lag_mean for c in self.cells[point].values()]
+        lags = [x for x in lags if x is not None]
+        return max(lags) - min(lags) if len(lags) > 1 else None
+
+
+def _lag(by_seed: Mapping[int, RunData]) -> tuple[float | None, float | None]:
+    summaries = [summarize_staleness(d) for d in by_seed.values()]
+    avgs = [s.avg for s in summaries if s.avg is not None]
+    maxs = [s.max for s in summaries if s.max is not None]
+    return (statistics.fmean(avgs) if avgs else None, max(maxs) if maxs else None)
+
+
+def summarize_sweep(
+    arms: Mapping[str, Mapping[int, RunData]],
+    points: Mapping[str, tuple[str, int]],
+    baseline: str,
+    warmup: int | None,
+    last_n: int,
+) -> Sweep | None:
+    """``points``: arm label -> (provider, staleness). None unless several staleness points."""
+    stalenesses = sorted({k for _, k in points.values()})
+    if len(stalenesses) < 2:
+        return None
+    providers = list(dict.fromkeys(p for p, _ in points.values()))
+    providers = [baseline] + [p for p in providers if p != baseline]
+    cells: dict[int, dict[str, SweepCell]] = {}
+    for k in stalenesses:
+        labels = {p: lbl for lbl, (p, kk) in points.items() if kk == k}
+        if baseline not in labels:
+            raise ValueError(f"staleness {k}: no '{baseline}' arm to compare against")
+        ordered = [labels[p] for p in providers if p in labels]
+        summaries = summarize_arms({lbl: arms[lbl] for lbl in ordered}, warmup, last_n)
+        cells[k] = {
+            points[s.label][0]: SweepCell(points[s.label][0], k, s, *_lag(arms[s.label]))
+            for s in summaries
+        }
+    return Sweep(baseline, providers, stalenesses, cells)
+
+
+def sweep_rows(sweep: Sweep, text: Callable[[Any], str]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the Markdown table (``text`` formats an interval)."""
+    header = ["staleness", *sweep.providers, "lag spread"]
+    rows = []
+    for k in sweep.points:
+        row = [str(k)]
+        for p in sweep.providers:
+            cell = sweep.cells[k].get(p)
+            if cell is None:
+                row.append("not run")
+                continue
+            ratio = cell.arm.ratio.get("step_time")
+            lag = "n/a" if cell.token_lag_mean is None else f"{cell.token_lag_mean:.2f}"
+            row.append(
+                f"time {'1 (baseline)' if ratio is None else text(ratio)}; "
+                f"reward {text(cell.arm.reward)}; lag {lag}"
+            )
+        spread = sweep.lag_spread(k)
+        flag = "" if spread is None or spread <= LAG_TOLERANCE else " (over tolerance)"
+        row.append("n/a" if spread is None else f"{spread:.2f}{flag}")
+        rows.append(row)
+    return header, rows
+
+
+def final_rewards(sweep: Sweep) -> dict[str, list[tuple[int, ArmSeeds]]]:
+    """Per provider, (staleness, arm) in staleness order: the data of the reward-vs-staleness plot."""
+    out: dict[str, list[tuple[int, ArmSeeds]]] = {}
+    for k in sweep.points:
+        for p, cell in sweep.cells[k].items():
+            out.setdefault(p, []).append((k, cell.arm))
+    return out
+
+
+def points_from_runs(
+    labels: Sequence[str], providers: Sequence[str], stalenesses: Sequence[int]
+) -> dict[str, tuple[str, int]]:
+    """Arm label -> (provider, staleness), checking that each label names one point."""
+    out: dict[str, tuple[str, int]] = {}
+    for lbl, p, k in zip(labels, providers, stalenesses, strict=True):
+        if out.setdefault(lbl, (p, k)) != (p, k):
+            raise ValueError(f"arm '{lbl}' is given two sweep points: {out[lbl]} and {(p, k)}")
+    return out
