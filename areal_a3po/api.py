@@ -72,6 +72,8 @@ class Provider:
     scores_approximations: on steps with the recompute, every approximate provider (or
         ``options.eval_providers``) is scored against it, not only the fallback.
     uses_train_logp: treats the training forward's log-probs as exact (exact only without dropout).
+    prox_is_behave: pi_prox = pi_behave, so AReaL's options that compare the two (rejection
+        sampling, M2PO) would do nothing; the config refuses them.
     exact: whether this micro-batch's log pi_prox is exact (logged as exact_token_share).
     """
 
@@ -84,6 +86,7 @@ class Provider:
     calibrated: bool = False
     scores_approximations: bool = False
     uses_train_logp: bool = False
+    prox_is_behave: bool = False
     exact: Callable[[ProxInputs], bool] | None = None
     description: str = ""
 

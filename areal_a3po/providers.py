@@ -104,7 +104,9 @@ A3PO_LINEAR = Provider(
     needs_versions=True,
     description="A-3PO in probability space, computed with log-sum-exp.",
 )
-BEHAVE = Provider(behave, description="pi_prox = pi_behave (verl's bypass baseline).")
+BEHAVE = Provider(
+    behave, prox_is_behave=True, description="pi_prox = pi_behave (verl's bypass baseline)."
+)
 A3PO_METRICS = Provider(
     compute=recomputed,
     needs_recompute=True,

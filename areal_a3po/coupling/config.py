@@ -85,21 +85,24 @@ def validate_loss_options(cfg) -> None:
     """AReaL's loss options that read pi_prox, checked against the provider.
 
     Rejection sampling (ratio/KL metrics, IcePop-style masks), M2PO and CISPO read the provider's
-    pi_prox and work with every provider except ``behave``: its pi_prox = pi_behave makes the
-    prox/behave ratio 1 and every KL 0, so rejection sampling and M2PO would do nothing.
+    pi_prox and work with every provider except those whose pi_prox is pi_behave (``behave``):
+    the prox/behave ratio is then 1 and every KL 0, so rejection sampling and M2PO do nothing.
     """
-    if not cfg.use_decoupled_loss or cfg.prox_logp_method != "behave":
+    provider = registry.providers().get(cfg.prox_logp_method)
+    if not cfg.use_decoupled_loss or provider is None or not provider.prox_is_behave:
         return
     if getattr(cfg, "rejection_sampling", None) is not None:
         raise A3POConfigError(
-            "actor.rejection_sampling has no effect with actor.prox_logp_method: behave: "
+            "actor.rejection_sampling has no effect with actor.prox_logp_method: "
+            f"{cfg.prox_logp_method}: "
             "pi_prox = pi_behave makes the prox/behave ratio 1 and every KL 0 on every token, so "
             "nothing would be filtered. Remove actor.rejection_sampling, or choose a provider "
             "with a real proximal policy (a3po, current, recompute)."
         )
     if getattr(cfg, "m2_threshold", None) is not None:
         raise A3POConfigError(
-            "actor.m2_threshold (M2PO) has no effect with actor.prox_logp_method: behave: "
+            "actor.m2_threshold (M2PO) has no effect with actor.prox_logp_method: "
+            f"{cfg.prox_logp_method}: "
             "pi_prox = pi_behave makes every second moment (behave - prox)^2 zero, so no token "
             "would be masked. Remove actor.m2_threshold, or choose a3po, current or recompute."
         )
