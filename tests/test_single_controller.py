@@ -248,7 +248,8 @@ def test_ppo_update_recompute_in_worker_calls_compute_logp_and_exports_ground_tr
     assert stats[f"{P}prox_logp_gt/avg"] == pytest.approx(
         stats["ppo_actor/update/new_logp/avg"], abs=1e-5
     )
-    assert not any("/a3po/" in k for k in stats)
+    assert not any("/compute_logp/a3po" in k for k in stats)  # no plugin provider ran
+    assert stats["ppo_actor/a3po/token_lag/max"] == 3  # the worker logs the lag for every method
 
 
 @pytest.mark.timeout(TEST_TIMEOUT)
