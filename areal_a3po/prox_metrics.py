@@ -8,12 +8,13 @@ key name comes from :mod:`areal_a3po.keys`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from areal_a3po import approx, keys, registry
+from areal_a3po import keys, registry
 from areal_a3po.api import ProxInputs
 from areal_a3po.config import A3POConfig
 from areal_a3po.loss import LOSS, LossState
@@ -33,29 +34,39 @@ def log_proximal_approximation_stats(*args: Any, **kwargs: Any) -> None:
     log_prox_stats(state, mask.bool())
 
 
-def _log_provider(name: str, prox: torch.Tensor, inp: ProxInputs, gt: torch.Tensor | None) -> None:
+def _log_provider(
+    name: str,
+    prox: torch.Tensor,
+    inp: ProxInputs,
+    behave_logp: torch.Tensor,
+    theta_logp: torch.Tensor,
+    gt: torch.Tensor | None,
+) -> None:
+    """One provider's statistics (``behave_logp``/``theta_logp``/``gt``: float32 views)."""
     from areal.utils import stats_tracker
 
-    k = keys.provider_key
-    behave = torch.where(inp.loss_mask, inp.behave_logp.float(), prox)
+    names = _provider_keys(name)
+    behave = torch.where(inp.loss_mask, behave_logp, prox)
     behave_w = torch.exp(prox - behave)  # pi_prox / pi_behave
-    theta_w = torch.exp(inp.theta_logp.float() - prox)  # pi_theta / pi_prox
-    stats = {
-        k(name, keys.APPROX_LOGP): prox,
-        k(name, keys.BEHAVE_IMP_WEIGHT): behave_w,
-        k(name, keys.IMPORTANCE_WEIGHT): theta_w,
-    }
+    theta_w = torch.exp(theta_logp - prox)  # pi_theta / pi_prox
+    values = [prox, behave_w, theta_w]
     if gt is not None:
-        gt = gt.float()
         diff = (gt - prox).abs()
-        stats[k(name, keys.ABS_ERROR)] = diff
-        stats[k(name, keys.REL_ERROR)] = diff / (gt.abs() + 1e-8)
-        stats[k(name, keys.SQUARED_ERROR)] = diff * diff
-        stats[k(name, keys.BEHAVE_IMP_WEIGHT_ABS_ERROR)] = (torch.exp(gt - behave) - behave_w).abs()
-        stats[k(name, keys.IMPORTANCE_WEIGHT_ABS_ERROR)] = (
-            torch.exp(inp.theta_logp.float() - gt) - theta_w
-        ).abs()
+        values += [
+            diff,
+            diff / (gt.abs() + 1e-8),
+            diff * diff,
+            (torch.exp(gt - behave) - behave_w).abs(),
+            (torch.exp(theta_logp - gt) - theta_w).abs(),
+        ]
+    stats = dict(zip(names, values, strict=False))
     stats_tracker.stat(**stats, denominator=keys.N_VALID_TOKENS)
+
+
+@functools.cache
+def _provider_keys(name: str) -> tuple[str, ...]:
+    """Local names of a provider's statistics: PROVIDER_STATS, then ERROR_STATS."""
+    return tuple(keys.provider_key(name, m) for m in (*keys.PROVIDER_STATS, *keys.ERROR_STATS))
 
 
 def _scored_providers(state: LossState, options: A3POConfig) -> list[str]:
@@ -69,18 +80,63 @@ def _scored_providers(state: LossState, options: A3POConfig) -> list[str]:
     return []
 
 
+@functools.cache
+def _staleness_constants(
+    bins: int, anchor_offset: float, device: torch.device, ndim: int
+) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
+    """Per-lag count names, lags 0..bins as float32 (broadcast against an ``ndim``-dim lag),
+    and k as a float32 tensor (a Python float divides as k * (1 / d): other rounding)."""
+    names = (*(keys.staleness_lag(b) for b in range(bins)), keys.staleness_lag_ge(bins))
+    lags = torch.arange(bins + 1, dtype=torch.float32, device=device).view(-1, *([1] * ndim))
+    return names, lags, torch.tensor(anchor_offset, dtype=torch.float32, device=device)
+
+
+def _log_staleness(inp: ProxInputs, mask: torch.Tensor, options: A3POConfig) -> None:
+    """Per-token lag d, its per-lag token counts and the weight w on pi_behave.
+
+    Same values as ``approx.staleness`` / ``approx.behave_weight`` (lags are whole numbers, exact
+    in float32), in fewer passes: the lag once as float32, all per-lag masks from one comparison.
+    """
+    from areal.utils import stats_tracker
+
+    v = inp.versions
+    if v.is_floating_point():  # as approx.staleness: whole versions
+        v = v.to(torch.int64)
+    lag = torch.where(v >= 0, (inp.current_version - v).float(), 0.0)  # d; prompt tokens 0
+    bins, k = options.staleness_bins, options.anchor_offset
+    names, lags, k_t = _staleness_constants(bins, k, lag.device, lag.dim())
+    # Row b: loss tokens with lag b (b < bins); last row: lag >= bins.
+    counts = torch.where(mask, lag.clamp(max=bins), -1.0) == lags
+    stats_tracker.denominator(**dict(zip(names, counts.unbind(0), strict=True)))
+    # w = clamp(k / d, 0, 1) for d >= 1; 1 for d = 0 (k / 0 = inf, clamped to 1) and for d < 0
+    # (clamped to d = 0 first); k = 0, d = 0 gives 0 / 0 = NaN, which is 1 too.
+    weight = torch.div(k_t, lag.clamp(min=0.0)).clamp_(0.0, 1.0)
+    if k == 0:
+        weight = weight.nan_to_num_(nan=1.0)
+    stats_tracker.stat(
+        **{keys.STALENESS: lag, keys.LAG_WEIGHT_BEHAVE: weight}, denominator=keys.N_VALID_TOKENS
+    )
+
+
 def log_prox_stats(state: LossState, mask: torch.Tensor) -> None:
-    """Plugin statistics under ``ppo_actor/update/compute_logp`` (AReaL's scope and key style)."""
+    """Plugin statistics under ``ppo_actor/update/compute_logp`` (AReaL's scope and key style).
+
+    Per micro-batch, so kept lean: no host sync, float32 views made once, one pass per
+    intermediate (``stats_tracker`` clones every logged tensor and reduces only at export).
+    """
     from areal.utils import stats_tracker
 
     inp = state.inputs
     options = inp.options or A3POConfig()
-    gt = inp.recomputed
+    gt = inp.recomputed.float() if inp.recomputed is not None else None
+    behave_logp = inp.behave_logp.float()
+    theta_logp = inp.theta_logp.float()
     with stats_tracker.scope(keys.PROX_SCOPE):
         stats_tracker.denominator(**{keys.N_VALID_TOKENS: mask})
         if gt is not None:
-            stats_tracker.stat(**{keys.PROX_LOGP_GT: gt.float()}, denominator=keys.N_VALID_TOKENS)
-        _log_provider(state.name, state.prox, inp, gt if state.provider.approximate else None)
+            stats_tracker.stat(**{keys.PROX_LOGP_GT: gt}, denominator=keys.N_VALID_TOKENS)
+        scored_gt = gt if state.provider.approximate else None
+        _log_provider(state.name, state.prox, inp, behave_logp, theta_logp, scored_gt)
         stats_tracker.scalar(**{keys.RECOMPUTED: float(gt is not None)})
         if state.provider.exact is not None:
             exact = float(state.provider.exact(inp))
@@ -92,32 +148,18 @@ def log_prox_stats(state: LossState, mask: torch.Tensor) -> None:
             provider = registry.get_provider(name)
             if provider.needs_versions and inp.versions is None:
                 continue
-            approx_prox = torch.where(inp.loss_mask, provider.compute(inp).float(), gt.float())
-            _log_provider(name, approx_prox, inp, gt)
+            approx_prox = torch.where(inp.loss_mask, provider.compute(inp).float(), gt)
+            _log_provider(name, approx_prox, inp, behave_logp, theta_logp, gt)
         if inp.versions is not None and inp.current_version is not None:
-            lag = approx.staleness(inp.versions, inp.current_version)
-            bins = options.staleness_bins
-            stats_tracker.denominator(
-                **{keys.staleness_lag(b): mask & (lag == b) for b in range(bins)},
-                **{keys.staleness_lag_ge(bins): mask & (lag >= bins)},
-            )
-            stats_tracker.stat(
-                **{
-                    keys.STALENESS: lag.float(),
-                    keys.LAG_WEIGHT_BEHAVE: approx.behave_weight(lag, options.anchor_offset),
-                },
-                denominator=keys.N_VALID_TOKENS,
-            )
-        log_ratio = (
-            inp.theta_logp.float() - torch.where(mask, inp.behave_logp.float(), 0.0)
-        ).detach()
-        log_ratio = torch.where(mask, log_ratio, 0.0)
+            _log_staleness(inp, mask, options)
+        # log pi_theta - log pi_behave on the loss tokens, 0 elsewhere
+        log_ratio = torch.where(mask, theta_logp - behave_logp, 0.0).detach()
         direct, taylor, dual = keys.KL_DIV
         stats_tracker.stat(  # same drift estimators AReaL logs, so dashboards keep working
             **{
                 direct: -log_ratio,
-                taylor: log_ratio**2 / 2.0,
-                dual: log_ratio.exp() - 1 - log_ratio,
+                taylor: log_ratio.square().div_(2.0),  # log_ratio**2 / 2
+                dual: log_ratio.exp().sub_(1).sub_(log_ratio),  # exp(log_ratio) - 1 - log_ratio
             },
             denominator=keys.N_VALID_TOKENS,
         )

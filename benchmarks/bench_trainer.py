@@ -14,7 +14,8 @@ update so every arm sees the same state:
 * ``provider``       ``Provider.compute`` alone on the same tensors
 * ``validation``     ``check_inputs`` alone on the same tensors
 
-Every arm is timed twice at once: wall clock, and the CPU time of this process (what other
+Each timed call is one trainer step's worth of work, and the stats tracker is emptied after it
+(untimed), as the trainer exports once per step. Every arm is timed twice at once: wall clock, and the CPU time of this process (what other
 processes on a shared machine do not inflate; the verdict uses it). The provider's cost is
 ``update a3po - update prox``, but that difference is far below the noise of a multi-second
 update; the loss-level extra measures it directly and is what the last line reports:
@@ -24,19 +25,17 @@ is below noise (its CI contains 0), its upper 95 % limit is used as the bound.
 Peak memory: the largest amount of memory held by torch's CPU allocator during one call, above
 what was held when the call started (torch profiler memory events; a second, untimed pass).
 
+Model, batch and state restore: ``trainer_setup.py`` next to this file.
 Usage: python benchmarks/bench_trainer.py [--quick] [--rounds 8] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib.util
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -44,9 +43,20 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from trainer_setup import (  # noqa: E402  (benchmarks/, next to this file)
+    CURRENT_VERSION,
+    SIZES,
+    State,
+    build_model,
+    fresh,
+    make_batch,
+    peak_bytes,
+    with_behave,
+)
+
+from areal_a3po.report import stats  # noqa: E402
 from tests import harness as H  # noqa: E402  (the project's real-AReaL-on-CPU helpers)
 
-CURRENT_VERSION = 8
 ARMS = (
     "recompute",
     "update a3po",
@@ -57,143 +67,6 @@ ARMS = (
     "provider",
     "validation",
 )
-
-SIZES = {
-    # name: hidden, intermediate, layers, heads, kv_heads, vocab, n_seqs, prompt, response, max_lag
-    "default": (512, 1408, 6, 8, 2, 8192, 8, 32, 96, 4),
-    "quick": (128, 256, 2, 4, 1, 1024, 4, 16, 48, 4),
-}
-
-
-def load_stats():
-    """The project's statistics module (areal_a3po/report/stats.py)."""
-    try:
-        from areal_a3po.report import stats
-
-        return stats
-    except ImportError:  # report.py still shadows the report/ directory on this branch
-        path = ROOT / "areal_a3po" / "report" / "stats.py"
-        spec = importlib.util.spec_from_file_location("areal_a3po_report_stats", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-
-
-def build_model(path: Path, hidden, inter, layers, heads, kv_heads, vocab) -> tuple[str, int]:
-    """A randomly initialised Qwen2 (no download) and a word-level tokenizer; returns n_params."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(0)
-    cfg = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=hidden // heads,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    model = Qwen2ForCausalLM(cfg).to(torch.float32)
-    n_params = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(path)
-    words = {"<pad>": 0, "<s>": 1, "</s>": 2} | {f"t{i}": i for i in range(3, vocab)}
-    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    ).save_pretrained(path)
-    return str(path), n_params
-
-
-def make_batch(n_seqs, prompt, response, vocab, max_lag, seed=0) -> list[dict[str, torch.Tensor]]:
-    """Rollouts as AReaL's RLVRWorkflow returns them, with asynchronous-RL version lags.
-
-    Each sequence starts generating ``lag`` versions behind (0..max_lag) and, as a partial rollout
-    does when new weights arrive mid-generation, moves to newer versions at random positions.
-    """
-    g = torch.Generator().manual_seed(seed)
-    seq = prompt + response
-    out = []
-    for r in range(n_seqs):
-        versions = torch.full((1, seq), -1, dtype=torch.int32)
-        v = CURRENT_VERSION - (r % (max_lag + 1))
-        cuts = sorted(torch.randint(prompt + 1, seq, (2,), generator=g).tolist())
-        versions[0, prompt:] = v
-        for c in cuts:  # weight updates during generation
-            v = min(v + 1, CURRENT_VERSION)
-            versions[0, c:] = v
-        loss_mask = torch.zeros(1, seq, dtype=torch.int32)
-        loss_mask[0, prompt:] = 1
-        out.append(
-            {
-                "input_ids": torch.randint(3, vocab, (1, seq), generator=g, dtype=torch.int64),
-                "attention_mask": torch.ones(1, seq, dtype=torch.bool),
-                "loss_mask": loss_mask,
-                "versions": versions,
-                "rewards": torch.tensor([float(r % 2)]),
-            }
-        )
-    return out
-
-
-def with_behave(traj, recomputed, g: torch.Generator):
-    """Behave log-probs: the model's own, shifted to the inference layout, plus lag-sized noise."""
-    for t, lp in zip(traj, recomputed, strict=True):
-        own = torch.roll(lp.reshape(1, -1).float(), shifts=1, dims=-1)  # token i at position i
-        lag = (CURRENT_VERSION - t["versions"]).clamp(min=0).float()
-        noise = 0.05 * (1 + lag) * torch.randn(own.shape, generator=g)
-        t["logprobs"] = (own + noise).clamp(max=0.0) * t["loss_mask"]
-    return traj
-
-
-def fresh(traj, prox=None):
-    out = [{k: v.clone() for k, v in t.items()} for t in traj]
-    if prox is not None:
-        for t, p in zip(out, prox, strict=True):
-            t["prox_logp"] = p.clone()
-    return out
-
-
-class State:
-    """Parameters and optimizer state to restore before every update."""
-
-    def __init__(self, engine):
-        self.engine = engine
-        self.params = [p.detach().clone() for p in engine.model.parameters()]
-        self.optim = copy.deepcopy(engine.optimizer.state_dict())
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        self.engine.optimizer.zero_grad(set_to_none=True)  # same allocator level at every start
-        for p, saved in zip(self.engine.model.parameters(), self.params, strict=True):
-            p.copy_(saved)
-        self.engine.optimizer.load_state_dict(copy.deepcopy(self.optim))
-
-
-def peak_bytes(fn: Callable[[], object]) -> int:
-    """Peak of torch CPU allocator bytes held during ``fn`` above the level at its start."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # Every allocation (+bytes) and free (-bytes) of the CPU allocator, in time order.
-    events = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]"
-    )
-    level = peak = 0
-    for _, nbytes in events:
-        level += nbytes
-        peak = max(peak, level)
-    return peak
 
 
 def main() -> None:
@@ -207,7 +80,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sizes = SIZES["quick" if args.quick else "default"]
     hidden, inter, layers, heads, kv, vocab, n_seqs, prompt, response, max_lag = sizes
-    stats = load_stats()
 
     import areal.trainer.ppo.actor as areal_actor
     from areal.api.cli_args import MicroBatchSpec
@@ -222,15 +94,12 @@ def main() -> None:
         Path(tmp.name) / "model", hidden, inter, layers, heads, kv, vocab
     )
     seq = prompt + response
-    with H.dist_env():
-        cfg = H.actor_config(
-            model_path,
-            tmp.name,
-            prox_logp_method="recompute",
-            mb_spec=MicroBatchSpec(max_tokens_per_mb=seq),  # one sequence per micro-batch
-        )
-        engine = H.make_actor(cfg)
-        engine.set_version(CURRENT_VERSION)
+    cfg = H.actor_config(
+        model_path,
+        prox_logp_method="recompute",
+        mb_spec=MicroBatchSpec(max_tokens_per_mb=seq),  # one sequence per micro-batch
+    )
+    with H.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
         traj = make_batch(n_seqs, prompt, response, vocab, max_lag)
         traj = with_behave(traj, engine.compute_logp(fresh(traj)), torch.Generator().manual_seed(1))
 
@@ -297,10 +166,18 @@ def main() -> None:
                 check_inputs(inp, "a3po", True)
 
         def timed(fn) -> tuple[float, float]:
-            """(wall, CPU time of this process): CPU time is what contention does not inflate."""
+            """(wall, CPU time of this process): CPU time is what contention does not inflate.
+
+            One call is one trainer step's worth of work; the trainer exports (and so empties)
+            the stats tracker once per step, so it is emptied after every call, untimed. Left to
+            pile up over many calls, AReaL's ``stats_tracker.stat`` (it checks each key's earlier
+            entries on every call) would grow quadratically: a bench artefact, not a step's cost.
+            """
             t, c = time.perf_counter(), time.process_time()
             fn()
-            return time.perf_counter() - t, time.process_time() - c
+            out = time.perf_counter() - t, time.process_time() - c
+            stats_tracker.export()
+            return out
 
         clocks = ("cpu", "wall")
         times: dict[str, dict[str, dict[int, list[float]]]] = {
@@ -318,7 +195,6 @@ def main() -> None:
             for _ in range(args.inner):
                 a.append(timed(lambda: loss_calls(cap_a3po)))
                 b.append(timed(lambda: loss_calls(cap_prox)))
-            stats_tracker.export()  # drop the statistics the loss calls logged
             put("loss a3po", r, a)
             put("loss prox", r, b)
             put("loss extra", r, [(x[0] - y[0], x[1] - y[1]) for x, y in zip(a, b, strict=True)])
@@ -341,7 +217,6 @@ def main() -> None:
                 else:
                     for key, fn in (("provider", provider_alone), ("validation", validation_alone)):
                         put(key, r, [timed(fn) for _ in range(args.inner)])
-            stats_tracker.export()
         wall = time.perf_counter() - t0
         cpu_share = (time.process_time() - cpu0) / wall  # < 1: other processes took the core
 
@@ -357,12 +232,11 @@ def main() -> None:
         mem["provider"] = peak_bytes(provider_alone)
         mem["validation"] = peak_bytes(validation_alone)
         stats_tracker.export()
-        engine.destroy()
     tmp.cleanup()
-    report(stats, times, mem, rounds, (wall, cpu_share), args, traj, n_params, sizes)
+    report(times, mem, rounds, (wall, cpu_share), args, traj, n_params, sizes)
 
 
-def report(stats, times, mem, rounds, clock, args, traj, n_params, sizes) -> None:
+def report(times, mem, rounds, clock, args, traj, n_params, sizes) -> None:
     wall, cpu_share = clock
     hidden, inter, layers, heads, kv, vocab, n_seqs, prompt, response, _ = sizes
     seq = prompt + response

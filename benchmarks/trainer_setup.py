@@ -1,0 +1,137 @@
+"""Setup for ``bench_trainer.py``: model, batch, state restore, peak memory (no timing here).
+
+A randomly initialised Qwen2-shaped model (no download), a rollout batch with asynchronous-RL
+version lags as AReaL's RLVRWorkflow returns it, behave log-probs from the model itself, and the
+parameter/optimizer snapshot every timed update starts from.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+CURRENT_VERSION = 8
+SIZES = {
+    # name: hidden, intermediate, layers, heads, kv_heads, vocab, n_seqs, prompt, response, max_lag
+    "default": (512, 1408, 6, 8, 2, 8192, 8, 32, 96, 4),
+    "quick": (128, 256, 2, 4, 1, 1024, 4, 16, 48, 4),
+}
+
+
+def build_model(path: Path, hidden, inter, layers, heads, kv_heads, vocab) -> tuple[str, int]:
+    """A randomly initialised Qwen2 (no download) and a word-level tokenizer; returns n_params."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    model = Qwen2ForCausalLM(cfg).to(torch.float32)
+    n_params = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(path)
+    words = {"<pad>": 0, "<s>": 1, "</s>": 2} | {f"t{i}": i for i in range(3, vocab)}
+    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    ).save_pretrained(path)
+    return str(path), n_params
+
+
+def make_batch(n_seqs, prompt, response, vocab, max_lag, seed=0) -> list[dict[str, torch.Tensor]]:
+    """Rollouts as AReaL's RLVRWorkflow returns them, with asynchronous-RL version lags.
+
+    Each sequence starts generating ``lag`` versions behind (0..max_lag) and, as a partial rollout
+    does when new weights arrive mid-generation, moves to newer versions at random positions.
+    """
+    g = torch.Generator().manual_seed(seed)
+    seq = prompt + response
+    out = []
+    for r in range(n_seqs):
+        versions = torch.full((1, seq), -1, dtype=torch.int32)
+        v = CURRENT_VERSION - (r % (max_lag + 1))
+        cuts = sorted(torch.randint(prompt + 1, seq, (2,), generator=g).tolist())
+        versions[0, prompt:] = v
+        for c in cuts:  # weight updates during generation
+            v = min(v + 1, CURRENT_VERSION)
+            versions[0, c:] = v
+        loss_mask = torch.zeros(1, seq, dtype=torch.int32)
+        loss_mask[0, prompt:] = 1
+        out.append(
+            {
+                "input_ids": torch.randint(3, vocab, (1, seq), generator=g, dtype=torch.int64),
+                "attention_mask": torch.ones(1, seq, dtype=torch.bool),
+                "loss_mask": loss_mask,
+                "versions": versions,
+                "rewards": torch.tensor([float(r % 2)]),
+            }
+        )
+    return out
+
+
+def with_behave(traj, recomputed, g: torch.Generator):
+    """Behave log-probs: the model's own, shifted to the inference layout, plus lag-sized noise."""
+    for t, lp in zip(traj, recomputed, strict=True):
+        own = torch.roll(lp.reshape(1, -1).float(), shifts=1, dims=-1)  # token i at position i
+        lag = (CURRENT_VERSION - t["versions"]).clamp(min=0).float()
+        noise = 0.05 * (1 + lag) * torch.randn(own.shape, generator=g)
+        t["logprobs"] = (own + noise).clamp(max=0.0) * t["loss_mask"]
+    return traj
+
+
+def fresh(traj, prox=None):
+    out = [{k: v.clone() for k, v in t.items()} for t in traj]
+    if prox is not None:
+        for t, p in zip(out, prox, strict=True):
+            t["prox_logp"] = p.clone()
+    return out
+
+
+class State:
+    """Parameters and optimizer state to restore before every update."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.params = [p.detach().clone() for p in engine.model.parameters()]
+        self.optim = copy.deepcopy(engine.optimizer.state_dict())
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        self.engine.optimizer.zero_grad(set_to_none=True)  # same allocator level at every start
+        for p, saved in zip(self.engine.model.parameters(), self.params, strict=True):
+            p.copy_(saved)
+        self.engine.optimizer.load_state_dict(copy.deepcopy(self.optim))
+
+
+def peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak of torch CPU allocator bytes held during ``fn`` above the level at its start."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # Every allocation (+bytes) and free (-bytes) of the CPU allocator, in time order.
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
+    level = peak = 0
+    for _, nbytes in events:
+        level += nbytes
+        peak = max(peak, level)
+    return peak
