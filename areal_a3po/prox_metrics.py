@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from areal_a3po import keys, registry
+from areal_a3po import approx, keys, registry
 from areal_a3po.api import ProxInputs
 from areal_a3po.config import A3POConfig
 from areal_a3po.loss import LOSS, LossState
@@ -81,38 +81,23 @@ def _scored_providers(state: LossState, options: A3POConfig) -> list[str]:
 
 
 @functools.cache
-def _staleness_constants(
-    bins: int, anchor_offset: float, device: torch.device, ndim: int
-) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor]:
-    """Per-lag count names, lags 0..bins as float32 (broadcast against an ``ndim``-dim lag),
-    and k as a float32 tensor (a Python float divides as k * (1 / d): other rounding)."""
+def _lag_rows(bins: int, device: torch.device, ndim: int) -> tuple[tuple[str, ...], torch.Tensor]:
+    """Per-lag count names and lags 0..bins as float32, shaped to broadcast against the lag."""
     names = (*(keys.staleness_lag(b) for b in range(bins)), keys.staleness_lag_ge(bins))
     lags = torch.arange(bins + 1, dtype=torch.float32, device=device).view(-1, *([1] * ndim))
-    return names, lags, torch.tensor(anchor_offset, dtype=torch.float32, device=device)
+    return names, lags
 
 
 def _log_staleness(inp: ProxInputs, mask: torch.Tensor, options: A3POConfig) -> None:
-    """Per-token lag d, its per-lag token counts and the weight w on pi_behave.
-
-    Same values as ``approx.staleness`` / ``approx.behave_weight`` (lags are whole numbers, exact
-    in float32), in fewer passes: the lag once as float32, all per-lag masks from one comparison.
-    """
+    """Per-token lag d, its per-lag token counts (one comparison) and the weight w on pi_behave."""
     from areal.utils import stats_tracker
 
-    v = inp.versions
-    if v.is_floating_point():  # as approx.staleness: whole versions
-        v = v.to(torch.int64)
-    lag = torch.where(v >= 0, (inp.current_version - v).float(), 0.0)  # d; prompt tokens 0
-    bins, k = options.staleness_bins, options.anchor_offset
-    names, lags, k_t = _staleness_constants(bins, k, lag.device, lag.dim())
+    lag = approx.staleness(inp.versions, inp.current_version).float()  # d; prompt tokens 0
+    names, lags = _lag_rows(options.staleness_bins, lag.device, lag.dim())
     # Row b: loss tokens with lag b (b < bins); last row: lag >= bins.
-    counts = torch.where(mask, lag.clamp(max=bins), -1.0) == lags
+    counts = torch.where(mask, lag.clamp(max=options.staleness_bins), -1.0) == lags
     stats_tracker.denominator(**dict(zip(names, counts.unbind(0), strict=True)))
-    # w = clamp(k / d, 0, 1) for d >= 1; 1 for d = 0 (k / 0 = inf, clamped to 1) and for d < 0
-    # (clamped to d = 0 first); k = 0, d = 0 gives 0 / 0 = NaN, which is 1 too.
-    weight = torch.div(k_t, lag.clamp(min=0.0)).clamp_(0.0, 1.0)
-    if k == 0:
-        weight = weight.nan_to_num_(nan=1.0)
+    weight = approx.lag_weight(inp.versions, inp.current_version, options.anchor_offset)
     stats_tracker.stat(
         **{keys.STALENESS: lag, keys.LAG_WEIGHT_BEHAVE: weight}, denominator=keys.N_VALID_TOKENS
     )
