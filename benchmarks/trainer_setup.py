@@ -23,34 +23,14 @@ SIZES = {
 
 def build_model(path: Path, hidden, inter, layers, heads, kv_heads, vocab) -> tuple[str, int]:
     """A randomly initialised Qwen2 (no download) and a word-level tokenizer; returns n_params."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from tests.harness import build_tiny_qwen2
 
-    torch.manual_seed(0)
-    cfg = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=hidden // heads,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    model = Qwen2ForCausalLM(cfg).to(torch.float32)
-    n_params = sum(p.numel() for p in model.parameters())
-    model.save_pretrained(path)
-    words = {"<pad>": 0, "<s>": 1, "</s>": 2} | {f"t{i}": i for i in range(3, vocab)}
-    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    ).save_pretrained(path)
-    return str(path), n_params
+    sizes = dict(hidden=hidden, intermediate=inter, layers=layers, heads=heads, kv_heads=kv_heads)
+    model_dir = build_tiny_qwen2(path, vocab=vocab, max_positions=1024, **sizes)
+    from transformers import Qwen2ForCausalLM
+
+    n_params = sum(p.numel() for p in Qwen2ForCausalLM.from_pretrained(model_dir).parameters())
+    return model_dir, n_params
 
 
 def make_batch(n_seqs, prompt, response, vocab, max_lag, seed=0) -> list[dict[str, torch.Tensor]]:

@@ -39,8 +39,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_tiny_qwen2(path: str | os.PathLike, seed: int = 0) -> str:
-    """Save a randomly initialised 2-layer Qwen2 (head_dim 32) and a word-level tokenizer."""
+def build_tiny_qwen2(
+    path: str | os.PathLike,
+    seed: int = 0,
+    *,
+    vocab: int = VOCAB,
+    hidden: int = 64,
+    intermediate: int = 128,
+    layers: int = 2,
+    heads: int = 2,
+    kv_heads: int = 1,
+    max_positions: int = 128,
+) -> str:
+    """Save a randomly initialised Qwen2 (default: 2 layers, head_dim 32) and a word-level
+    tokenizer; the benchmarks build bigger ones with the same code."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -49,14 +61,14 @@ def build_tiny_qwen2(path: str | os.PathLike, seed: int = 0) -> str:
         return str(path)
     torch.manual_seed(seed)
     cfg = Qwen2Config(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        max_position_embeddings=128,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=True,
         bos_token_id=1,
         eos_token_id=2,
@@ -64,8 +76,8 @@ def build_tiny_qwen2(path: str | os.PathLike, seed: int = 0) -> str:
     )
     model = Qwen2ForCausalLM(cfg).to(torch.float32)
     model.save_pretrained(path)
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2} | {f"t{i}": i for i in range(3, VOCAB)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    words = {"<pad>": 0, "<s>": 1, "</s>": 2} | {f"t{i}": i for i in range(3, vocab)}
+    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
