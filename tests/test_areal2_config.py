@@ -153,6 +153,7 @@ def test_config_kpop_binary_kl_refused_by_areal_itself():
 # ------------------------------------------------------------------ a3po info
 
 
+@pytest.mark.slow  # 7-15 s (other interpreters, or AReaL 2.x sources unpacked): --quick skips it
 def test_info_prints_areal_origin_and_patch_points():
     proc = subprocess.run(
         [sys.executable, "-m", "areal_a3po.cli", "info"],

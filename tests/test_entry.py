@@ -93,6 +93,7 @@ def test_entry_module_prints_each_script_path_and_rejects_unknown_names():
     assert bad.returncode == 2 and "gsm8k_grpo" in bad.stderr
 
 
+@pytest.mark.slow  # 7-15 s (other interpreters, or AReaL 2.x sources unpacked): --quick skips it
 def test_entry_script_run_as_a_file_reaches_arealas_argument_parser():
     # torchrun (SPMD local / Slurm) runs the path as a script: sys.path[0] is the entry folder, so
     # the package's modules there must not shadow installed ones, and imports must be absolute.
@@ -273,6 +274,7 @@ print(json.dumps({
 SNAPSHOTS = ("areal-2.0.0.tar.gz", "areal-main-cbff54d.tar.gz")  # release 2.0.0 and main
 
 
+@pytest.mark.slow  # 7-15 s (other interpreters, or AReaL 2.x sources unpacked): --quick skips it
 def test_entry_api_on_areal_2x_source_finds_every_piece(tmp_path):
     missing = [name for name in SNAPSHOTS if not (VENDOR / name).is_file()]
     if missing:

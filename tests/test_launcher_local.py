@@ -73,6 +73,7 @@ def test_run_default_bad_sizes_raise_before_launching(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # 7-15 s (other interpreters, or AReaL 2.x sources unpacked): --quick skips it
 def test_run_arm_controller_failure_raises_naming_arm_and_log(tmp_path):
     """The entry script rejects a config that does not match the task; the runner reports it."""
     with pytest.raises(runner.EmbeddedRunError) as e:
