@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 
-from areal_a3po.coupling import network
+from areal_a3po.coupling import gate, network
 
 WILDCARD_HOSTS = ("0.0.0.0", "::")
 _MARK = "__a3po_loopback__"
@@ -37,3 +37,7 @@ def patch(module) -> None:
 
     setattr(configure_state_from_args, _MARK, True)
     module.configure_state_from_args = configure_state_from_args
+    gate.record(
+        f"{module.__name__}.configure_state_from_args",
+        f"workers given --host 0.0.0.0 bind {network.LOOPBACK_IP} with {network.LOOPBACK_ENV}=1",
+    )

@@ -25,6 +25,8 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from areal_a3po.coupling import gate
+
 AREAL_SERVER_MODULE = "areal.engine.vllm_ext.areal_vllm_server"
 # The CPU bridge (areal_a3po.embedded.vllm_cpu.SERVER_MODULE; named, not imported: the coupling
 # does not import embedded/, and the bridge is only imported by the server process it starts).
@@ -71,3 +73,7 @@ def patch(module) -> None:
 
     setattr(build_cmd_from_args, _MARK, True)
     cls.build_cmd_from_args = staticmethod(build_cmd_from_args)
+    gate.record(
+        "areal.api.cli_args.vLLMConfig.build_cmd_from_args",
+        "the CPU bridge when the installed vLLM is the CPU build; AReaL's command otherwise",
+    )
