@@ -63,6 +63,18 @@ def test_arm_plan_labels_only_swept_dimensions():
     assert labels[:2] == ["recompute_s2_seed1", "a3po_s2_seed1"] and len(set(labels)) == 8
 
 
+@pytest.mark.parametrize("provider", ["recompute", "a3po", "behave", "loglinear", "current"])
+def test_arm_overrides_every_provider_loads_with_areal(provider, tmp_path, load_recipe):
+    from areal_a3po.embedded import arms
+
+    twin, overrides = arms.arm_overrides(provider, 3, tmp_path / "fr", 1, 8, "/m", f"{provider}_x")
+    cfg = load_recipe(runner.recipe_path(twin), tmp_path / "fr", *overrides)
+    assert cfg.actor.prox_logp_method == provider
+    assert cfg.rollout.max_head_offpolicyness == 8 and cfg.total_train_steps == 3
+    # behave's pi_prox is pi_behave: the recipe's rejection sampling is dropped (it filters nothing)
+    assert (cfg.actor.rejection_sampling is None) == (provider == "behave")
+
+
 def test_run_default_bad_sizes_raise_before_launching(tmp_path):
     with pytest.raises(ValueError, match="steps"):
         runner.run_default(str(tmp_path), steps=0)

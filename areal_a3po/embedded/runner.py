@@ -21,7 +21,6 @@ Layout of ``out_dir``::
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -34,6 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from areal_a3po.embedded.arms import A3PO_PROVIDER, BASELINE_PROVIDER, arm_overrides, arm_plan
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent.parent  # the checkout that holds areal_a3po/ and recipes/
@@ -49,8 +50,6 @@ DEFAULT_STEPS = 30
 DEFAULT_STALENESS = 2
 DEFAULT_SEED = 1
 CI_STEPS = 3
-BASELINE_PROVIDER = "recompute"
-A3PO_PROVIDER = "a3po"
 FALLBACK_APPROX_PROVIDER = "loglinear"  # AReaL's built-in approximation (also skips recompute)
 
 # Overall bound of one arm (seconds): start-up (workers, vLLM, first rollouts) plus a per-step
@@ -225,8 +224,7 @@ def run_arm(
 ) -> ArmResult:
     """Run one arm with AReaL's scheduler; returns its timings and reward curve.
 
-    ``recompute`` runs ``cpu_tiny_recompute.yaml``; any other provider runs ``cpu_tiny_a3po.yaml``
-    (with ``actor.prox_logp_method=<provider>`` unless it is ``a3po``). ``scheduler``: the header
+    The twin and overrides come from :func:`arm_overrides`. ``scheduler``: the header
     line to run, ``local`` or ``ray`` (Ray: a running cluster, e.g. ``RAY_ADDRESS`` set).
     """
     from areal_a3po.embedded import task
@@ -245,18 +243,8 @@ def run_arm(
     arm_dir.mkdir(parents=True)
     fileroot = arm_dir / "areal"
 
-    twin = BASELINE_PROVIDER if provider == BASELINE_PROVIDER else A3PO_PROVIDER
+    twin, overrides = arm_overrides(provider, steps, fileroot, seed, staleness, model_dir, label)
     recipe = recipe_path(twin)
-    overrides = [
-        f"total_train_steps={steps}",
-        f"cluster.fileroot={fileroot}",
-        f"seed={seed}",
-        f"rollout.max_head_offpolicyness={staleness}",
-        f"actor.path={model_dir}",
-        f"trial_name={label}",
-    ]
-    if provider != twin:
-        overrides.append(f"actor.prox_logp_method={provider}")
     overrides += list(extra_overrides)
     cmd, cmd_env = launch_command(recipe, overrides, LAUNCH_LABELS[scheduler])
     experiment = _experiment_name(recipe)
@@ -333,21 +321,6 @@ def _experiment_name(recipe: Path) -> str:
     import yaml
 
     return str(yaml.safe_load(recipe.read_text())["experiment_name"])
-
-
-def arm_plan(
-    providers: Sequence[str], seeds: Sequence[int], stalenesses: Sequence[int]
-) -> list[tuple[str, int, int, str]]:
-    """(provider, seed, staleness, label) per arm; labels carry only the swept dimensions."""
-    plan = []
-    for seed, staleness, provider in itertools.product(seeds, stalenesses, providers):
-        label = provider
-        if len(stalenesses) > 1:
-            label += f"_s{staleness}"
-        if len(seeds) > 1:
-            label += f"_seed{seed}"
-        plan.append((provider, seed, staleness, label))
-    return plan
 
 
 def run_default(

@@ -1,0 +1,52 @@
+"""What ``a3po compare`` runs: the arms (provider x seed x staleness) and each arm's overrides."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+BASELINE_PROVIDER = "recompute"
+A3PO_PROVIDER = "a3po"
+
+
+def arm_plan(
+    providers: Sequence[str], seeds: Sequence[int], stalenesses: Sequence[int]
+) -> list[tuple[str, int, int, str]]:
+    """(provider, seed, staleness, label) per arm; labels carry only the swept dimensions."""
+    plan = []
+    for seed, staleness, provider in itertools.product(seeds, stalenesses, providers):
+        label = provider
+        if len(stalenesses) > 1:
+            label += f"_s{staleness}"
+        if len(seeds) > 1:
+            label += f"_seed{seed}"
+        plan.append((provider, seed, staleness, label))
+    return plan
+
+
+def arm_overrides(
+    provider: str, steps: int, fileroot, seed: int, staleness: int, model_dir: str, label: str
+) -> tuple[str, list[str]]:
+    """(twin, AReaL overrides appended to the twin's header line) for one arm.
+
+    ``recompute`` runs ``cpu_tiny_recompute.yaml``; any other provider runs ``cpu_tiny_a3po.yaml``
+    with ``actor.prox_logp_method=<provider>`` unless it is ``a3po``.
+    """
+    from areal_a3po import registry
+
+    twin = BASELINE_PROVIDER if provider == BASELINE_PROVIDER else A3PO_PROVIDER
+    overrides = [
+        f"total_train_steps={steps}",
+        f"cluster.fileroot={fileroot}",
+        f"seed={seed}",
+        f"rollout.max_head_offpolicyness={staleness}",
+        f"actor.path={model_dir}",
+        f"trial_name={label}",
+    ]
+    if provider != twin:
+        overrides.append(f"actor.prox_logp_method={provider}")
+        if registry.get_provider(provider).prox_is_behave:
+            # pi_prox = pi_behave: the recipe's rejection sampling could filter nothing, and the
+            # config refuses it (coupling/config.py); dropping it changes no update.
+            overrides.append("actor.rejection_sampling=null")
+    return twin, overrides
