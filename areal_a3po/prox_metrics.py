@@ -81,11 +81,23 @@ def _scored_providers(state: LossState, options: A3POConfig) -> list[str]:
 
 
 @functools.cache
-def _lag_rows(bins: int, device: torch.device, ndim: int) -> tuple[tuple[str, ...], torch.Tensor]:
+def _lag_rows(
+    name: Callable[[int], str], name_ge: Callable[[int], str], bins: int, device, ndim: int
+) -> tuple[tuple[str, ...], torch.Tensor]:
     """Per-lag count names and lags 0..bins as float32, shaped to broadcast against the lag."""
-    names = (*(keys.staleness_lag(b) for b in range(bins)), keys.staleness_lag_ge(bins))
+    names = (*(name(b) for b in range(bins)), name_ge(bins))
     lags = torch.arange(bins + 1, dtype=torch.float32, device=device).view(-1, *([1] * ndim))
     return names, lags
+
+
+def _log_lag_counts(lag: torch.Tensor, mask: torch.Tensor, bins: int, name, name_ge) -> None:
+    """Tokens of ``mask`` per lag 0..bins-1 and >= bins (float ``lag``), from one comparison."""
+    from areal.utils import stats_tracker
+
+    names, lags = _lag_rows(name, name_ge, bins, lag.device, lag.dim())
+    # Row b: masked tokens with lag b (b < bins); last row: lag >= bins.
+    counts = torch.where(mask, lag.clamp(max=bins), -1.0) == lags
+    stats_tracker.denominator(**dict(zip(names, counts.unbind(0), strict=True)))
 
 
 def _log_staleness(inp: ProxInputs, mask: torch.Tensor, options: A3POConfig) -> None:
@@ -93,10 +105,8 @@ def _log_staleness(inp: ProxInputs, mask: torch.Tensor, options: A3POConfig) -> 
     from areal.utils import stats_tracker
 
     lag = approx.staleness(inp.versions, inp.current_version).float()  # d; prompt tokens 0
-    names, lags = _lag_rows(options.staleness_bins, lag.device, lag.dim())
-    # Row b: loss tokens with lag b (b < bins); last row: lag >= bins.
-    counts = torch.where(mask, lag.clamp(max=options.staleness_bins), -1.0) == lags
-    stats_tracker.denominator(**dict(zip(names, counts.unbind(0), strict=True)))
+    bins = options.staleness_bins
+    _log_lag_counts(lag, mask, bins, keys.staleness_lag, keys.staleness_lag_ge)
     weight = approx.lag_weight(inp.versions, inp.current_version, options.anchor_offset)
     stats_tracker.stat(
         **{keys.STALENESS: lag, keys.LAG_WEIGHT_BEHAVE: weight}, denominator=keys.N_VALID_TOKENS
@@ -161,11 +171,8 @@ def log_token_lag(
     from areal.utils import stats_tracker
 
     mask = loss_mask.bool() & (versions >= 0)
-    lag = current_version - versions.to(torch.int64)
+    lag = approx.staleness(versions, current_version).float()
     with stats_tracker.scope(keys.LAG_SCOPE):
-        stats_tracker.denominator(
-            **{keys.LAG_TOKENS: mask},
-            **{keys.token_lag(b): mask & (lag == b) for b in range(bins)},
-            **{keys.token_lag_ge(bins): mask & (lag >= bins)},
-        )
-        stats_tracker.stat(**{keys.TOKEN_LAG: lag.float()}, denominator=keys.LAG_TOKENS)
+        stats_tracker.denominator(**{keys.LAG_TOKENS: mask})
+        _log_lag_counts(lag, mask, bins, keys.token_lag, keys.token_lag_ge)
+        stats_tracker.stat(**{keys.TOKEN_LAG: lag}, denominator=keys.LAG_TOKENS)
