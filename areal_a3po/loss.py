@@ -113,11 +113,7 @@ def ppo_loss(
     **kwargs,
 ) -> torch.Tensor:
     """AReaL's decoupled PPO loss and statistics, with ``prox_logp`` as the proximal policy."""
-    state = LOSS.get()
-    if state is not None and state.prox is prox_logp:  # called by grpo_loss_fn: mask made there
-        mask = state.inputs.loss_mask
-    else:
-        mask = input_data["loss_mask"].bool()
+    mask = input_data["loss_mask"].bool()
     data = dict(input_data)
     data["logprobs"] = torch.where(mask, input_data["logprobs"], prox_logp)  # finite off-mask
     data["prox_logp"] = prox_logp
