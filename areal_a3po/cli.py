@@ -60,14 +60,26 @@ def _compare(args: argparse.Namespace) -> int:
         from areal_a3po.embedded import runner
 
         providers = [p.strip() for p in args.providers.split(",") if p.strip()]
-        stalenesses = _int_list(args.staleness, "--staleness")
+        stalenesses = _int_list(args.staleness or str(runner.DEFAULT_STALENESS), "--staleness")
+        seeds = _int_list(args.seed or "1", "--seeds")
+        steps = args.steps if args.steps is not None else runner.DEFAULT_STEPS
+        pace = args.pace if args.pace != "auto" else ("cap" if len(stalenesses) > 1 else "free")
+        n_arms = len(providers) * len(stalenesses) * len(seeds)
+        print(
+            f"a3po compare: {n_arms} arms ({len(providers)} providers x {len(stalenesses)} "
+            f"staleness x {len(seeds)} seeds), {steps} steps each, pace={pace}; expected "
+            f"~{runner.expected_seconds(n_arms, steps, pace) / 60:.0f} min on a 2-core CPU "
+            "machine (sequential, one arm at a time)",
+            flush=True,
+        )
         results = runner.run_default(  # arms interleaved per seed: all providers of seed 1, ...
             out_dir=args.out,
-            steps=args.steps if args.steps is not None else runner.DEFAULT_STEPS,
+            steps=steps,
             staleness=stalenesses,
-            seed=_int_list(args.seed or "1", "--seeds"),
+            seed=seeds,
             providers=providers,
             progress=not args.no_progress,
+            pace=pace,
         )
         runs = [r.run_dir for r in results]
         # One arm per (provider, staleness point); its seeds are repeats of the same arm.
@@ -75,9 +87,13 @@ def _compare(args: argparse.Namespace) -> int:
         labels = labels or [r.provider + (f"_s{r.staleness}" if swept else "") for r in results]
         seeds = [r.seed for r in results]
         sweep = [(r.provider, r.staleness) for r in results] if swept else None
+        caps = [r.staleness for r in results]
     else:
         sweep = None
         seeds = _int_list(args.seed, "--seeds") if args.seed else None  # one per RUN
+        caps = _int_list(args.staleness, "--staleness") if args.staleness else None
+        if caps is not None and len(caps) == 1:
+            caps *= len(runs)
     rep = report.compare(
         runs,
         os.path.join(args.out, "report"),
@@ -86,6 +102,7 @@ def _compare(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         seeds=seeds,
         sweep=sweep,
+        caps=caps,
     )
     print(report.format_table(rep))
     print(f"\nreport: {rep.paths.get('report_md')}  json: {rep.paths.get('report_json')}")
@@ -116,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument("--steps", type=int, default=None, help="embedded default: training steps")
     p_cmp.add_argument(
         "--staleness",
-        default="2",
-        help="embedded default: rollout.max_head_offpolicyness; a comma list sweeps it",
+        default=None,
+        help="embedded default (default 2): rollout.max_head_offpolicyness; a comma list sweeps "
+        "it. With RUN dirs: the runs' max_head_offpolicyness (one, or one per run), so the "
+        "report can account for tokens trained above it",
     )
     p_cmp.add_argument(
         "--seeds",
@@ -128,6 +147,15 @@ def main(argv: list[str] | None = None) -> int:
         "seed, interleaved (recompute s1, a3po s1, recompute s2, ...), and the report gives "
         "intervals across seeds. With RUN dirs: one seed per run; runs sharing a label "
         "(--labels) form one arm",
+    )
+    p_cmp.add_argument(
+        "--pace",
+        choices=["auto", "free", "cap"],
+        default="auto",
+        help="embedded default: 'free' = AReaL's own overlap of generation and training; 'cap' = "
+        "rollouts held at the staleness cap, so every arm trains at the same token lags "
+        "(the staleness study's control, docs/benchmarks.md); auto = cap when --staleness "
+        "has several points",
     )
     p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_cmp.set_defaults(fn=_compare)

@@ -26,22 +26,9 @@ N_VALID_TOKENS = "n_valid_tokens"  # denominator: loss tokens
 PROX_LOGP_GT = "prox_logp_gt"  # stat: the recompute forward's log pi_prox, when it ran
 RECOMPUTED = "recomputed"  # scalar: 1 when the batch carried the recompute
 EXACT_TOKEN_SHARE = "exact_token_share"  # stat: share of tokens whose pi_prox is exact
-STALENESS = "staleness"  # stat: per-token lag d = v_theta - v_behave
 LAG_WEIGHT_BEHAVE = "lag_weight_behave"  # stat: w = clamp(k/d, 0, 1)
 KL_DIV = ("kl_div_direct", "kl_div_taylor", "kl_div_dual")  # stats: same estimators as AReaL
 
-
-def staleness_lag(d: int) -> str:
-    """Count of loss tokens with lag exactly ``d``."""
-    return f"staleness_lag_{d}"
-
-
-def staleness_lag_ge(bins: int) -> str:
-    """Count of loss tokens with lag >= ``bins`` (``actor.a3po.staleness_bins``)."""
-    return f"staleness_lag_ge{bins}"
-
-
-STALENESS_LAG_PATTERN = r"staleness_lag_(ge)?(\d+)"  # matches both count names (group 1: "ge")
 
 # ------------------------------------------------------------------ per provider (worker)
 # Logged for the provider the loss used, and for every provider scored against the recompute.
@@ -112,9 +99,7 @@ def full(local: str, suffix: str | None = None) -> str:
 
 def worker_stats(providers: list[str], bins: int) -> set[str]:
     """Every full key the workers may emit for these providers and ``staleness_bins``."""
-    stats = [PROX_LOGP_GT, EXACT_TOKEN_SHARE, STALENESS, LAG_WEIGHT_BEHAVE, *KL_DIV]
+    stats = [PROX_LOGP_GT, EXACT_TOKEN_SHARE, LAG_WEIGHT_BEHAVE, *KL_DIV]
     stats += [provider_key(p, m) for p in providers for m in (*PROVIDER_STATS, *ERROR_STATS)]
     out = {full(s, x) for s in stats for x in STAT_SUFFIXES}
-    counts = [N_VALID_TOKENS, RECOMPUTED, *(staleness_lag(d) for d in range(bins))]
-    out |= {full(c) for c in (*counts, staleness_lag_ge(bins))}
-    return out
+    return out | {full(N_VALID_TOKENS), full(RECOMPUTED)} | lag_keys(bins)

@@ -26,19 +26,27 @@ def _anchor(inp: ProxInputs) -> float:
     return inp.options.anchor_offset if inp.options is not None else A3POConfig.anchor_offset
 
 
-def _weight(inp: ProxInputs) -> torch.Tensor:
+def lag_weight(inp: ProxInputs) -> torch.Tensor:
+    """w = clamp(k/d, 0, 1) per token for ``inp`` (k: its anchor offset), once per micro-batch.
+
+    Kept in ``inp.extras``, so the provider and the statistics after the loss share one tensor.
+    """
     assert inp.versions is not None  # checked by check_inputs
-    return approx.lag_weight(inp.versions, inp.current_version, _anchor(inp))
+    key = ("lag_weight", _anchor(inp))
+    weight = inp.extras.get(key)
+    if weight is None:
+        weight = inp.extras[key] = approx.lag_weight(inp.versions, inp.current_version, key[1])
+    return weight
 
 
 def a3po_log(inp: ProxInputs) -> torch.Tensor:
     """A-3PO: log pi_prox = w log pi_behave + (1 - w) log pi_theta, w = k/d."""
-    return approx.interpolate_log(inp.behave_logp, inp.theta_logp, _weight(inp))
+    return approx.interpolate_log(inp.behave_logp, inp.theta_logp, lag_weight(inp))
 
 
 def a3po_prob(inp: ProxInputs) -> torch.Tensor:
     """A-3PO in probability space: pi_prox = w pi_behave + (1 - w) pi_theta, w = k/d."""
-    return approx.interpolate_prob(inp.behave_logp, inp.theta_logp, _weight(inp))
+    return approx.interpolate_prob(inp.behave_logp, inp.theta_logp, lag_weight(inp))
 
 
 def behave(inp: ProxInputs) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from areal_a3po import approx, keys, registry
+from areal_a3po import approx, keys, providers, registry
 from areal_a3po.api import ProxInputs
 from areal_a3po.config import A3POConfig
 from areal_a3po.loss import LOSS, LossState
@@ -81,36 +81,29 @@ def _scored_providers(state: LossState, options: A3POConfig) -> list[str]:
 
 
 @functools.cache
-def _lag_rows(
-    name: Callable[[int], str], name_ge: Callable[[int], str], bins: int, device, ndim: int
-) -> tuple[tuple[str, ...], torch.Tensor]:
+def _lag_rows(bins: int, device, ndim: int) -> tuple[tuple[str, ...], torch.Tensor]:
     """Per-lag count names and lags 0..bins as float32, shaped to broadcast against the lag."""
-    names = (*(name(b) for b in range(bins)), name_ge(bins))
+    names = (*(keys.token_lag(b) for b in range(bins)), keys.token_lag_ge(bins))
     lags = torch.arange(bins + 1, dtype=torch.float32, device=device).view(-1, *([1] * ndim))
     return names, lags
 
 
-def _log_lag_counts(lag: torch.Tensor, mask: torch.Tensor, bins: int, name, name_ge) -> None:
+def _log_lag_counts(lag: torch.Tensor, mask: torch.Tensor, bins: int) -> None:
     """Tokens of ``mask`` per lag 0..bins-1 and >= bins (float ``lag``), from one comparison."""
     from areal.utils import stats_tracker
 
-    names, lags = _lag_rows(name, name_ge, bins, lag.device, lag.dim())
+    names, lags = _lag_rows(bins, lag.device, lag.dim())
     # Row b: masked tokens with lag b (b < bins); last row: lag >= bins.
     counts = torch.where(mask, lag.clamp(max=bins), -1.0) == lags
     stats_tracker.denominator(**dict(zip(names, counts.unbind(0), strict=True)))
 
 
-def _log_staleness(inp: ProxInputs, mask: torch.Tensor, options: A3POConfig) -> None:
-    """Per-token lag d, its per-lag token counts (one comparison) and the weight w on pi_behave."""
+def _log_lag_weight(inp: ProxInputs) -> None:
+    """The weight w on pi_behave per token (the lag itself: :func:`log_token_lag`, per update)."""
     from areal.utils import stats_tracker
 
-    lag = approx.staleness(inp.versions, inp.current_version).float()  # d; prompt tokens 0
-    bins = options.staleness_bins
-    _log_lag_counts(lag, mask, bins, keys.staleness_lag, keys.staleness_lag_ge)
-    weight = approx.lag_weight(inp.versions, inp.current_version, options.anchor_offset)
-    stats_tracker.stat(
-        **{keys.STALENESS: lag, keys.LAG_WEIGHT_BEHAVE: weight}, denominator=keys.N_VALID_TOKENS
-    )
+    weight = providers.lag_weight(inp)  # the provider's own tensor when it computed one
+    stats_tracker.stat(**{keys.LAG_WEIGHT_BEHAVE: weight}, denominator=keys.N_VALID_TOKENS)
 
 
 def log_prox_stats(state: LossState, mask: torch.Tensor) -> None:
@@ -146,7 +139,7 @@ def log_prox_stats(state: LossState, mask: torch.Tensor) -> None:
             approx_prox = torch.where(inp.loss_mask, provider.compute(inp).float(), gt)
             _log_provider(name, approx_prox, inp, behave_logp, theta_logp, gt)
         if inp.versions is not None and inp.current_version is not None:
-            _log_staleness(inp, mask, options)
+            _log_lag_weight(inp)
         # log pi_theta - log pi_behave on the loss tokens, 0 elsewhere
         log_ratio = torch.where(mask, theta_logp - behave_logp, 0.0).detach()
         direct, taylor, dual = keys.KL_DIV
@@ -174,5 +167,5 @@ def log_token_lag(
     lag = approx.staleness(versions, current_version).float()
     with stats_tracker.scope(keys.LAG_SCOPE):
         stats_tracker.denominator(**{keys.LAG_TOKENS: mask})
-        _log_lag_counts(lag, mask, bins, keys.token_lag, keys.token_lag_ge)
+        _log_lag_counts(lag, mask, bins)
         stats_tracker.stat(**{keys.TOKEN_LAG: lag}, denominator=keys.LAG_TOKENS)

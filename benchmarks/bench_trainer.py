@@ -159,6 +159,7 @@ def main() -> None:
 
         def provider_alone():
             for inp in inputs:
+                inp.extras.clear()  # no lag weight kept from an earlier call: compute it all
                 provider.compute(inp)
 
         def validation_alone():

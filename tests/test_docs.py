@@ -238,8 +238,8 @@ def test_metrics_every_documented_key_is_emitted(emitted):
             f"docs/metrics.md documents {key}: never seen"
         )
     bins = A3POConfig().staleness_bins
-    lag_keys = {k.rsplit("/", 1)[1] for k in emitted["a3po"] if "/staleness_lag_" in k}
-    assert lag_keys == {f"staleness_lag_{d}" for d in range(bins)} | {f"staleness_lag_ge{bins}"}
+    lag_keys = {k.rsplit("/", 1)[1] for k in emitted["a3po"] if "/token_lag_" in k}
+    assert lag_keys == {f"token_lag_{d}" for d in range(bins)} | {f"token_lag_ge{bins}"}
 
 
 def test_metrics_keys_module_lists_every_emitted_and_documented_key(emitted):
@@ -248,7 +248,6 @@ def test_metrics_keys_module_lists_every_emitted_and_documented_key(emitted):
 
     listed = keys.worker_stats(list(registry.providers()), A3POConfig().staleness_bins)
     listed |= {keys.HYBRID_RECOMPUTE, keys.HYBRID_ESCALATED}
-    listed |= keys.lag_keys(A3POConfig().staleness_bins)
     unlisted = sorted(set().union(*emitted.values()) - listed)
     assert not unlisted, f"emitted but missing from areal_a3po/keys.py: {unlisted}"
     for key, p in metric_patterns().items():
@@ -379,3 +378,18 @@ def test_compare_doc_names_the_report_files_and_the_cli_options(capsys):
         assert flag in help_text, (
             f"docs/compare.md mentions {flag}, `a3po compare` has no such option"
         )
+
+
+def test_benchmarks_doc_tables_are_the_kept_command_outputs():
+    """docs/benchmarks.md's tables are cut from docs/benchmarks/ (the commands' outputs), not typed."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "update_docs.py"), "--check"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (DOCS / "benchmarks.md").read_text()
+    for block in ("seeds", "sweep", "bench"):
+        body = text.split(f"<!-- generated: {block} -->\n")[1].split("<!-- end generated")[0]
+        assert body.strip(), f"docs/benchmarks.md: the {block} block is empty"
+    assert "provider cost / recompute stage = " in text
+    assert "## Staleness sweep" in text and "## Across seeds" in text

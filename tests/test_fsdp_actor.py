@@ -53,17 +53,17 @@ def test_ppo_update_approximate_provider_skips_forward_and_updates(fsdp_actor, p
     assert "ppo_actor/update/compute_logp/prox_logp_gt/avg" not in stats
 
 
-def test_ppo_update_a3po_logs_staleness_per_lag(fsdp_actor, ppo_step):
+def test_ppo_update_a3po_logs_lag_weight_of_the_fed_lags(fsdp_actor, ppo_step):
     step = ppo_step(fsdp_actor, "a3po")
     stats = step.stats
     p = "ppo_actor/update/compute_logp/"
     fed = step.staleness_counts()  # the batch's rows have lags 0, 1, 2, 3
     assert sorted(fed) == [0, 1, 2, 3]
-    for lag, n_tokens in fed.items():
-        assert stats[f"{p}staleness_lag_{lag}"] == n_tokens
-    assert stats[f"{p}staleness_lag_ge8"] == 0
-    assert stats[f"{p}staleness/max"] == 3
-    assert stats[f"{p}staleness/avg"] == pytest.approx(1.5, abs=1e-6)
+    weight = {0: 1.0, 1: 1.0, 2: 0.5, 3: 1.0 / 3.0}  # w = clamp(1/d, 0, 1), d = 0 -> behave
+    expected = sum(weight[d] * n for d, n in fed.items()) / sum(fed.values())
+    torch.testing.assert_close(stats[f"{p}lag_weight_behave/avg"], expected, rtol=0.0, atol=1e-6)
+    # the lag itself is logged once per update, for every method: ppo_actor/a3po/token_lag
+    assert not any(k.startswith(f"{p}staleness") for k in stats)
     for name in ("behave_imp_weight", "importance_weight"):
         assert stats[f"{p}a3po/{name}/avg"] > 0
 

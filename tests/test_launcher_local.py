@@ -196,3 +196,55 @@ def test_reports_from_run_default_and_from_two_run_dirs(main_job, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads((tmp_path / "report" / "report.json").read_text())
     assert [r["label"] for r in again["table"]] == list(TWINS)  # labels from the run dirs' names
+
+
+# ----------------------------------------------------------------------------- pacing
+
+
+def test_pace_mode_bad_value_names_the_variable(monkeypatch):
+    from areal_a3po.embedded import pacing
+
+    monkeypatch.setenv(pacing.ENV, "fast")
+    with pytest.raises(ValueError, match=r"AREAL_A3PO_PACE='fast': must be one of free, cap"):
+        pacing.mode_from_env()
+    monkeypatch.delenv(pacing.ENV)
+    assert pacing.mode_from_env() == pacing.FREE
+
+
+def test_pace_at_cap_without_staleness_manager_says_what_it_needs():
+    from areal_a3po.embedded import pacing
+
+    with pytest.raises(RuntimeError, match="single-controller RolloutController"):
+        pacing.pace_at_cap(object())
+
+
+@pytest.mark.slow
+def test_paced_arm_trains_every_token_at_the_cap_lag(tmp_path):
+    """pace=cap: the batch of version V was generated at V - eta, so every token's lag is min(V, eta).
+
+    Unpaced, the lag depends on which of generator and trainer is faster (tokens of one batch then
+    spread over several lags); paced, min == max == min(V, eta) at every step.
+    """
+    eta, steps = 1, 3
+    res = runner.run_arm("a3po", tmp_path, steps=steps, staleness=eta, progress=False, pace="cap")
+    assert "AREAL_A3PO_PACE=cap " in (tmp_path / "a3po" / "launch_cmd.txt").read_text()
+    s = load_scalars(res.run_dir).scalars
+    for edge in ("min", "max"):
+        lags = s[f"ppo_actor/a3po/token_lag/{edge}"]
+        assert lags == {v: float(min(v, eta)) for v in range(steps)}, (edge, lags)
+    assert not _processes_mentioning(str(tmp_path)), _processes_mentioning(str(tmp_path))
+
+
+def test_compare_prints_arms_and_expected_time_before_launching(tmp_path, capsys):
+    from areal_a3po import cli
+
+    with pytest.raises(ValueError, match="steps must be >= 1"):  # refused before any arm starts
+        cli.main(["compare", "--out", str(tmp_path), "--steps", "0", "--staleness", "2,4,8",
+                  "--providers", "recompute,a3po,behave,loglinear", "--no-progress"])  # fmt: skip
+    out = capsys.readouterr().out
+    expected = runner.expected_seconds(12, 0, "cap") / 60
+    assert (
+        f"a3po compare: 12 arms (4 providers x 3 staleness x 1 seeds), 0 steps each, pace=cap; "
+        f"expected ~{expected:.0f} min" in out
+    )
+    assert not list(tmp_path.iterdir())

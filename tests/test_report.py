@@ -91,13 +91,15 @@ def _a3po_stats(step: int) -> dict:
 
     tr = _tracker_with_times_and_reward(A3PO_TIMES, A3PO_REWARDS, step)
     with tr.scope("ppo_actor"):
+        lag = torch.tensor(A3PO_LAGS[step])
+        with tr.scope("a3po"):  # the token lag, as the plugin logs it for every method
+            tr.denominator(n_tokens=torch.ones_like(lag, dtype=torch.bool))
+            tr.stat(token_lag=lag.float(), denominator="n_tokens")
+            counts = {f"token_lag_{k}": (lag == k).float() for k in range(8)}
+            counts["token_lag_ge8"] = (lag >= 8).float()
+            tr.stat(**counts, denominator="n_tokens", reduce_type=ReduceType.SUM)
         with tr.scope("update"), tr.scope("compute_logp"):
-            lag = torch.tensor(A3PO_LAGS[step])
             tr.denominator(n_valid_tokens=torch.ones_like(lag, dtype=torch.bool))
-            tr.stat(staleness=lag.float(), denominator="n_valid_tokens")
-            counts = {f"staleness_lag_{k}": (lag == k).float() for k in range(8)}
-            counts["staleness_lag_ge8"] = (lag >= 8).float()
-            tr.stat(**counts, denominator="n_valid_tokens", reduce_type=ReduceType.SUM)
             tr.stat(exact_token_share=(lag <= 1).float(), denominator="n_valid_tokens")
             tr.scalar(recomputed=A3PO_RECOMPUTED[step])
             if step in A3PO_ABS_ERR:
@@ -181,7 +183,7 @@ def test_load_scalars_statslogger_run_has_areal_tag_names(runs):
     tags = set(data.scalars)
     assert "timeperf/train_step" in tags
     assert "ppo_actor/task_reward/avg" in tags
-    assert "ppo_actor/update/compute_logp/staleness_lag_ge8" in tags
+    assert "ppo_actor/a3po/token_lag_ge8" in tags
     assert "ppo_actor/update/compute_logp/a3po/abs_error/avg" in tags
     assert not any(t.endswith("__count") for t in tags)  # StatsLogger drops counters
     assert sorted(data.scalars["timeperf/train_step"]) == list(range(N_STEPS))
@@ -285,7 +287,7 @@ def test_eval_reward_present_only_in_baseline_else_none(report):
 
 def test_staleness_ours_histogram_counts_equal_fed_lags(report):
     st = _run(report, "a3po").staleness
-    assert st.source == "a3po provider"
+    assert st.source == "token lag (every method)"
     lags = Counter(x for step in A3PO_LAGS for x in step)
     expected = [float(lags.get(k, 0)) for k in range(8)] + [
         float(sum(v for k, v in lags.items() if k >= 8))
@@ -615,6 +617,34 @@ def test_compare_staleness_sweep_table_each_provider_vs_baseline_at_same_point(t
     assert rep.sweep.lag_spread(8) == 0.0
     md = open(rep.paths["report_md"], encoding="utf-8").read()
     assert "## Staleness sweep (each provider vs recompute at the same staleness)" in md
+    assert "<br>lag 4.00 (max 8)" in md and "trainer 1 (baseline)" in md
     assert os.path.getsize(rep.paths["reward_vs_staleness"]) > 0
     js = json.load(open(rep.paths["report_json"], encoding="utf-8"))
     assert js["sweep"]["points"] == [2, 8]
+
+
+def test_over_cap_counts_tokens_and_steps_above_the_staleness_cap(runs, tmp_path):
+    """A3PO_LAGS with cap 2: lags 3, 9, 8 at steps 1, 2, 3 (3 of 25 tokens); the base run has none."""
+    rep = rp.compare(
+        [runs["base"], runs["a3po"]], str(tmp_path), labels=["recompute", "a3po"], caps=[2, 2]
+    )
+    (over,) = rep.over_cap
+    assert (over.label, over.cap, over.n_steps, over.max_lag) == ("a3po", 2, 5, 9)
+    assert over.tokens_at == {1: 1.0, 2: 1.0, 3: 1.0}
+    torch.testing.assert_close(over.share, 3 / 25, rtol=0.0, atol=1e-9)
+    torch.testing.assert_close(over.tokens_per_step, 5.0, rtol=0.0, atol=1e-9)
+    md = open(rep.paths["report_md"], encoding="utf-8").read()
+    assert (
+        "- a3po: 12.00% of trained tokens at lag > 2 (max 9), at steps 1 (1 tokens), "
+        "2 (1 tokens), 3 (1 tokens) of 5; a step trains 5 tokens on average." in md
+    )
+    assert "Why: AReaL's staleness cap counts samples" in md
+    assert json.load(open(rep.paths["report_json"]))["over_cap"][0]["tokens_at"] == {
+        "1": 1.0,
+        "2": 1.0,
+        "3": 1.0,
+    }
+    rep9 = rp.compare([runs["a3po"]], str(tmp_path / "r9"), labels=["a3po"], caps=[9])
+    assert rep9.over_cap == []
+    with pytest.raises(ValueError, match="2 staleness caps for 1 run"):
+        rp.compare([runs["a3po"]], str(tmp_path / "bad"), caps=[2, 2])

@@ -231,8 +231,8 @@ def test_ppo_update_a3po_in_worker_skips_compute_logp_and_exports_a3po_stats(con
     fed = step.staleness_counts()  # the batch's rows have lags 0, 1, 2, 3
     assert sorted(fed) == [0, 1, 2, 3]
     for lag, n_tokens in fed.items():
-        assert stats[f"{P}staleness_lag_{lag}"] == n_tokens
-    assert stats[f"{P}staleness/max"] == 3
+        assert stats[f"ppo_actor/a3po/token_lag_{lag}"] == n_tokens
+    assert stats["ppo_actor/a3po/token_lag/max"] == 3
     assert not any("prox_logp_gt" in k for k in stats), "the recompute stage ran"
 
 

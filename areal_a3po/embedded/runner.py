@@ -52,6 +52,12 @@ DEFAULT_SEED = 1
 CI_STEPS = 3
 FALLBACK_APPROX_PROVIDER = "loglinear"  # AReaL's built-in approximation (also skips recompute)
 
+# Expected time of one arm on the 2-core machine this was developed on (measured there, 2026-11:
+# launch to first step ~100 s incl. the first batch, stop ~10 s; a step ~3.5 s free-running,
+# ~4 s at the cap, where generation no longer overlaps training).
+EXPECTED_START_S = 110.0
+EXPECTED_STEP_S = {"free": 3.5, "cap": 4.0}
+
 # Overall bound of one arm (seconds): start-up (workers, vLLM, first rollouts) plus a per-step
 # allowance; generous for a loaded 2-core machine, a healthy arm is far below it.
 START_LIMIT_S = 480.0
@@ -75,6 +81,7 @@ class ArmResult:
     steps: int
     seed: int
     staleness: int
+    pace: str = "free"  # AREAL_A3PO_PACE of the arm (embedded/pacing.py)
     first_step_s: float = 0.0  # launch -> first step in tensorboard (workers, vLLM, first batch)
     train_s: float = 0.0  # first -> last step seen in tensorboard
     total_s: float = 0.0  # launch -> controller process group gone
@@ -221,16 +228,21 @@ def run_arm(
     position: int = 0,
     extra_overrides: Sequence[str] = (),
     scheduler: str = "local",
+    pace: str = "free",
 ) -> ArmResult:
     """Run one arm with AReaL's scheduler; returns its timings and reward curve.
 
     The twin and overrides come from :func:`arm_overrides`. ``scheduler``: the header
     line to run, ``local`` or ``ray`` (Ray: a running cluster, e.g. ``RAY_ADDRESS`` set).
+    ``pace``: ``free`` (AReaL's own overlap) or ``cap`` (rollouts at the staleness cap, the
+    staleness study's control: :mod:`areal_a3po.embedded.pacing`).
     """
-    from areal_a3po.embedded import task
+    from areal_a3po.embedded import pacing, task
     from areal_a3po.embedded.model import build_model_dir
 
     label = label or provider
+    if pace not in pacing.MODES:
+        raise ValueError(f"pace must be one of {pacing.MODES}, got {pace!r}")
     if scheduler not in LAUNCH_LABELS:
         raise ValueError(f"scheduler must be one of {sorted(LAUNCH_LABELS)}, got {scheduler!r}")
     if not _LABEL_RE.fullmatch(label) or label == "model":
@@ -247,16 +259,19 @@ def run_arm(
     recipe = recipe_path(twin)
     overrides += list(extra_overrides)
     cmd, cmd_env = launch_command(recipe, overrides, LAUNCH_LABELS[scheduler])
+    if pace != pacing.FREE:
+        cmd_env[pacing.ENV] = pace
     experiment = _experiment_name(recipe)
     run_dir = fileroot / "tensorboard" / experiment / label
-    result = ArmResult(provider, label, str(run_dir), steps, seed, staleness, command=cmd)
-    (arm_dir / "launch_cmd.txt").write_text(
-        f"RECIPE={shlex.quote(cmd_env['RECIPE'])} {shlex.join(cmd)}\n"
-    )
+    result = ArmResult(provider, label, str(run_dir), steps, seed, staleness, pace, command=cmd)
+    shown_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in cmd_env.items() if k != "PATH")
+    (arm_dir / "launch_cmd.txt").write_text(f"{shown_env} {shlex.join(cmd)}\n")
 
     limit = START_LIMIT_S + steps * STEP_LIMIT_S
     env = dict(os.environ, PYTHONUNBUFFERED="1", AREAL_A3PO_LOOPBACK="1", **cmd_env)
     env.pop("AREAL_SPMD_MODE", None)
+    if pace == pacing.FREE:
+        env.pop(pacing.ENV, None)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -317,6 +332,11 @@ def run_arm(
     return result
 
 
+def expected_seconds(n_arms: int, steps: int, pace: str = "free") -> float:
+    """Rough wall time of ``n_arms`` sequential arms (printed before a study starts)."""
+    return n_arms * (EXPECTED_START_S + steps * EXPECTED_STEP_S[pace])
+
+
 def _experiment_name(recipe: Path) -> str:
     import yaml
 
@@ -330,12 +350,13 @@ def run_default(
     seed: int | Sequence[int] = DEFAULT_SEED,
     providers: Sequence[str] | None = None,
     progress: bool = True,
+    pace: str = "free",
     on_arm_done: Callable[[ArmResult], None] | None = None,
 ) -> list[ArmResult]:
     """Run the embedded default, one arm per (seed, staleness, provider), sequentially.
 
     Returns the arms' results; ``result.run_dir`` holds AReaL's tensorboard event files.
-    ``providers=None`` means :func:`default_providers`.
+    ``providers=None`` means :func:`default_providers`; ``pace`` as in :func:`run_arm`.
     """
     seeds = [seed] if isinstance(seed, int) else list(seed)
     stalenesses = [staleness] if isinstance(staleness, int) else list(staleness)
@@ -352,7 +373,7 @@ def run_default(
     for i, (provider, s, k, label) in enumerate(arm_plan(providers, seeds, stalenesses)):
         res = run_arm(
             provider, out_dir, steps=steps, staleness=k, seed=s, label=label,
-            progress=progress, position=i,
+            progress=progress, position=i, pace=pace,
         )  # fmt: skip
         results.append(res)
         if on_arm_done is not None:

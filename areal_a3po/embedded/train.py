@@ -12,7 +12,9 @@ the actor and rollout workers and the vLLM server). What this script adds to gsm
   before AReaL reads ``actor.path``;
 - loopback mode (``AREAL_A3PO_LOOPBACK=1`` unless set): the controller must reach the workers at
   the 127.0.0.1 address they bind (the recipe's ``scheduling_spec[].env_vars`` set it for them);
-- a check of the YAML values that must match the task.
+- a check of the YAML values that must match the task;
+- ``AREAL_A3PO_PACE=cap``: rollouts at the staleness cap (:mod:`areal_a3po.embedded.pacing`), the
+  control of ``a3po compare --staleness``.
 """
 
 from __future__ import annotations
@@ -69,13 +71,14 @@ def main(argv: list[str]) -> None:
     from areal.utils.network import gethostip
 
     from areal_a3po.coupling import network
-    from areal_a3po.embedded import task
+    from areal_a3po.embedded import pacing, task
 
     if network.loopback_enabled() and gethostip() != network.LOOPBACK_IP:
         raise RuntimeError(
             "AREAL_A3PO_LOOPBACK=1 but AReaL's gethostip() is not 127.0.0.1: the areal-a3po "
             "hook is not active in this interpreter (run `a3po info`; is AREAL_A3PO_DISABLE set?)."
         )
+    pace = pacing.mode_from_env()  # a bad value fails before anything starts
     config, _ = load_expr_config(argv, GRPOConfig)
     check_task_consistency(config)
     prepare_model(config)
@@ -95,6 +98,8 @@ def main(argv: list[str]) -> None:
         data_extract_prompt_fn=f"{TASK}.extract_prompt",
     )
     with PPOTrainer(config, train_dataset=train_dataset, valid_dataset=None) as trainer:
+        if pace == pacing.CAP:
+            pacing.pace_at_cap(trainer.rollout)
         trainer.train(
             workflow="areal.workflow.rlvr.RLVRWorkflow",
             workflow_kwargs=workflow_kwargs,

@@ -11,6 +11,7 @@ from areal_a3po.report import render
 from areal_a3po.report.areal_keys import REWARD_KEYS
 from areal_a3po.report.columns import flat_row
 from areal_a3po.report.load import load_scalars
+from areal_a3po.report.over_cap import OverCap, over_cap
 from areal_a3po.report.plots import write_plots, write_seed_plots, write_sweep_plot
 from areal_a3po.report.seeds import ArmSeeds, group_runs, summarize_arms
 from areal_a3po.report.summaries import RunSummary
@@ -34,6 +35,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     arms: list[ArmSeeds] = field(default_factory=list)  # runs grouped by label across seeds
     sweep: Sweep | None = None  # providers x staleness points, when several points were run
+    over_cap: list[OverCap] = field(default_factory=list)  # runs with token lags above their cap
 
     @property
     def table(self) -> list[dict[str, Any]]:
@@ -72,6 +74,7 @@ def compare(
     warmup: int | None = None,
     seeds: list[int] | None = None,
     sweep: list[tuple[str, int]] | None = None,
+    caps: list[int] | None = None,
 ) -> Report:
     """Compare runs (the first is the baseline) and write report.md, report.json and plots.
 
@@ -82,6 +85,8 @@ def compare(
     Without seeds every run is an arm of one seed (no interval can be given).
     ``sweep``: (provider, staleness) per run; with several staleness points the report adds the
     staleness table, each provider against the first run's provider at the same point.
+    ``caps``: ``rollout.max_head_offpolicyness`` per run; runs whose token lags exceed it get a
+    line in the staleness section (how many tokens, which steps, and why: :mod:`over_cap`).
     Raises FileNotFoundError naming the directory when a run has no event files.
     """
     run_dirs = [os.fspath(d) for d in run_dirs]
@@ -90,6 +95,8 @@ def compare(
     labels = _default_labels(run_dirs) if labels is None else [str(lbl) for lbl in labels]
     if len(labels) != len(run_dirs):
         raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} run directories")
+    if caps is not None and len(caps) != len(run_dirs):
+        raise ValueError(f"got {len(caps)} staleness caps for {len(run_dirs)} run directories")
     if last_n < 1:
         raise ValueError(f"last_n must be >= 1, got {last_n}")
     arm_labels = labels
@@ -110,6 +117,7 @@ def compare(
         points = points_from_runs(arm_labels, [p for p, _ in sweep], [k for _, k in sweep])
         study = summarize_sweep(grouped, points, sweep[0][0], warmup, last_n)
     notes = [note for run in runs for note in _notes(run)]
+    overs = [over_cap(d, r.label, c) for d, r, c in zip(datas, runs, caps or [], strict=False)]
 
     os.makedirs(out_dir, exist_ok=True)
     paths, plot_notes = write_plots(runs, datas, out_dir)
@@ -117,8 +125,9 @@ def compare(
     if study is not None:
         paths.update(write_sweep_plot(study, out_dir))
     report = Report(
-        runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes, arms, study
-    )
+        runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes, arms, study,
+        [o for o in overs if o is not None],
+    )  # fmt: skip
     paths["report_md"] = os.path.join(out_dir, REPORT_MD)
     paths["report_json"] = os.path.join(out_dir, REPORT_JSON)
     with open(paths["report_md"], "w", encoding="utf-8") as fh:

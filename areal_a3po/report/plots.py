@@ -177,7 +177,7 @@ def write_plots(
     if _staleness(runs, colors, staleness_path):
         paths["staleness_hist"] = staleness_path
     else:
-        notes.append("no run logged staleness_lag_* counts: staleness histogram not written")
+        notes.append("no run logged token_lag_* counts: staleness histogram not written")
     return paths, notes
 
 

@@ -146,6 +146,13 @@ def _staleness(report: Report) -> list[str]:
             rows.append([name] + [fmt(share.get(x), "pct") for x in labels] + [fmt(h.total, "int")])
         out += ["", "Token share per lag, all steps:", ""]
         out.append(pipe_table(["run", *[f"lag {x}" for x in labels], "tokens"], rows))
+    if report.over_cap:
+        from areal_a3po.report import over_cap
+
+        why = " ".join(over_cap.__doc__.split("\n\n")[1].split())
+        out += ["", "Token lags above `rollout.max_head_offpolicyness`:", ""]
+        out += [f"- {o.sentence()}" for o in report.over_cap]
+        out += ["", f"Why: {why}"]
     return out + [""]
 
 
@@ -219,6 +226,7 @@ def json_dict(report: Report) -> dict[str, Any]:
             "runs": [dataclasses.asdict(run) for run in report.runs],
             "arms": [dict(dataclasses.asdict(a), verdicts=a.verdicts) for a in report.arms],
             "sweep": None if report.sweep is None else dataclasses.asdict(report.sweep),
+            "over_cap": [dataclasses.asdict(o) for o in report.over_cap],
             "paths": report.paths,
             "notes": report.notes,
         }

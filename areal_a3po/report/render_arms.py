@@ -79,9 +79,10 @@ def sweep_section(report: Report) -> list[str]:
     return [
         f"## Staleness sweep (each provider vs {report.sweep.baseline} at the same staleness)",
         "",
-        "Per cell: step-time ratio vs the baseline provider [95 % CI], reward (last-N mean over "
-        "seeds) [95 % CI], and the mean token lag the arm trained on. Arms of one row compare "
-        f"only if their lags match: lag spread above {LAG_TOLERANCE} versions is flagged.",
+        "Per cell: step-time and trainer-compute (recompute + train) ratios vs the baseline "
+        "provider [95 % CI], reward (last-N mean over seeds) [95 % CI], and the token lag the "
+        "arm trained on (mean over steps and seeds, and its max). Arms of one row compare only "
+        f"if their lags match: a lag spread above {LAG_TOLERANCE} versions is flagged.",
         "",
         pipe_table(header, rows, align_right_from=len(header)),
         "",

@@ -23,12 +23,9 @@ from areal_a3po.report.summaries import (
 )
 
 # The plugin's tags (names from areal_a3po.keys); AReaL's are in areal_keys.
-STALENESS_LAG_RE = re.compile(r"(?:^|/)" + keys.STALENESS_LAG_PATTERN + "$")
 TOKEN_LAG_RE = re.compile(r"(?:^|/)" + keys.LAG_SCOPE + "/" + keys.TOKEN_LAG_PATTERN + "$")
 TOKEN_LAG_AVG_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/avg",)
 TOKEN_LAG_MAX_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/max",)
-STALENESS_AVG_KEYS = (keys.full(keys.STALENESS, "avg"),)
-STALENESS_MAX_KEYS = (keys.full(keys.STALENESS, "max"),)
 RECOMPUTED_KEYS = (keys.full(keys.RECOMPUTED), keys.full(keys.RECOMPUTED, "avg"))
 EXACT_TOKEN_SHARE_KEYS = (
     keys.full(keys.EXACT_TOKEN_SHARE, "avg"),
@@ -117,11 +114,11 @@ def summarize_reward(
     )
 
 
-def _staleness_histogram(data: RunData, pattern: re.Pattern) -> StalenessHistogram | None:
+def _staleness_histogram(data: RunData) -> StalenessHistogram | None:
     # (lag, is_ge) -> (label, count); "7" sorts before ">=8". Least-prefixed tag wins.
     bins: dict[tuple[int, int], tuple[str, float]] = {}
     for tag in sorted(data.scalars, key=lambda t: (-len(t), t)):
-        m = pattern.search(tag)
+        m = TOKEN_LAG_RE.search(tag)
         if not m or is_eval(tag):
             continue
         is_ge, lag = (1 if m.group(1) else 0), int(m.group(2))
@@ -139,13 +136,9 @@ def _staleness_histogram(data: RunData, pattern: re.Pattern) -> StalenessHistogr
 
 
 def summarize_staleness(data: RunData) -> StalenessSummary:
-    """Token lag as the loss sees it: the plugin's every-method log first, then older sources."""
+    """Token lag as the loss sees it (the plugin's every-method log), else AReaL's version stats."""
     avg_tag, max_tag = data.find(TOKEN_LAG_AVG_KEYS), data.find(TOKEN_LAG_MAX_KEYS)
-    source, pattern = ("token lag (every method)", TOKEN_LAG_RE) if avg_tag else (None, None)
-    if source is None:
-        avg_tag, max_tag = data.find(STALENESS_AVG_KEYS), data.find(STALENESS_MAX_KEYS)
-        source = "a3po provider" if (avg_tag or max_tag) else None
-        pattern = STALENESS_LAG_RE
+    source = "token lag (every method)" if avg_tag else None
     if source is None:
         avg_tag, max_tag = data.find(ak.STALENESS_AVG_KEYS), data.find(ak.STALENESS_MAX_KEYS)
         source = "areal version_stats" if (avg_tag or max_tag) else None
@@ -155,7 +148,7 @@ def summarize_staleness(data: RunData) -> StalenessSummary:
         max_key=max_tag,
         avg=_mean(data.scalars[avg_tag].values()) if avg_tag else None,
         max=max(data.scalars[max_tag].values()) if max_tag else None,
-        histogram=_staleness_histogram(data, pattern),
+        histogram=_staleness_histogram(data),
     )
 
 

@@ -1,10 +1,11 @@
 """The staleness study: providers x staleness points, each against the recompute at the same point.
 
 Rows are staleness points (``rollout.max_head_offpolicyness``), columns providers. A cell holds the
-arm's step-time ratio vs the baseline provider at the same staleness, its reward (mean over seeds
-of the last-N mean, with the difference to the baseline), and the token lag it actually trained on
-(``ppo_actor/a3po/token_lag``, mean over steps and seeds): arms are only comparable where their
-effective lags match, which the table lets a reader check against the stated tolerance.
+arm's step-time and trainer-compute ratios vs the baseline provider at the same staleness, its
+reward (mean over seeds of the last-N mean), and the token lag it actually trained on
+(``ppo_actor/a3po/token_lag``, mean over steps and seeds, and its max): arms are only comparable
+where their effective lags match, which the table lets a reader check against the stated
+tolerance.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from areal_a3po.report.load import RunData
-from areal_a3po.report.seeds import ArmSeeds, summarize_arms
+from areal_a3po.report.seeds import STEP, TRAINER, ArmSeeds, summarize_arms
 from areal_a3po.report.summarise import summarize_staleness
 
 LAG_TOLERANCE = 0.5  # versions: arms of one staleness point whose mean lags differ more are flagged
@@ -89,11 +90,13 @@ def sweep_rows(sweep: Sweep, text: Callable[[Any], str]) -> tuple[list[str], lis
             if cell is None:
                 row.append("not run")
                 continue
-            ratio = cell.arm.ratio.get("step_time")
+            ratios = [cell.arm.ratio.get(m) for m in (STEP, TRAINER)]
+            step, trainer = ("1 (baseline)" if r is None else text(r) for r in ratios)
             lag = "n/a" if cell.token_lag_mean is None else f"{cell.token_lag_mean:.2f}"
+            lag_max = "" if cell.token_lag_max is None else f" (max {cell.token_lag_max:g})"
             row.append(
-                f"time {'1 (baseline)' if ratio is None else text(ratio)}; "
-                f"reward {text(cell.arm.reward)}; lag {lag}"
+                f"step time {step}<br>trainer {trainer}<br>"
+                f"reward {text(cell.arm.reward)}<br>lag {lag}{lag_max}"
             )
         spread = sweep.lag_spread(k)
         flag = "" if spread is None or spread <= LAG_TOLERANCE else " (over tolerance)"
