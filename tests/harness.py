@@ -371,3 +371,10 @@ print("RESULT" + json.dumps(out))
         assert proc.returncode == 0, proc.stderr[-3000:]
         line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
         return json.loads(line[len("RESULT") :])
+
+
+def on_areal_1_0() -> bool:
+    """areal 1.0.x is installed: the leg that runs the end-to-end launcher tests (once per CI)."""
+    from areal_a3po.coupling import gate
+
+    return (gate.areal_version() or "").startswith("1.0.")

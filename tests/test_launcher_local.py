@@ -25,6 +25,7 @@ import pytest
 
 from areal_a3po.embedded import runner
 from areal_a3po.report import load_scalars
+from tests import harness as H
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
@@ -218,15 +219,9 @@ def test_pace_at_cap_without_staleness_manager_says_what_it_needs():
         pacing.pace_at_cap(object())
 
 
-def _areal_version() -> str:
-    from importlib.metadata import version
-
-    return version("areal")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _areal_version().startswith("1.0."),
+    not H.on_areal_1_0(),
     reason="the embedded runs are checked with areal 1.0.4 (one end-to-end run per CI, not per leg)",
 )
 def test_paced_arm_trains_every_token_at_the_cap_lag(tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from areal_a3po.embedded import runner
+from tests import harness as H
 
 STEPS = 3
 A3PO_STAT = "ppo_actor/update/compute_logp/a3po/approx_logp/avg"
@@ -84,15 +85,9 @@ def ray_head():
     assert not _group_members(head.pid), _group_members(head.pid)
 
 
-def _areal_version() -> str:
-    from importlib.metadata import version
-
-    return version("areal")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _areal_version().startswith("1.0."),
+    not H.on_areal_1_0(),
     reason="the Ray path is checked with areal 1.0.4 (one end-to-end run per CI, not per leg)",
 )
 def test_ray_header_line_trains_with_plugin_in_ray_workers(ray_head, tmp_path, monkeypatch):
