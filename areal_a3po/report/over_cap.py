@@ -1,25 +1,25 @@
-"""Tokens trained at a lag above ``rollout.max_head_offpolicyness``: how many, when, and why.
-
-AReaL's staleness cap counts samples, not versions: a rollout group may start while
-``accepted + running <= (cap + V + 1) * batch_size`` (V the rollout side's version). That bounds
-the lag at the cap only if groups are trained in the order they started. ``prepare_batch`` hands
-the trainer the oldest *finished* groups, so a group that started early but finishes late (its
-samples queued behind others in the inference server, or aborted by a weight update and resumed
-with the next version) is overtaken by groups that started after it, and is trained one batch
-later: its early tokens then have lag cap + 1. The token lag the plugin logs is exact (V - v per
-token); the overshoot is AReaL's scheduling, about one group's tokens at a time. Arms paced at the
-cap (``a3po compare --pace cap``) have nothing in flight when a batch is taken, and none.
-"""
+"""Tokens trained at a lag above ``rollout.max_head_offpolicyness``: how many, when, and why
+(:data:`WHY`, which report.md prints under the numbers)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from areal_a3po import keys
 from areal_a3po.report.load import RunData
-from areal_a3po.report.summarise import TOKEN_LAG_RE
+from areal_a3po.report.summarise import TOKEN_LAG_MAX_KEYS, TOKEN_LAG_RE
 
-TOKEN_LAG_MAX = keys.LAG_PREFIX + keys.TOKEN_LAG + "/max"
+WHY = (
+    "AReaL's staleness cap counts samples, not versions: a rollout group may start while "
+    "``accepted + running <= (cap + V + 1) * batch_size`` (V the rollout side's version). That "
+    "bounds the lag at the cap only if groups are trained in the order they started. "
+    "``prepare_batch`` hands the trainer the oldest *finished* groups, so a group that started "
+    "early but finishes late (its samples queued behind others in the inference server, or "
+    "aborted by a weight update and resumed with the next version) is overtaken by groups that "
+    "started after it, and is trained one batch later: its early tokens then have lag cap + 1. "
+    "The token lag the plugin logs is exact (V - v per token); the overshoot is AReaL's "
+    "scheduling, about one group's tokens at a time. Arms paced at the cap "
+    "(``a3po compare --pace cap``) have nothing in flight when a batch is taken, and none."
+)
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class OverCap:
 
 def over_cap(data: RunData, label: str, cap: int) -> OverCap | None:
     """None unless the run logged token lags and some exceed ``cap``."""
-    max_tag = data.find((TOKEN_LAG_MAX,))
+    max_tag = data.find(TOKEN_LAG_MAX_KEYS)
     if max_tag is None or max(data.scalars[max_tag].values()) <= cap:
         return None
     per_step: dict[int, float] = {}  # tokens above the cap

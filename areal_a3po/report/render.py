@@ -147,12 +147,11 @@ def _staleness(report: Report) -> list[str]:
         out += ["", "Token share per lag, all steps:", ""]
         out.append(pipe_table(["run", *[f"lag {x}" for x in labels], "tokens"], rows))
     if report.over_cap:
-        from areal_a3po.report import over_cap
+        from areal_a3po.report.over_cap import WHY
 
-        why = " ".join(over_cap.__doc__.split("\n\n")[1].split())
         out += ["", "Token lags above `rollout.max_head_offpolicyness`:", ""]
         out += [f"- {o.sentence()}" for o in report.over_cap]
-        out += ["", f"Why: {why}"]
+        out += ["", f"Why: {WHY}"]
     return out + [""]
 
 
