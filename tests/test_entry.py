@@ -9,6 +9,7 @@ and the DAPO-Math loader reads a JSONL written here. AReaL 2.x: the vendored sou
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -140,10 +141,17 @@ def test_gsm8k_entry_areal_loader_workflow_and_reward_agree(tmp_path, tokenizer_
     monkeypatch.setattr(areal_gsm8k, "load_dataset", hub)
     cfg = gsm8k_grpo.load_config(["--config", str(GSM8K), *overrides(tmp_path, tokenizer_dir)])
     tokenizer = load_hf_tokenizer(cfg.tokenizer_path)
-    # Single-controller: AReaL hands the loading to data-service workers (RDataset).
+    # Single-controller: AReaL would hand the loading to data-service workers (RDataset) if
+    # train_dataset.scheduling_spec were set; the recipe sets it to null (its header says why).
     from areal.infra.data_service.rdataset import RDataset
 
-    remote, _ = gsm8k_grpo.build_datasets(cfg, tokenizer)
+    assert cfg.train_dataset.scheduling_spec is None and cfg.valid_dataset.scheduling_spec is None
+    from areal.api.cli_args import SchedulingSpec
+
+    with_service = copy.deepcopy(cfg)  # AReaL's default: one data-service worker
+    for ds in (with_service.train_dataset, with_service.valid_dataset):
+        ds.scheduling_spec = SchedulingSpec(cmd="python3 -m areal.infra.rpc.guard")
+    remote, _ = gsm8k_grpo.build_datasets(with_service, tokenizer)
     assert isinstance(remote, RDataset) and calls == []
     # SPMD: each trainer rank loads it in-process with AReaL's GSM8K loader.
     monkeypatch.setenv("AREAL_SPMD_MODE", "1")

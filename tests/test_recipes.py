@@ -286,3 +286,49 @@ def test_docs_dapo_conversion_writes_what_the_math_entry_reads(tmp_path, monkeyp
         "solutions": ["10"],
     }
     assert sorted(r["solutions"][0] for r in loaded) == ["10", "11", "12"]
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_gsm8k_minibatch_pairs_differ_only_in_ppo_minibatches(loaded):
+    """The 4-minibatch GSM8K pair is the one-minibatch pair with ppo_n_minibatches 4 (own logs)."""
+    mb1, mb4 = "gsm8k_grpo_qwen2.5-1.5b", "gsm8k_grpo_qwen2.5-1.5b-mb4"
+    assert {mb1, mb4} <= set(PAIRS)
+    for which in TWINS:
+        one = flatten(dataclasses.asdict(loaded(twin(mb1, which))))
+        four = flatten(dataclasses.asdict(loaded(twin(mb4, which))))
+        missing = object()
+        differing = {k for k in one.keys() | four.keys() if one.get(k, missing) != four.get(k)}
+        named = {k for k in one if k == "experiment_name" or k.endswith(".experiment_name")}
+        assert differing == {"actor.ppo_n_minibatches", "stats_logger.tensorboard.path"} | named
+        assert (one["actor.ppo_n_minibatches"], four["actor.ppo_n_minibatches"]) == (1, 4)
+    text = "\n".join(header(twin(mb1, "a3po")))
+    assert "clip never" in text and f"{mb4}_{{recompute,a3po}}.yaml" in text
+
+
+def test_dapo_overlong_penalty_has_dapos_relative_strength(loaded):
+    """AReaL adds the overlong penalty to the 0/1 reward before reward_bias/reward_scaling; at the
+    longest completion it must cost half the reward span, as DAPO's -1 on its -1..1 reward."""
+    import torch
+    from areal.utils.functional import reward_overlong_penalty
+
+    for recipe in (p for p in GPU_RECIPES if p.name.startswith("dapo_math_")):
+        actor = loaded(recipe).actor
+        assert actor.overlong_reward_penalty
+        longest = actor.max_new_tokens
+        data = {
+            "rewards": torch.tensor([0.0, 1.0, 0.0], dtype=torch.float32),  # wrong, right, wrong
+            "input_ids": torch.zeros(3, 1, dtype=torch.long),
+            "loss_mask": torch.zeros(3, longest, dtype=torch.bool),
+        }
+        data["loss_mask"][2, :] = True  # the third completion runs to max_new_tokens
+        penalised = reward_overlong_penalty(
+            data,
+            overlong_tokens=actor.overlong_tokens,
+            overlong_penalty_factor=actor.overlong_penalty_factor,
+            max_response_length=longest,
+        )["rewards"]
+        scaled = (penalised + actor.reward_bias) * actor.reward_scaling  # as AReaL's actor does
+        span = scaled[1] - scaled[0]
+        torch.testing.assert_close((scaled[0] - scaled[2]) / span, torch.tensor(0.5))
