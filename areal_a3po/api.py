@@ -19,12 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import torch
-
-if TYPE_CHECKING:
-    from areal_a3po.config import A3POConfig
 
 PROVIDER_GROUP = "areal_a3po.providers"  # entry-point group of providers (actor.prox_logp_method)
 LOSS_GROUP = "areal_a3po.losses"  # entry-point group of actor losses (actor.a3po.loss)
@@ -36,6 +33,16 @@ class A3POConfigError(ValueError):
 
 class ProxInputError(ValueError):
     """A provider input tensor is unusable; the message names the tensor and the token count."""
+
+
+class ProxOptions(Protocol):
+    """The options a provider may read (YAML ``actor.a3po``; implemented by
+    ``areal_a3po.config.A3POConfig``, which builds on this module, so the contract names only
+    what it needs and imports nothing back)."""
+
+    anchor_offset: float  # k: pi_prox sits k versions behind pi_theta (a3po, a3po-linear)
+    fallback: str  # the provider composite providers delegate to
+    provider_options: dict[str, Any]  # free-form options for third-party providers
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class ProxInputs:
     recomputed: torch.Tensor | None = None  # prox from the recompute forward, when it ran
     minibatch: int = 0  # index of the PPO minibatch within the step
     n_minibatches: int = 1
-    options: A3POConfig | None = None  # YAML actor.a3po
+    options: ProxOptions | None = None  # YAML actor.a3po (an A3POConfig)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -4,7 +4,7 @@ Example::
 
     actor:
       use_decoupled_loss: true
-      prox_logp_method: a3po      # recompute | loglinear | metrics | a3po | a3po-linear | behave | ...
+      prox_logp_method: a3po-step # recompute | loglinear | metrics | a3po | a3po-step | behave | ...
       a3po:
         anchor_offset: 1.0
 
@@ -54,9 +54,10 @@ class A3POConfig:
         factory=True,
     )
     fallback: str = _opt(
-        "a3po",
+        "a3po-step",
         "Approximate provider used by 'current' on PPO minibatches after the first, "
-        "and by 'hybrid' on steps without the recompute.",
+        "and by 'hybrid' on steps without the recompute (a3po-step: anchored at the start of "
+        "the step, as the recompute; docs/method.md).",
     )
     calibration_interval: int = _opt(
         10, "hybrid: run the real recompute every N training steps (N >= 1)."

@@ -14,7 +14,8 @@ key a logger sees. Statistics (``stat``) are exported with ``/avg``, ``/min`` an
 from __future__ import annotations
 
 # ------------------------------------------------------------------------------- scopes
-WORKER_SCOPE = "ppo_actor/update"  # AReaL's scope around actor.ppo_update
+UPDATE_SCOPE = "update"  # AReaL's scope around the minibatch loop of PPOActor._ppo_update
+WORKER_SCOPE = f"ppo_actor/{UPDATE_SCOPE}"  # AReaL's scope around actor.ppo_update
 PROX_SCOPE = "compute_logp"  # AReaL's scope for proximal statistics; the plugin logs inside it
 PREFIX = f"{WORKER_SCOPE}/{PROX_SCOPE}/"  # full prefix of every worker key
 CONTROLLER_PREFIX = "a3po/"  # the controller's keys (hybrid's decision)
@@ -59,6 +60,35 @@ def provider_key(provider: str, metric: str) -> str:
     return f"{provider}/{metric}"
 
 
+# --------------------------------------- fidelity against the recompute (worker, areal_a3po.fidelity)
+# Where the recompute ran, per scored provider, PPO minibatch k and token lag d (0..B-1, >= B;
+# B = staleness_bins): mean |log pi_prox - recompute|, and the share of loss tokens whose clip /
+# rejection-sampling decision differs from the recompute's (AReaL's loss semantics).
+FIDELITY = "fidelity"
+ABS_DLOGP = "abs_dlogp"  # stat (avg): |log pi_prox(provider) - log pi_prox(recompute)|
+CLIP_MISMATCH = "clip_mismatch"  # stat (avg): clip decision differs (none / clipped / dual)
+REJECT_MISMATCH = "reject_mismatch"  # stat (avg): rejection-sampling decision differs
+FIDELITY_METRICS = (ABS_DLOGP, CLIP_MISMATCH, REJECT_MISMATCH)
+FIDELITY_PATTERN = (
+    FIDELITY + r"/(?P<provider>[^/]+)/mb(?P<minibatch>\d+)/lag(?P<lag>_ge\d+|\d+)/(?P<metric>\w+)"
+)
+
+
+def fidelity_lag(d: int, bins: int) -> str:
+    """Lag bucket label: ``3`` for lag 3, ``_ge8`` for lags >= bins (8)."""
+    return str(d) if d < bins else f"_ge{bins}"
+
+
+def fidelity_tokens(minibatch: int, lag: str) -> str:
+    """Denominator: loss tokens of PPO minibatch ``minibatch`` at lag bucket ``lag``."""
+    return f"{FIDELITY}/mb{minibatch}/lag{lag}/n_tokens"
+
+
+def fidelity_key(provider: str, minibatch: int, lag: str, metric: str) -> str:
+    """Local name of a fidelity statistic, e.g. ``fidelity/a3po-step/mb1/lag2/abs_dlogp``."""
+    return f"{FIDELITY}/{provider}/mb{minibatch}/lag{lag}/{metric}"
+
+
 # --------------------------------------------------- per step, every method (worker)
 # The token lag as the loss sees it, logged for AReaL's own methods too (one definition of
 # staleness for every arm): under AReaL's "ppo_actor" scope, before the update.
@@ -97,9 +127,18 @@ def full(local: str, suffix: str | None = None) -> str:
     return PREFIX + local + (f"/{suffix}" if suffix else "")
 
 
-def worker_stats(providers: list[str], bins: int) -> set[str]:
-    """Every full key the workers may emit for these providers and ``staleness_bins``."""
+def worker_stats(providers: list[str], bins: int, n_minibatches: int = 1) -> set[str]:
+    """Every full key the workers may emit for these providers, ``staleness_bins`` and
+    ``ppo_n_minibatches``."""
     stats = [PROX_LOGP_GT, EXACT_TOKEN_SHARE, LAG_WEIGHT_BEHAVE, *KL_DIV]
     stats += [provider_key(p, m) for p in providers for m in (*PROVIDER_STATS, *ERROR_STATS)]
     out = {full(s, x) for s in stats for x in STAT_SUFFIXES}
+    buckets = [(k, fidelity_lag(d, bins)) for k in range(n_minibatches) for d in range(bins + 1)]
+    out |= {full(fidelity_tokens(k, lag)) for k, lag in buckets}
+    out |= {
+        full(fidelity_key(p, k, lag, m))
+        for p in providers
+        for k, lag in buckets
+        for m in FIDELITY_METRICS
+    }
     return out | {full(N_VALID_TOKENS), full(RECOMPUTED)} | lag_keys(bins)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -46,6 +46,8 @@ class LossState:
     provider: Provider
     inputs: ProxInputs
     prox: torch.Tensor
+    input_data: dict = field(default_factory=dict)  # AReaL's micro-batch (advantages, ...)
+    loss_kwargs: dict = field(default_factory=dict)  # grpo_loss_fn's options (eps_clip, ...)
 
 
 UPDATE: contextvars.ContextVar[UpdateContext | None] = contextvars.ContextVar(
@@ -98,7 +100,7 @@ def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict
     # Outside the loss mask prox is never used; keep it finite so no NaN reaches a gradient.
     prox = torch.where(mask, prox.detach().to(torch.float32), theta.to(torch.float32))
     loss = registry.get_loss(options.loss)
-    token = LOSS.set(LossState(method, provider, inputs, prox))
+    token = LOSS.set(LossState(method, provider, inputs, prox, input_data, kwargs))
     try:
         return loss(logprobs, entropy, input_data, prox, **kwargs)
     finally:

@@ -7,6 +7,7 @@
 | metrics       | AReaL's recompute + its approximation metrics      | yes               |
 | a3po          | log-space interpolation, weight k/d (the paper)    | no                |
 | a3po-linear   | probability-space interpolation, weight k/d        | no                |
+| a3po-step     | log-space, step-start anchor, weight (k/K)/(d+k/K) | no                |
 | behave        | log pi_behave (verl's "bypass" baseline)           | no                |
 | a3po-metrics  | the recompute; logs every approximation's error    | yes               |
 | current       | detached pi_theta on minibatch 0, fallback after   | no                |
@@ -26,36 +27,80 @@ def _anchor(inp: ProxInputs) -> float:
     return inp.options.anchor_offset if inp.options is not None else A3POConfig.anchor_offset
 
 
+# ``inp.extras`` key: the weight on pi_behave of the first provider that ran on the micro-batch
+# (the one the loss trains on; scored providers run after it), None when it used no weight.
+WEIGHT_USED = "weight_used"
+
+
+def _used(inp: ProxInputs, weight: torch.Tensor | None) -> torch.Tensor | None:
+    inp.extras.setdefault(WEIGHT_USED, weight)
+    return weight
+
+
+def _cached(inp: ProxInputs, key: tuple, make) -> torch.Tensor:
+    weight = inp.extras.get(key)
+    if weight is None:
+        weight = inp.extras[key] = make()
+    return weight
+
+
+def paper_weight(inp: ProxInputs) -> torch.Tensor:
+    """w = clamp(k/d, 0, 1) per token (k: the anchor offset), once per micro-batch."""
+    assert inp.versions is not None  # checked by check_inputs
+    k = _anchor(inp)
+    return _cached(
+        inp, ("lag_weight", k), lambda: approx.lag_weight(inp.versions, inp.current_version, k)
+    )
+
+
+def step_weight(inp: ProxInputs) -> torch.Tensor:
+    """w = (k/K) / (d + k/K) per token on PPO minibatch k of K (v_prox = start of the step)."""
+    assert inp.versions is not None  # checked by check_inputs
+    progress = inp.minibatch / max(inp.n_minibatches, 1)  # v_theta - V
+    return _cached(
+        inp,
+        ("step_weight", progress),
+        lambda: approx.start_of_step_weight(inp.versions, inp.current_version, progress),
+    )
+
+
 def lag_weight(inp: ProxInputs) -> torch.Tensor:
-    """w = clamp(k/d, 0, 1) per token for ``inp`` (k: its anchor offset), once per micro-batch.
+    """The weight on pi_behave that the training provider used on this micro-batch (logged as
+    ``lag_weight_behave``); the paper's k/d when it used none (it trains on the recompute).
 
     Kept in ``inp.extras``, so the provider and the statistics after the loss share one tensor.
     """
-    assert inp.versions is not None  # checked by check_inputs
-    key = ("lag_weight", _anchor(inp))
-    weight = inp.extras.get(key)
-    if weight is None:
-        weight = inp.extras[key] = approx.lag_weight(inp.versions, inp.current_version, key[1])
-    return weight
+    weight = inp.extras.get(WEIGHT_USED)
+    return weight if weight is not None else paper_weight(inp)
 
 
 def a3po_log(inp: ProxInputs) -> torch.Tensor:
     """A-3PO: log pi_prox = w log pi_behave + (1 - w) log pi_theta, w = k/d."""
-    return approx.interpolate_log(inp.behave_logp, inp.theta_logp, lag_weight(inp))
+    return approx.interpolate_log(inp.behave_logp, inp.theta_logp, _used(inp, paper_weight(inp)))
 
 
 def a3po_prob(inp: ProxInputs) -> torch.Tensor:
     """A-3PO in probability space: pi_prox = w pi_behave + (1 - w) pi_theta, w = k/d."""
-    return approx.interpolate_prob(inp.behave_logp, inp.theta_logp, lag_weight(inp))
+    return approx.interpolate_prob(inp.behave_logp, inp.theta_logp, _used(inp, paper_weight(inp)))
+
+
+def a3po_step(inp: ProxInputs) -> torch.Tensor:
+    """Anchored at the start of the step: log-space, w = (k/K) / (d + k/K) on minibatch k of K."""
+    return approx.interpolate_log(inp.behave_logp, inp.theta_logp, _used(inp, step_weight(inp)))
 
 
 def behave(inp: ProxInputs) -> torch.Tensor:
     """pi_prox = pi_behave: the decoupled loss collapses to plain PPO on the rollout policy."""
+    if inp.versions is not None:
+        _used(
+            inp, torch.ones(inp.loss_mask.shape, dtype=torch.float32, device=inp.loss_mask.device)
+        )
     return inp.behave_logp.detach().to(torch.float32)
 
 
 def recomputed(inp: ProxInputs) -> torch.Tensor:
     """The recompute forward's log-probs (ground truth)."""
+    _used(inp, None)
     if inp.recomputed is None:
         raise ProxInputError(
             "prox_logp (the recompute forward's output) is missing from the batch, but the "
@@ -77,6 +122,8 @@ def current(inp: ProxInputs) -> torch.Tensor:
     same weights, so there log pi_prox = log pi_theta exactly (needs actor.disable_dropout: true).
     """
     if inp.minibatch == 0:
+        if inp.versions is not None:
+            _used(inp, torch.where(inp.versions >= 0, 0.0, 1.0))  # w = 0: pi_theta
         return inp.theta_logp.detach().to(torch.float32)
     return _fallback(inp).compute(inp)
 
@@ -111,6 +158,14 @@ A3PO_LINEAR = Provider(
     a3po_prob,
     needs_versions=True,
     description="A-3PO in probability space, computed with log-sum-exp.",
+)
+A3PO_STEP = Provider(
+    a3po_step,
+    needs_versions=True,
+    uses_train_logp=True,
+    exact=lambda inp: inp.minibatch == 0,
+    description="Log-space interpolation anchored at the start of the step (AReaL's recompute "
+    "point): weight (k/K)/(d + k/K) on minibatch k of K; exact on minibatch 0.",
 )
 BEHAVE = Provider(
     behave, prox_is_behave=True, description="pi_prox = pi_behave (verl's bypass baseline)."

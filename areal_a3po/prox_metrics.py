@@ -1,26 +1,61 @@
 """The plugin's statistics, logged under AReaL's ``ppo_actor/update/compute_logp`` scope.
 
 AReaL calls ``_log_proximal_approximation_stats`` right after the loss of each micro-batch; the
-coupling replaces it with :func:`log_proximal_approximation_stats`, which logs what the plugin's
+coupling replaces it with :func:`log_proximal_approximation_stats`, which records what the plugin's
 provider did (from :data:`areal_a3po.loss.LOSS`) and otherwise calls AReaL's own function. Every
 key name comes from :mod:`areal_a3po.keys`.
+
+Cost: inside :func:`per_update` (the coupling opens it around ``PPOActor._ppo_update``) a
+micro-batch only appends its tensors to a list, no torch op; at the end of the update
+:func:`log_prox_stats` computes every statistic in one vectorised pass over the update's tokens and
+hands ``stats_tracker`` one tensor per key. The exported values are the same as logging every
+micro-batch (same tokens, same masks: ``{avg,min,max}`` over the step's loss tokens), at a fraction
+of the torch calls, ``stats_tracker`` clones and export reductions.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 
-from areal_a3po import approx, keys, providers, registry
-from areal_a3po.api import ProxInputs
+from areal_a3po import approx, fidelity, keys, providers, registry
 from areal_a3po.config import A3POConfig
 from areal_a3po.loss import LOSS, LossState
 
 # AReaL's own _log_proximal_approximation_stats, set by the coupling.
 AREAL_LOG_STATS: dict[str, Callable[..., None]] = {}
+
+# One micro-batch's record: the provider's result and the mask AReaL logs its statistics over.
+Record = tuple[LossState, torch.Tensor]
+_PENDING: contextvars.ContextVar[list[Record] | None] = contextvars.ContextVar(
+    "a3po_pending_stats", default=None
+)
+
+
+@contextlib.contextmanager
+def per_update(scope: str = keys.UPDATE_SCOPE) -> Iterator[None]:
+    """Collect the micro-batches' statistics of one update; log them once, under ``scope``.
+
+    ``scope``: AReaL's scope around the minibatch loop, which the caller (``_ppo_update``'s
+    wrapper, inside AReaL's ``ppo_actor``) has already left. Nothing is logged if the update
+    raises.
+    """
+    from areal.utils import stats_tracker
+
+    records: list[Record] = []
+    token = _PENDING.set(records)
+    try:
+        yield
+    finally:
+        _PENDING.reset(token)
+    if records:
+        with stats_tracker.scope(scope):
+            log_prox_stats(records)
 
 
 def log_proximal_approximation_stats(*args: Any, **kwargs: Any) -> None:
@@ -31,36 +66,39 @@ def log_proximal_approximation_stats(*args: Any, **kwargs: Any) -> None:
     mask = kwargs.get("compute_logp_mask")
     if mask is None:
         mask = state.inputs.loss_mask
-    log_prox_stats(state, mask.bool())
+    pending = _PENDING.get()
+    if pending is None:  # outside an update (a direct loss call): log this micro-batch now
+        log_prox_stats([(state, mask.bool())])
+    else:
+        pending.append((state, mask.bool()))
 
 
-def _log_provider(
+def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One 1-D tensor over the records (the tracker reduces over tokens, not over shapes)."""
+    if len(tensors) == 1:
+        return tensors[0].reshape(-1)
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _provider_rows(
     name: str,
     prox: torch.Tensor,
-    inp: ProxInputs,
-    behave_logp: torch.Tensor,
-    theta_logp: torch.Tensor,
+    behave: torch.Tensor,
+    theta: torch.Tensor,
     gt: torch.Tensor | None,
-) -> None:
-    """One provider's statistics (``behave_logp``/``theta_logp``/``gt``: float32 views)."""
-    from areal.utils import stats_tracker
-
-    names = _provider_keys(name)
-    behave = torch.where(inp.loss_mask, behave_logp, prox)
-    behave_w = torch.exp(prox - behave)  # pi_prox / pi_behave
-    theta_w = torch.exp(theta_logp - prox)  # pi_theta / pi_prox
-    values = [prox, behave_w, theta_w]
+) -> dict[str, torch.Tensor]:
+    """One provider's per-token statistics (float32, 1-D), keyed by local name."""
+    values = [prox, torch.exp(prox - behave), torch.exp(theta - prox)]  # pi_prox/pi_behave, ...
     if gt is not None:
         diff = (gt - prox).abs()
         values += [
             diff,
             diff / (gt.abs() + 1e-8),
             diff * diff,
-            (torch.exp(gt - behave) - behave_w).abs(),
-            (torch.exp(theta_logp - gt) - theta_w).abs(),
+            (torch.exp(gt - behave) - values[1]).abs(),
+            (torch.exp(theta - gt) - values[2]).abs(),
         ]
-    stats = dict(zip(names, values, strict=False))
-    stats_tracker.stat(**stats, denominator=keys.N_VALID_TOKENS)
+    return dict(zip(_provider_keys(name), values, strict=False))
 
 
 @functools.cache
@@ -70,7 +108,7 @@ def _provider_keys(name: str) -> tuple[str, ...]:
 
 
 def _scored_providers(state: LossState, options: A3POConfig) -> list[str]:
-    """Approximate providers scored against the recompute on this micro-batch."""
+    """Approximate providers scored against the recompute on this update."""
     if state.inputs.recomputed is None:
         return []
     if state.provider.scores_approximations:
@@ -78,6 +116,64 @@ def _scored_providers(state: LossState, options: A3POConfig) -> list[str]:
     if state.provider.calibrated:
         return [options.fallback, *(n for n in options.eval_providers if n != options.fallback)]
     return []
+
+
+def log_prox_stats(records: Sequence[Record]) -> None:
+    """Plugin statistics of one update's micro-batches (AReaL's ``compute_logp`` scope and keys).
+
+    One pass over the records' tokens; no host sync but for ``exact``'s per-micro-batch flag.
+    """
+    from areal.utils import stats_tracker
+
+    state = records[0][0]
+    inps = [s.inputs for s, _ in records]
+    options = inps[0].options or A3POConfig()
+    mask = _flat([m for _, m in records])
+    behave = _flat([i.behave_logp for i in inps]).float()
+    theta = _flat([i.theta_logp for i in inps]).float()
+    prox = _flat([s.prox for s, _ in records])
+    has_gt = all(i.recomputed is not None for i in inps)
+    gt = _flat([i.recomputed for i in inps]).float() if has_gt else None
+    rows: dict[str, torch.Tensor] = {}
+    if gt is not None:
+        rows[keys.PROX_LOGP_GT] = gt
+    rows.update(
+        _provider_rows(state.name, prox, behave, theta, gt if state.provider.approximate else None)
+    )
+    if state.provider.exact is not None:
+        exact = [float(state.provider.exact(i)) for i in inps]
+        rows[keys.EXACT_TOKEN_SHARE] = _flat(
+            [
+                torch.full(i.loss_mask.shape, e, device=prox.device)
+                for i, e in zip(inps, exact, strict=True)
+            ]
+        )
+    if has_gt:
+        for name in _scored_providers(state, options):
+            provider = registry.get_provider(name)
+            if provider.needs_versions and any(i.versions is None for i in inps):
+                continue
+            approx_prox = _flat(
+                [
+                    torch.where(i.loss_mask, provider.compute(i).float(), i.recomputed.float())
+                    for i in inps
+                ]
+            )
+            rows.update(_provider_rows(name, approx_prox, behave, theta, gt))
+    if all(i.versions is not None and i.current_version is not None for i in inps):
+        # The weight on pi_behave per token (the lag itself: log_token_lag, per update).
+        rows[keys.LAG_WEIGHT_BEHAVE] = _flat([providers.lag_weight(i) for i in inps])
+    # log pi_theta - log pi_behave on the loss tokens, 0 elsewhere
+    log_ratio = torch.where(mask, theta - behave, 0.0)
+    direct, taylor, dual = keys.KL_DIV  # same drift estimators AReaL logs: dashboards keep working
+    rows[direct] = -log_ratio
+    rows[taylor] = log_ratio.square().div_(2.0)  # log_ratio**2 / 2
+    rows[dual] = log_ratio.exp().sub_(1).sub_(log_ratio)  # exp(log_ratio) - 1 - log_ratio
+    with stats_tracker.scope(keys.PROX_SCOPE):
+        stats_tracker.denominator(**{keys.N_VALID_TOKENS: mask})
+        stats_tracker.stat(**rows, denominator=keys.N_VALID_TOKENS)
+        stats_tracker.scalar(**{keys.RECOMPUTED: float(has_gt)})
+        fidelity.log_fidelity(records)  # per lag and minibatch, where the recompute ran
 
 
 @functools.cache
@@ -88,84 +184,24 @@ def _lag_rows(bins: int, device, ndim: int) -> tuple[tuple[str, ...], torch.Tens
     return names, lags
 
 
-def _log_lag_counts(lag: torch.Tensor, mask: torch.Tensor, bins: int) -> None:
-    """Tokens of ``mask`` per lag 0..bins-1 and >= bins (float ``lag``), from one comparison."""
-    from areal.utils import stats_tracker
-
-    names, lags = _lag_rows(bins, lag.device, lag.dim())
-    # Row b: masked tokens with lag b (b < bins); last row: lag >= bins.
-    counts = torch.where(mask, lag.clamp(max=bins), -1.0) == lags
-    stats_tracker.denominator(**dict(zip(names, counts.unbind(0), strict=True)))
-
-
-def _log_lag_weight(inp: ProxInputs) -> None:
-    """The weight w on pi_behave per token (the lag itself: :func:`log_token_lag`, per update)."""
-    from areal.utils import stats_tracker
-
-    weight = providers.lag_weight(inp)  # the provider's own tensor when it computed one
-    stats_tracker.stat(**{keys.LAG_WEIGHT_BEHAVE: weight}, denominator=keys.N_VALID_TOKENS)
-
-
-def log_prox_stats(state: LossState, mask: torch.Tensor) -> None:
-    """Plugin statistics under ``ppo_actor/update/compute_logp`` (AReaL's scope and key style).
-
-    Per micro-batch, so kept lean: no host sync, float32 views made once, one pass per
-    intermediate (``stats_tracker`` clones every logged tensor and reduces only at export).
-    """
-    from areal.utils import stats_tracker
-
-    inp = state.inputs
-    options = inp.options or A3POConfig()
-    gt = inp.recomputed.float() if inp.recomputed is not None else None
-    behave_logp = inp.behave_logp.float()
-    theta_logp = inp.theta_logp.float()
-    with stats_tracker.scope(keys.PROX_SCOPE):
-        stats_tracker.denominator(**{keys.N_VALID_TOKENS: mask})
-        if gt is not None:
-            stats_tracker.stat(**{keys.PROX_LOGP_GT: gt}, denominator=keys.N_VALID_TOKENS)
-        scored_gt = gt if state.provider.approximate else None
-        _log_provider(state.name, state.prox, inp, behave_logp, theta_logp, scored_gt)
-        stats_tracker.scalar(**{keys.RECOMPUTED: float(gt is not None)})
-        if state.provider.exact is not None:
-            exact = float(state.provider.exact(inp))
-            stats_tracker.stat(
-                **{keys.EXACT_TOKEN_SHARE: torch.full_like(state.prox, exact)},
-                denominator=keys.N_VALID_TOKENS,
-            )
-        for name in _scored_providers(state, options):
-            provider = registry.get_provider(name)
-            if provider.needs_versions and inp.versions is None:
-                continue
-            approx_prox = torch.where(inp.loss_mask, provider.compute(inp).float(), gt)
-            _log_provider(name, approx_prox, inp, behave_logp, theta_logp, gt)
-        if inp.versions is not None and inp.current_version is not None:
-            _log_lag_weight(inp)
-        # log pi_theta - log pi_behave on the loss tokens, 0 elsewhere
-        log_ratio = torch.where(mask, theta_logp - behave_logp, 0.0).detach()
-        direct, taylor, dual = keys.KL_DIV
-        stats_tracker.stat(  # same drift estimators AReaL logs, so dashboards keep working
-            **{
-                direct: -log_ratio,
-                taylor: log_ratio.square().div_(2.0),  # log_ratio**2 / 2
-                dual: log_ratio.exp().sub_(1).sub_(log_ratio),  # exp(log_ratio) - 1 - log_ratio
-            },
-            denominator=keys.N_VALID_TOKENS,
-        )
-
-
 def log_token_lag(
     versions: torch.Tensor, loss_mask: torch.Tensor, current_version: int, bins: int
 ) -> None:
     """Per-token lag V - v of the trained tokens, for every method (AReaL's own ones too).
 
     ``versions`` and ``loss_mask`` must be aligned (position i: token i+1). Logged under the
-    caller's ``ppo_actor`` scope as ``a3po/token_lag`` with per-lag counts (:mod:`keys`).
+    caller's ``ppo_actor`` scope as ``a3po/token_lag`` with per-lag counts (:mod:`keys`), once
+    per update.
     """
     from areal.utils import stats_tracker
 
     mask = loss_mask.bool() & (versions >= 0)
     lag = approx.staleness(versions, current_version).float()
+    names, lags = _lag_rows(bins, lag.device, lag.dim())
+    # Row b: masked tokens with lag b (b < bins); last row: lag >= bins.
+    counts = torch.where(mask, lag.clamp(max=bins), -1.0) == lags
     with stats_tracker.scope(keys.LAG_SCOPE):
-        stats_tracker.denominator(**{keys.LAG_TOKENS: mask})
-        _log_lag_counts(lag, mask, bins)
+        stats_tracker.denominator(
+            **{keys.LAG_TOKENS: mask}, **dict(zip(names, counts.unbind(0), strict=True))
+        )
         stats_tracker.stat(**{keys.TOKEN_LAG: lag}, denominator=keys.LAG_TOKENS)

@@ -7,26 +7,36 @@ update so every arm sees the same state:
 * ``recompute``      AReaL's recompute stage: ``compute_logp`` over the batch (what a3po skips)
 * ``update a3po``    ``ppo_update`` with ``prox_logp_method: a3po`` (prox from the provider)
 * ``update prox``    ``ppo_update`` with ``recompute`` and the precomputed prox in the batch
-* ``loss a3po``      the plugin's ``grpo_loss_fn`` on the micro-batch tensors captured from the
-  ``loss prox``      a3po / prox updates (no backward), summed over the batch's micro-batches
-* ``loss extra``     ``loss a3po - loss prox``, median of back-to-back pairs: what the provider
-                     adds inside the loss (input validation, provider, plugin metric logging)
+* ``loss a3po``      one step's loss-side work on the micro-batch tensors captured from the a3po
+                     update (no backward): the plugin's ``grpo_loss_fn`` per micro-batch inside
+                     its per-update statistics (:func:`prox_metrics.per_update`), the token lag
+                     it logs once per update, then ``stats_tracker.export``
+* ``loss prox``      the same from the prox update: AReaL's loss per micro-batch, then the export
+* ``loss extra``     ``loss a3po - loss prox``, median of back-to-back pairs: everything the plugin
+                     adds to a step (input validation, provider, statistics, their export)
 * ``provider``       ``Provider.compute`` alone on the same tensors
 * ``validation``     ``check_inputs`` alone on the same tensors
 
-Each timed call is one trainer step's worth of work, and the stats tracker is emptied after it
-(untimed), as the trainer exports once per step. Every arm is timed twice at once: wall clock, and the CPU time of this process (what other
+Each timed call is one trainer step's worth of work; the loss rows include the step's
+``stats_tracker.export`` (the trainer exports once per step), the other rows empty the tracker
+after the call, untimed. Every arm is timed twice at once: wall clock, and the CPU time of this process (what other
 processes on a shared machine do not inflate; the verdict uses it). The provider's cost is
 ``update a3po - update prox``, but that difference is far below the noise of a multi-second
 update; the loss-level extra measures it directly and is what the last line reports:
-``provider cost / recompute stage = <ratio>`` (goal: < 0.001). When the loss-level extra itself
-is below noise (its CI contains 0), its upper 95 % limit is used as the bound.
+``provider cost / recompute stage = <ratio> [<95 % interval>]`` (goal: < 0.001), the ratio of
+mean per-round medians, rounds resampled paired (bootstrap).
+
+Settings: ``default`` (a 21 M-parameter model, one sequence per micro-batch), ``quick`` (smoke),
+``recipe``: recipes/cpu_tiny_a3po.yaml's own configuration, read from it (the embedded tiny
+model's shape, batch size x samples = 64 sequences of prompt 3 + 16 tokens, its ``mb_spec``:
+64 micro-batches a step, lags up to ``max_head_offpolicyness``).
 
 Peak memory: the largest amount of memory held by torch's CPU allocator during one call, above
 what was held when the call started (torch profiler memory events; a second, untimed pass).
 
 Model, batch and state restore: ``trainer_setup.py`` next to this file.
-Usage: python benchmarks/bench_trainer.py [--quick] [--rounds 8] [--threads 1]
+Usage: python benchmarks/bench_trainer.py [--setting default|quick|recipe] [--rounds 8]
+       [--threads 1]
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ from trainer_setup import (  # noqa: E402  (benchmarks/, next to this file)
     fresh,
     make_batch,
     peak_bytes,
+    recipe_setting,
     with_behave,
 )
 
@@ -71,21 +82,28 @@ ARMS = (
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny model, 3 rounds (smoke run)")
+    ap.add_argument("--quick", action="store_true", help="--setting quick, 3 rounds (smoke run)")
+    ap.add_argument("--setting", choices=("default", "quick", "recipe"), default="default")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 8)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--inner", type=int, default=20, help="loss/provider repeats per round")
     args = ap.parse_args()
-    rounds = args.rounds or (3 if args.quick else 8)
+    setting = "quick" if args.quick else args.setting
+    rounds = args.rounds or (3 if setting == "quick" else 8)
     torch.set_num_threads(args.threads)
-    sizes = SIZES["quick" if args.quick else "default"]
+    mb_spec = None
+    if setting == "recipe":
+        sizes, mb_spec = recipe_setting()
+    else:
+        sizes = SIZES[setting]
     hidden, inter, layers, heads, kv, vocab, n_seqs, prompt, response, max_lag = sizes
 
     import areal.trainer.ppo.actor as areal_actor
     from areal.api.cli_args import MicroBatchSpec
     from areal.utils import stats_tracker
+    from areal.utils.data import concat_batch
 
-    from areal_a3po import registry
+    from areal_a3po import loss, prox_metrics, registry
     from areal_a3po.config import A3POConfig
     from areal_a3po.providers import check_inputs
 
@@ -97,7 +115,8 @@ def main() -> None:
     cfg = H.actor_config(
         model_path,
         prox_logp_method="recompute",
-        mb_spec=MicroBatchSpec(max_tokens_per_mb=seq),  # one sequence per micro-batch
+        # one sequence per micro-batch (the recipe: its own mb_spec, which does the same)
+        mb_spec=MicroBatchSpec(**(mb_spec or {"max_tokens_per_mb": seq})),
     )
     with H.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
         traj = make_batch(n_seqs, prompt, response, vocab, max_lag)
@@ -125,13 +144,16 @@ def main() -> None:
 
         # Warm-up (allocator, optimizer state), then the state every update starts from.
         update("a3po")
+        stats_tracker.export()
         state = State(engine)
         prox = recompute()
         cap_a3po: list = []
         cap_prox: list = []
         update("a3po", capture=cap_a3po)
+        stats_tracker.export()  # one update per export, as in training
         state.restore()
         update("recompute", prox, capture=cap_prox)
+        stats_tracker.export()
         state.restore()
         again = recompute()
         for a, b in zip(prox, again, strict=True):  # the restore really restores
@@ -140,9 +162,25 @@ def main() -> None:
 
         loss_fn = areal_actor.grpo_loss_fn  # the plugin's dispatch (AReaL's for recompute)
 
+        # the batch as _ppo_update receives it (AReaL concatenates the trajectories first)
+        whole, _ = concat_batch(engine.compute_advantages(fresh(traj)))
+        bins = A3POConfig().staleness_bins
+
         def loss_calls(captured):
             for lp, ent, data, kw in captured:
                 loss_fn(lp.requires_grad_(True), ent, data, **kw)
+
+        def plugin_step():
+            """What the plugin adds to a step besides the loss: the rolled versions, the token
+            lag, the minibatch context and the statistics (coupling.actor's _ppo_update wrapper)."""
+            versions = torch.roll(whole["versions"], shifts=-1, dims=-1)
+            prox_metrics.log_token_lag(versions, whole["loss_mask"], CURRENT_VERSION, bins)
+            token = loss.UPDATE.set(loss.UpdateContext(options=A3POConfig(), n_minibatches=1))
+            try:
+                with prox_metrics.per_update():
+                    loss_calls(cap_a3po)
+            finally:
+                loss.UPDATE.reset(token)
 
         provider = registry.get_provider("a3po")
         inputs = [
@@ -166,16 +204,18 @@ def main() -> None:
             for inp in inputs:
                 check_inputs(inp, "a3po", True)
 
-        def timed(fn) -> tuple[float, float]:
+        def timed(fn, export: bool = False) -> tuple[float, float]:
             """(wall, CPU time of this process): CPU time is what contention does not inflate.
 
             One call is one trainer step's worth of work; the trainer exports (and so empties)
-            the stats tracker once per step, so it is emptied after every call, untimed. Left to
+            the stats tracker once per step: timed with ``export``, else emptied untimed. Left to
             pile up over many calls, AReaL's ``stats_tracker.stat`` (it checks each key's earlier
             entries on every call) would grow quadratically: a bench artefact, not a step's cost.
             """
             t, c = time.perf_counter(), time.process_time()
             fn()
+            if export:
+                stats_tracker.export()
             out = time.perf_counter() - t, time.process_time() - c
             stats_tracker.export()
             return out
@@ -194,8 +234,8 @@ def main() -> None:
             pairwise differences."""
             a, b = [], []
             for _ in range(args.inner):
-                a.append(timed(lambda: loss_calls(cap_a3po)))
-                b.append(timed(lambda: loss_calls(cap_prox)))
+                a.append(timed(plugin_step, export=True))
+                b.append(timed(lambda: loss_calls(cap_prox), export=True))
             put("loss a3po", r, a)
             put("loss prox", r, b)
             put("loss extra", r, [(x[0] - y[0], x[1] - y[1]) for x, y in zip(a, b, strict=True)])
@@ -226,19 +266,24 @@ def main() -> None:
         mem = {"recompute": peak_bytes(recompute)}
         state.restore()
         mem["update a3po"] = peak_bytes(lambda: update("a3po"))
+        stats_tracker.export()  # one update per export, as in training
         state.restore()
         mem["update prox"] = peak_bytes(lambda: update("recompute", prox))
-        mem["loss a3po"] = peak_bytes(lambda: loss_calls(cap_a3po))
+        stats_tracker.export()
+        mem["loss a3po"] = peak_bytes(plugin_step)
+        stats_tracker.export()
         mem["loss prox"] = peak_bytes(lambda: loss_calls(cap_prox))
+        stats_tracker.export()
         mem["provider"] = peak_bytes(provider_alone)
         mem["validation"] = peak_bytes(validation_alone)
         stats_tracker.export()
     tmp.cleanup()
-    report(times, mem, rounds, (wall, cpu_share), args, traj, n_params, sizes)
+    report(times, mem, rounds, (wall, cpu_share), args, traj, n_params, (setting, sizes, cfg))
 
 
-def report(times, mem, rounds, clock, args, traj, n_params, sizes) -> None:
+def report(times, mem, rounds, clock, args, traj, n_params, setup) -> None:
     wall, cpu_share = clock
+    setting, sizes, cfg = setup
     hidden, inter, layers, heads, kv, vocab, n_seqs, prompt, response, _ = sizes
     seq = prompt + response
     n_loss = sum(int(t["loss_mask"].sum()) for t in traj)
@@ -248,16 +293,19 @@ def report(times, mem, rounds, clock, args, traj, n_params, sizes) -> None:
     print(
         f"model: Qwen2-shaped, random init: hidden {hidden}, intermediate {inter}, {layers} layers, "
         f"{heads} heads ({kv} kv), vocab {vocab}, tied embeddings: {n_params / 1e6:.1f} M parameters"
+        f" (setting: {setting})"
     )
     print(
         f"batch: {n_seqs} sequences x {seq} tokens = {n_seqs * seq} tokens ({n_loss} in the loss), "
-        f"one sequence per micro-batch; current version {CURRENT_VERSION}, token lags {lags}"
+        f"one sequence per micro-batch (mb_spec: n_mbs {cfg.mb_spec.n_mbs}, max_tokens_per_mb "
+        f"{cfg.mb_spec.max_tokens_per_mb}); current version {CURRENT_VERSION}, token lags {lags}"
     )
     print(
         f"AReaL FSDPPPOActor on CPU (gloo, world size 1), torch threads {args.threads}, "
         f"ppo_n_minibatches 1; {rounds} interleaved rounds in {wall:.0f} s, of which this process "
         f"ran {cpu_share:.0%} (the rest: other processes on the machine); loss/provider rows: "
-        f"median of {args.inner} calls per round, over the whole batch"
+        f"median of {args.inner} calls per round, over the whole batch; loss rows include the "
+        "step's stats_tracker.export"
     )
     mem = dict(mem, **{"loss extra": mem["loss a3po"] - mem["loss prox"]})
     iv: dict[str, dict] = {}
@@ -272,7 +320,7 @@ def report(times, mem, rounds, clock, args, traj, n_params, sizes) -> None:
         diff = stats.median_ci_repeats(
             [times[c]["update a3po"][r][0] - times[c]["update prox"][r][0] for r in range(rounds)]
         )
-        ratio = stats.ratio_ci(times[c]["update a3po"], times[c]["update prox"])
+        ratio = stats.repeats_ratio_ci(times[c]["update a3po"], times[c]["update prox"])
         iv[c]["update diff"] = diff
         print(
             f"  update a3po - update prox, paired by round: {_ms(diff.estimate)} "
@@ -285,26 +333,20 @@ def report(times, mem, rounds, clock, args, traj, n_params, sizes) -> None:
         f"(loss level: {_mib(mem['loss extra'])}); recompute stage: {_mib(mem['recompute'])}"
     )
     cpu = iv["cpu"]  # contention inflates wall time, not this process's CPU time
-    rec, extra, diff = cpu["recompute"], cpu["loss extra"], cpu["update diff"]
-    if extra.has_interval and extra.low <= 0.0 <= extra.high:
-        cost = extra.high
-        print(
-            f"provider cost (CPU time): the loss-level extra {_ms(extra.estimate)} is below timer "
-            f"noise (its CI contains 0); bounded by its 95 % upper limit {_ms(cost)} (provider "
-            f"alone {_ms(cpu['provider'].estimate)}, input validation "
-            f"{_ms(cpu['validation'].estimate)}). Ratio below uses that bound."
-        )
-    else:
-        cost = extra.estimate
-        inside = diff.has_interval and diff.low <= cost <= diff.high
-        print(
-            f"provider cost (CPU time): loss-level extra {_ms(cost)} [{_ms(extra.low)}, "
-            f"{_ms(extra.high)}] per batch ({'inside' if inside else 'NOT inside'} the CI of "
-            f"update a3po - update prox); of it: provider {_ms(cpu['provider'].estimate)}, input "
-            f"validation {_ms(cpu['validation'].estimate)}, the rest is the plugin's metric "
-            "logging and dispatch. Ratio below: median extra / median recompute stage."
-        )
-    print(f"provider cost / recompute stage = {cost / rec.estimate:.6f}")
+    extra, diff = cpu["loss extra"], cpu["update diff"]
+    cost = extra.estimate
+    inside = diff.has_interval and diff.low <= cost <= diff.high
+    print(
+        f"provider cost (CPU time): loss-level extra {_ms(cost)} [{_ms(extra.low)}, "
+        f"{_ms(extra.high)}] per step, export included ({'inside' if inside else 'NOT inside'} "
+        f"the CI of update a3po - update prox); of it: provider {_ms(cpu['provider'].estimate)}, "
+        f"input validation {_ms(cpu['validation'].estimate)}, the rest is dispatch, the plugin's "
+        "statistics and their export. Ratio below: mean per-round extra / mean per-round "
+        "recompute stage, 95 % bootstrap interval over rounds (paired)."
+    )
+    ratio = stats.repeats_ratio_ci(times["cpu"]["loss extra"], times["cpu"]["recompute"])
+    interval = f"[{ratio.low:.6f}, {ratio.high:.6f}]" if ratio.has_interval else "(no interval)"
+    print(f"provider cost / recompute stage = {ratio.estimate:.6f} {interval}")
 
 
 def _width(iv) -> float | None:

@@ -19,6 +19,35 @@ SIZES = {
     "default": (512, 1408, 6, 8, 2, 8192, 8, 32, 96, 4),
     "quick": (128, 256, 2, 4, 1, 1024, 4, 16, 48, 4),
 }
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu_tiny_a3po.yaml"
+
+
+def recipe_setting(recipe: Path = RECIPE) -> tuple[tuple, dict]:
+    """The tiny recipe's own configuration: sizes as in :data:`SIZES`, and its ``actor.mb_spec``.
+
+    Read from the recipe (batch size x samples, mb_spec, max_head_offpolicyness) and from the
+    embedded task and model (prompt and answer lengths, the tiny model's shape and vocabulary).
+    """
+    import yaml
+
+    from areal_a3po.embedded import model, task
+
+    cfg = yaml.safe_load(recipe.read_text())
+    spec = model.TinyModelSpec()
+    n_seqs = cfg["train_dataset"]["batch_size"] * cfg["gconfig"]["n_samples"]
+    sizes = (
+        spec.hidden_size,
+        spec.intermediate_size,
+        spec.num_hidden_layers,
+        spec.num_attention_heads,
+        spec.num_key_value_heads,
+        len(model.SPECIAL_TOKENS) + len(task.VOCAB),
+        n_seqs,
+        task.PROMPT_LEN,
+        task.MAX_NEW_TOKENS,
+        cfg["rollout"]["max_head_offpolicyness"],
+    )
+    return sizes, dict(cfg["actor"]["mb_spec"])
 
 
 def build_model(path: Path, hidden, inter, layers, heads, kv_heads, vocab) -> tuple[str, int]:

@@ -263,6 +263,7 @@ def ppo_step(
     behave_source: LogpSource,
     seed: int = 0,
     keep_params: bool = False,
+    edit_batch: Callable[[dict[str, torch.Tensor]], None] | None = None,
     **a3po,
 ) -> PPOStep:
     """One actor step of ``PPOTrainer.train`` (areal/trainer/rl_trainer.py), line for line.
@@ -270,7 +271,8 @@ def ppo_step(
     ``engine`` is an FSDPPPOActor (SPMD) or its controller (single controller). With ``method``,
     ``actor.prox_logp_method`` is switched to it and ``actor.a3po`` to ``A3POConfig(**a3po)``
     first. The batch has ``N_SEQS`` sequences at lags 0..3 behind the engine's version, behave
-    log-probs from ``behave_source`` plus noise.
+    log-probs from ``behave_source`` plus noise; ``edit_batch`` may change it in place first
+    (e.g. per-token versions of interrupted generations).
     """
     from areal.infra.controller.train_controller import TrainController
     from areal.utils import stats_tracker
@@ -285,6 +287,8 @@ def ppo_step(
     controller = isinstance(engine, TrainController)
     version = engine.get_version()
     batch = make_batch(N_SEQS, current_version=version, seed=seed, logp_source=behave_source)
+    if edit_batch is not None:
+        edit_batch(batch)
     rollout = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(N_SEQS)]
     before = snapshot_params(engine) if keep_params else None
     forwards = getattr(engine, "n_forward", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hypothesis.strategies as st
+import pytest
 import torch
 from hypothesis import given, settings
 
@@ -10,6 +11,8 @@ from areal_a3po import approx
 
 settings.register_profile("a3po", max_examples=200, deadline=None, derandomize=True)
 settings.load_profile("a3po")
+
+pytestmark = pytest.mark.version_independent  # leg 1 only (scripts/test.sh)
 
 N = 16
 
@@ -156,3 +159,90 @@ def test_lag_weight_fused_equals_staleness_then_behave_weight(b):
     fused = approx.lag_weight(versions, current, k)
     composed = approx.behave_weight(approx.staleness(versions, current), k)
     torch.testing.assert_close(fused, composed, rtol=0.0, atol=0.0)
+
+
+# ---------------------------------------------- anchored at the start of the step (a3po-step)
+progress = st.sampled_from([k / n for n in (1, 2, 3, 4, 8) for k in range(n)])  # k/K, k < K
+
+
+@given(batches(), progress)
+def test_start_of_step_weight_any_minibatch_in_unit_interval_prompt_one(b, f):
+    _, _, versions, current, _ = b
+    w = approx.start_of_step_weight(versions, current, f)
+    assert w.dtype == torch.float32
+    assert bool(((w >= 0) & (w <= 1)).all())
+    prompt = versions < 0
+    torch.testing.assert_close(w[prompt], torch.ones_like(w[prompt]), rtol=0.0, atol=0.0)
+
+
+@given(batches())
+def test_start_of_step_minibatch_zero_any_lag_gives_theta(b):
+    behave, theta, versions, current, _ = b
+    gen = versions >= 0
+    prox = approx.interpolate_log(
+        behave, theta, approx.start_of_step_weight(versions, current, 0.0)
+    )
+    torch.testing.assert_close(prox[gen], theta[gen], rtol=0.0, atol=0.0)
+
+
+@given(batches(), progress.filter(lambda f: f > 0))
+def test_start_of_step_lag_zero_later_minibatch_gives_behave(b, f):
+    behave, theta, _, current, _ = b
+    versions = torch.full((N,), current, dtype=torch.int32)
+    prox = approx.interpolate_log(behave, theta, approx.start_of_step_weight(versions, current, f))
+    torch.testing.assert_close(prox, behave, rtol=0.0, atol=0.0)
+
+
+@given(batches(), progress.filter(lambda f: f > 0), st.integers(min_value=1, max_value=8))
+def test_start_of_step_stale_later_minibatch_strictly_between_closed_form(b, f, lag):
+    behave, theta, _, current, _ = b
+    current = current + lag
+    versions = torch.full((N,), current - lag, dtype=torch.int32)
+    w = approx.start_of_step_weight(versions, current, f)
+    assert bool(((w > 0) & (w < 1)).all())
+    # w = (v_theta - v_prox) / (v_theta - v_behave), v_theta = V + f, v_prox = V
+    expected = torch.full((N,), f / (lag + f), dtype=torch.float64)
+    torch.testing.assert_close(w.double(), expected, rtol=1e-6, atol=0.0)
+    prox = approx.interpolate_log(behave, theta, w)
+    torch.testing.assert_close(
+        prox.double(),
+        expected * behave.double() + (1 - expected) * theta.double(),
+        rtol=1e-5,
+        atol=1e-4,
+    )
+
+
+@given(batches(), progress.filter(lambda f: f > 0))
+def test_start_of_step_weight_matches_version_formula_exactly_rational(b, f):
+    """w = (v_theta - v_prox) / (v_theta - v_behave), v_theta = V + f, v_prox = V, in rationals."""
+    from fractions import Fraction
+
+    _, _, versions, current, _ = b
+    f_q = Fraction(f).limit_denominator(8)
+    expected = [
+        float((current + f_q - current) / (current + f_q - v)) if v >= 0 else 1.0
+        for v in versions.tolist()
+    ]
+    step = approx.start_of_step_weight(versions, current, f)
+    torch.testing.assert_close(step, torch.tensor(expected), rtol=1e-6, atol=0.0)
+
+
+@given(batches(), progress, progress)
+def test_start_of_step_weight_monotone_in_progress_and_lag(b, f1, f2):
+    _, _, versions, current, _ = b
+    lo, hi = sorted((f1, f2))
+    w_lo = approx.start_of_step_weight(versions, current, lo)
+    w_hi = approx.start_of_step_weight(versions, current, hi)
+    assert bool((w_lo <= w_hi).all())  # later minibatch: theta moved further from V
+    older = torch.where(versions > 0, versions - 1, versions)
+    assert bool((approx.start_of_step_weight(older, current, hi) <= w_hi).all())
+
+
+@given(batches(), progress)
+def test_start_of_step_interrupted_generation_per_token_weights(b, f):
+    """Versions change within a sequence (an interrupted generation): each token its own lag."""
+    _, _, versions, current, _ = b
+    w = approx.start_of_step_weight(versions, current, f)
+    for i in range(N):
+        alone = approx.start_of_step_weight(versions[i : i + 1], current, f)
+        torch.testing.assert_close(w[i : i + 1], alone, rtol=0.0, atol=0.0)

@@ -70,7 +70,12 @@ class _Gateway:
 def worker_engine(tmp_path_factory):
     root = tmp_path_factory.mktemp("v2")
     model = H.build_tiny_qwen2(root / "model")
-    with H.fsdp_actor(H.actor_config(model, prox_logp_method="hybrid"), CURRENT_VERSION) as engine:
+    # fallback a3po: the default a3po-step is exact with one minibatch (error 0, never escalates)
+    from areal_a3po.config import A3POConfig
+
+    a3po = A3POConfig(fallback="a3po")
+    cfg = H.actor_config(model, prox_logp_method="hybrid", a3po=a3po)
+    with H.fsdp_actor(cfg, CURRENT_VERSION) as engine:
         engine.behave_source = H.hf_token_logprobs(model)
         yield engine
 
@@ -118,7 +123,9 @@ def run_steps(controller, engine, gateway, thresholds: list[float]) -> list[bool
 
 def test_hybrid_controller_v2_export_stats_drives_calibration(worker_engine, tmp_path):
     """interval 3; a tiny threshold escalates after step 0, a huge one (from step 1) de-escalates."""
-    controller = controller_v2(worker_engine.config.path, str(tmp_path), calibration_interval=3)
+    controller = controller_v2(
+        worker_engine.config.path, str(tmp_path), calibration_interval=3, fallback="a3po"
+    )  # the worker's fallback
     with _Gateway() as gateway:
         controller._gateway_addr = gateway.addr
         decisions = run_steps(controller, worker_engine, gateway, [1e-12, 1e9, 1e9, 1e9])
@@ -130,7 +137,9 @@ def test_hybrid_controller_v2_without_plugin_observer_never_escalates(worker_eng
     """Negative control: AReaL's unwrapped export_stats never reaches the calibrator."""
     from areal.trainer.ppo.actor import PPOActorControllerV2
 
-    controller = controller_v2(worker_engine.config.path, str(tmp_path), calibration_interval=3)
+    controller = controller_v2(
+        worker_engine.config.path, str(tmp_path), calibration_interval=3, fallback="a3po"
+    )  # the worker's fallback
     unwrapped = PPOActorControllerV2.export_stats.__wrapped__
     controller.export_stats = unwrapped.__get__(controller)
     with _Gateway() as gateway:

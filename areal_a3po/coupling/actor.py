@@ -3,7 +3,9 @@
 * ``PPOActor._compute_advantages`` also rolls ``versions`` by -1, like ``logprobs`` and
   ``loss_mask``, so every token is paired with its own version (AReaL leaves it one position off).
 * ``PPOActor._ppo_update`` exposes the PPO minibatch index to providers (:data:`loss.UPDATE`),
-  and logs the trained tokens' version lag for every method (``ppo_actor/a3po/token_lag``).
+  logs the trained tokens' version lag for every method (``ppo_actor/a3po/token_lag``), and logs
+  the plugin's per-micro-batch statistics once, at the end of the update
+  (:func:`areal_a3po.prox_metrics.per_update`).
 * ``grpo_loss_fn`` dispatches plugin providers and losses (:mod:`areal_a3po.loss`);
   ``_log_proximal_approximation_stats`` logs the plugin's metrics (:mod:`areal_a3po.prox_metrics`).
 * ``PPOActor._log_configuration`` names the provider that really runs.
@@ -74,7 +76,8 @@ def _with_minibatch_context(ppo_update):
         token = loss.UPDATE.set(ctx)
         engine.train_batch = counting_train_batch
         try:
-            return ppo_update(self, data, *args, **kwargs)
+            with prox_metrics.per_update():  # the plugin's statistics: logged once, at the end
+                return ppo_update(self, data, *args, **kwargs)
         finally:
             del engine.train_batch
             loss.UPDATE.reset(token)
