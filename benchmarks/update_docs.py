@@ -1,102 +1,247 @@
-"""Fill docs/benchmarks.md's generated blocks from the outputs of the benchmark commands.
+"""Rebuild docs/benchmarks.md's tables, plots and numbers from the data kept in docs/benchmarks/.
 
-The tables in docs/benchmarks.md are not typed by hand: each block between
-``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` is cut out of a command's own
-output, which is kept verbatim next to the document (``docs/benchmarks/``):
+Nothing in the page is typed by hand: each block between ``<!-- generated: NAME -->`` and
+``<!-- end generated: NAME -->`` and each inline value between ``<!-- value: NAME -->`` and
+``<!-- end value -->`` is computed here from kept data:
 
-* ``seeds``  sections of ``report.md`` of ``a3po compare --seeds 1,2,3``
-* ``sweep``  sections of ``report.md`` of ``a3po compare --staleness 2,4,8 --providers ...``
-* ``bench``  the output of ``python benchmarks/bench_trainer.py`` from its first line (``model:``
-             on; AReaL's own log lines, which go to stdout too, are left out)
+* ``choosing``       the "Choosing a provider" table, one row per (study, provider)
+* ``study:<name>``   a study's across-seeds tables, from its per-run records
+                     (``docs/benchmarks/<name>/runs/*.json``, written by ``benchmarks/studies.py``)
+* ``repeat``         the same study from two invocations, intervals side by side
+* ``bench``          the kept output of ``python benchmarks/bench_trainer.py --setting recipe``
+                     (its own text)
+* ``prox``           the kept output of ``python benchmarks/bench_prox.py`` (its own text)
+* ``fidelity``       the fidelity tables, one per kept file ``docs/benchmarks/fidelity/*.json``
+                     (written by ``benchmarks/fidelity.py``)
 
-    python benchmarks/bench_trainer.py > bench_trainer.txt
-    python benchmarks/update_docs.py --seeds runs/seeds/report --sweep runs/sweep/report \
-        --bench bench_trainer.txt    # copy the outputs in, then rewrite the blocks
-    python benchmarks/update_docs.py --check   # blocks == what the kept outputs give (a test)
+The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
+``--check`` recomputes every number from the runs, not from a kept report.
+
+    python benchmarks/update_docs.py [--bench bench_trainer.txt] [--prox bench_prox.txt]
+    python benchmarks/update_docs.py --check    # exit 1 if the page differs from the kept data
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from studies import (  # noqa: E402 - the sibling script
+    BASELINE,
+    KEPT,
+    LAST_N,
+    MARGIN,
+    RECOMMEND_FROM,
+    RECOMMENDED,
+    ROOT,
+    RUNS,
+    STUDIES,
+    Study,
+    expected_seconds,
+    meta,
+    study_arms,
+)
+
+from areal_a3po.report import stats  # noqa: E402
+from areal_a3po.report.plots import write_seed_plots  # noqa: E402
+from areal_a3po.report.record import read_records  # noqa: E402
+from areal_a3po.report.render_arms import arms_tables  # noqa: E402
+from areal_a3po.report.seeds import ArmSeeds, group_records, interval_text  # noqa: E402
+from areal_a3po.report.table import pipe_table  # noqa: E402
+
 DOC = ROOT / "docs" / "benchmarks.md"
-KEPT = ROOT / "docs" / "benchmarks"
-# block -> (kept file, report.md sections cut into the block; None = the whole file as text)
-BLOCKS: dict[str, tuple[str, tuple[str, ...] | None]] = {
-    "seeds": ("seeds-report.md", ("## Across seeds", "## Staleness (policy versions behind)")),
-    "sweep": ("sweep-report.md", ("## Staleness sweep", "## Staleness (policy versions behind)")),
-    "bench": ("bench_trainer.txt", None),
-}
+BENCH = KEPT / "bench_trainer.txt"
 BENCH_FIRST_LINE = "\nmodel: "  # bench_trainer.py's first line
-PLOTS = {"seeds": ("reward_vs_step_seeds.png",), "sweep": ("reward_vs_staleness.png",)}
+PROX = KEPT / "bench_prox.txt"
+PROX_FIRST_LINE = "\nbench_prox: "  # bench_prox.py's first line
+PLOT = "reward_vs_step_seeds.png"
+NOT_RUN = "not yet run"
 _BLOCK_RE = r"(<!-- generated: {0} -->\n)(.*?)(<!-- end generated: {0} -->)"
+_VALUE_RE = re.compile(r"(<!-- value: (?P<name>[\w:.-]+) -->)(.*?)(<!-- end value -->)")
 
 
-def sections(markdown: str, headings: tuple[str, ...]) -> str:
-    """The ``## `` sections whose heading starts with one of ``headings``, one level down."""
-    parts = re.split(r"(?m)^(?=## )", markdown)
-    out = []
-    for heading in headings:
-        found = [p for p in parts if p.startswith(heading)]
-        if not found:
-            raise ValueError(f"no section '{heading}' in the report: was it made by a3po compare?")
-        out.append("#" + found[0].rstrip() + "\n")
-    return "\n".join(out)
+# ----------------------------------------------------------------------------- blocks
 
 
-def render(name: str) -> str:
-    """The block's text from the kept output."""
-    kept, headings = BLOCKS[name]
-    text = (KEPT / kept).read_text()
-    if headings is None:
-        return f"```text\n{text.rstrip()}\n```\n"
-    return sections(text, headings)
+def _verdict(a: ArmSeeds) -> str:
+    speed = a.verdicts.get("faster (trainer_compute)", "n/a")
+    reward = a.verdicts.get("reward", "n/a").replace("baseline", BASELINE)
+    return f"trainer: {speed}; reward: {reward}"
 
 
-def rewrite(doc: str) -> str:
-    for name in BLOCKS:
+def choosing() -> str:
+    header = [
+        "testbed", "provider", "ppo_n_minibatches", "staleness", "seeds",
+        "trainer-compute ratio [95 % CI]", f"reward difference vs {BASELINE} [95 % CI]", "verdict",
+    ]  # fmt: skip
+    rows = []
+    for s in STUDIES.values():
+        if not s.evidence or s.repeat_of:
+            continue
+        arms = study_arms(s)
+        setting = [f"{s.testbed}, {s.pace}", "", str(s.minibatches), str(s.staleness)]
+        if arms is None:
+            for p in s.providers[1:]:
+                name = f"recommended by {RECOMMEND_FROM}" if p == RECOMMENDED else p
+                rows.append([setting[0], name, *setting[2:], NOT_RUN, NOT_RUN, NOT_RUN, NOT_RUN])
+            continue
+        for a in arms[1:]:
+            rows.append(
+                [
+                    setting[0], a.label, *setting[2:], str(len(a.seeds)),
+                    interval_text(a.ratio.get("trainer_compute")),
+                    interval_text(a.reward_difference), _verdict(a),
+                ]
+            )  # fmt: skip
+    return pipe_table(header, rows, align_right_from=2) + "\n"
+
+
+def study_block(study: Study, plots_dir: Path) -> str:
+    arms, m = study_arms(study), meta(study)
+    if arms is None or m is None:
+        return (
+            f"{NOT_RUN}: `python benchmarks/studies.py run {study.name}` "
+            f"(expected ~{expected_seconds(study) / 3600:.1f} h on 2 cores).\n"
+        )
+    cmd = " ".join(["a3po", *m["command"][2:]])  # "-m areal_a3po.cli" -> a3po
+    head = [
+        f"Ran {m['started_utc']} to {m['finished_utc']} on {m['machine']['cpus']} CPUs "
+        f"({m['machine']['platform']}): `{cmd}`.",
+        "",
+    ]
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    paths = write_seed_plots(group_records_of(study), str(plots_dir))
+    lines = head + arms_tables(arms, MARGIN, study.target)
+    if paths:
+        lines += [f"![reward across seeds, {study.name}](benchmarks/{study.name}/{PLOT})", ""]
+    return "\n".join(lines)
+
+
+def group_records_of(study: Study):
+    return group_records(read_records(str(KEPT / study.name / RUNS)))
+
+
+def repeat() -> str:
+    rows = []
+    for s in STUDIES.values():
+        if not s.repeat_of:
+            continue
+        first, second = study_arms(STUDIES[s.repeat_of]), study_arms(s)
+        by = [{a.label: a for a in (x or [])} for x in (first, second)]
+        for p in s.providers[1:]:
+            cells = []
+            for get in (
+                lambda a: a.ratio.get("trainer_compute"),
+                lambda a: a.reward_difference,
+            ):
+                for d in by:
+                    cells.append(interval_text(get(d[p])) if p in d else NOT_RUN)
+            rows.append([f"{s.repeat_of} / {s.name}", p, *cells])
+    header = [
+        "invocations", "provider", "trainer ratio, 1st", "trainer ratio, 2nd",
+        "reward difference, 1st", "reward difference, 2nd",
+    ]  # fmt: skip
+    return pipe_table(header, rows, align_right_from=2) + "\n"
+
+
+def bench() -> str:
+    return f"```text\n{BENCH.read_text().rstrip()}\n```\n"
+
+
+def fidelity_block() -> str:
+    from fidelity import KEPT as FIDELITY_KEPT
+    from fidelity import markdown as fidelity_markdown
+
+    files = sorted(FIDELITY_KEPT.glob("*.json"))
+    if not files:
+        return f"*{NOT_RUN}.*\n"
+    return "\n".join(f"### `{f.stem}`\n\n{fidelity_markdown(f)}" for f in files)
+
+
+def blocks(plots_dir: Path) -> dict[str, str]:
+    out = {"choosing": choosing(), "repeat": repeat(), "bench": bench()}
+    out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
+    out["fidelity"] = fidelity_block()
+    for s in STUDIES.values():
+        if s.evidence and not s.repeat_of:  # a repeat shows in the ``repeat`` block
+            out[f"study:{s.name}"] = study_block(s, plots_dir / s.name)
+    return out
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def _bench_value(pattern: str) -> str:
+    m = re.search(pattern, BENCH.read_text())
+    if not m:
+        raise ValueError(f"{BENCH}: no match for {pattern!r}: was it written by bench_trainer.py?")
+    return m.group(1)
+
+
+VALUES = {
+    "margin": lambda: f"{MARGIN:g}",
+    "confidence": lambda: f"{round(stats.CONFIDENCE * 100)} %",
+    "min_seeds": lambda: str(stats.MIN_SEEDS),
+    "last_n": lambda: str(LAST_N),
+    "bench_cost_ratio": lambda: _bench_value(
+        r"provider cost / recompute stage = (-?[0-9.e-]+(?: \[[^\]]*\])?)"
+    ),
+    "bench_extra": lambda: _bench_value(r"loss-level extra (-?[0-9.]+ ms \[[^\]]*\])"),
+    "bench_recompute": lambda: _bench_value(
+        r"CPU time of this process:\n.*\nrecompute\s+([0-9.]+ ms)"
+    ),
+}
+
+
+def value(name: str) -> str:
+    if name.startswith("expected_h:"):
+        return f"{expected_seconds(STUDIES[name.split(':', 1)[1]]) / 3600:.1f}"
+    if name.startswith("target:"):
+        return f"{STUDIES[name.split(':', 1)[1]].target:g}"
+    if name not in VALUES:
+        raise ValueError(f"{DOC}: unknown value '{name}' (known: {sorted(VALUES)})")
+    return VALUES[name]()
+
+
+def rewrite(doc: str, plots_dir: Path) -> str:
+    for name, text in blocks(plots_dir).items():
         pattern = re.compile(_BLOCK_RE.format(re.escape(name)), re.DOTALL)
         if not pattern.search(doc):
             raise ValueError(f"{DOC}: no '<!-- generated: {name} -->' block")
-        doc = pattern.sub(lambda m, n=name: m.group(1) + render(n) + m.group(3), doc)
-    return doc
+        doc = pattern.sub(lambda m, t=text: m.group(1) + t + m.group(3), doc)
+    return _VALUE_RE.sub(lambda m: m.group(1) + value(m["name"]) + m.group(4), doc)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=Path, help="report dir of a3po compare --seeds 1,2,3")
-    ap.add_argument("--sweep", type=Path, help="report dir of a3po compare --staleness 2,4,8")
     ap.add_argument("--bench", type=Path, help="saved output of benchmarks/bench_trainer.py")
-    ap.add_argument("--check", action="store_true", help="exit 1 if a block differs")
+    ap.add_argument("--prox", type=Path, help="saved output of benchmarks/bench_prox.py")
+    ap.add_argument("--check", action="store_true", help="exit 1 if the page differs")
     args = ap.parse_args()
-    KEPT.mkdir(exist_ok=True)
-    for name in ("seeds", "sweep"):
-        report_dir = getattr(args, name)
-        if report_dir is not None:
-            shutil.copyfile(report_dir / "report.md", KEPT / BLOCKS[name][0])
-            for plot in PLOTS[name]:
-                shutil.copyfile(report_dir / plot, KEPT / f"{name}-{plot}")
-    if args.bench is not None:
-        text = args.bench.read_text()
-        start = text.find(BENCH_FIRST_LINE)
-        if start < 0:
-            raise SystemExit(
-                f"{args.bench}: no '{BENCH_FIRST_LINE}' line: not bench_trainer.py's output"
-            )
-        (KEPT / BLOCKS["bench"][0]).write_text(text[start + 1 :])
+    for given, kept, first in (
+        (args.bench, BENCH, BENCH_FIRST_LINE),
+        (args.prox, PROX, PROX_FIRST_LINE),
+    ):
+        if given is not None:
+            text = "\n" + given.read_text()
+            start = text.find(first)
+            if start < 0:
+                raise SystemExit(f"{given}: no '{first.strip()}' line")
+            kept.write_text(text[start + 1 :])
     doc = DOC.read_text()
-    new = rewrite(doc)
-    if args.check:
+    if args.check:  # plots go to a scratch dir: built from the kept runs, not compared bytewise
+        with tempfile.TemporaryDirectory() as tmp:
+            new = rewrite(doc, Path(tmp))
         if new != doc:
-            print(f"{DOC}: a generated block differs from docs/benchmarks/; run {__file__}")
+            print(f"{DOC}: differs from what docs/benchmarks/ gives; run {__file__}")
             return 1
         return 0
-    DOC.write_text(new)
+    DOC.write_text(rewrite(doc, KEPT))
     return 0
 
 

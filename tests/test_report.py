@@ -389,7 +389,9 @@ def test_outputs_pngs_valid_nonzero(report):
 def test_report_json_round_trips(report):
     with open(report.paths["report_json"], encoding="utf-8") as fh:
         loaded = json.load(fh)
-    assert loaded == report.to_dict()
+    from areal_a3po.report import render
+
+    assert loaded == render.json_dict(report)
     assert loaded["table"] == report.table
     assert loaded["baseline"] == "recompute"
     assert loaded["table"][1]["recompute_removed_share"] == pytest.approx(1.0)
@@ -538,9 +540,10 @@ def test_compare_seeds_known_saving_detected_identical_within_noise(seed_runs, t
     ratio = fast.ratio["trainer_compute"]  # 1.0 / 1.5 s per step
     assert ratio.has_interval and ratio.high < 1.0
     torch.testing.assert_close(ratio.estimate, 1.0 / 1.5, rtol=0.03, atol=0.0)
-    assert fast.verdicts["faster (trainer_compute)"] == "yes"
+    assert fast.verdicts["faster (trainer_compute)"] == "faster"
     assert same.verdicts["faster (trainer_compute)"] == "within noise"
-    assert fast.verdicts["reward"] == "higher" and same.verdicts["reward"] == "within noise"
+    noninferior = "not worse than baseline by more than 0.05"
+    assert fast.verdicts["reward"] == noninferior and same.verdicts["reward"] == noninferior
     # last-2 mean of the ramp = 0.9 x final reward; arms differ by 0.3 in final reward
     torch.testing.assert_close(fast.reward_difference.estimate, 0.9 * 0.3, rtol=0.0, atol=1e-6)
     md = open(rep.paths["report_md"], encoding="utf-8").read()
@@ -548,7 +551,8 @@ def test_compare_seeds_known_saving_detected_identical_within_noise(seed_runs, t
     assert os.path.getsize(rep.paths["reward_seeds"]) > 0
     assert [r.label for r in rep.runs][:3] == ["recompute s1", "same s1", "fast s1"]
     js = json.load(open(rep.paths["report_json"], encoding="utf-8"))
-    assert js["arms"][2]["verdicts"]["reward"] == "higher"
+    assert js["arms"][2]["verdicts"]["reward"] == noninferior
+    assert "What an interval covers" in md and "training reward, mean of the last 2" in md
 
 
 def test_compare_one_seed_per_arm_says_no_interval(seed_runs, tmp_path):
@@ -558,8 +562,90 @@ def test_compare_one_seed_per_arm_says_no_interval(seed_runs, tmp_path):
     assert fast.ratio["trainer_compute"].low is None
     assert "no interval" in fast.verdicts["faster (trainer_compute)"]
     md = open(rep.paths["report_md"], encoding="utf-8").read()
-    assert "With one seed per arm no interval can be given." in md
+    assert "no interval (1 paired seed; an interval needs >= 3)" in md
     assert "reward_seeds" not in rep.paths
+
+
+def test_kept_records_rebuild_the_same_arms_without_event_files(seed_runs, tmp_path):
+    """report/runs/*.json hold what the across-seeds sections use: the same arms from them."""
+    from areal_a3po.report.seeds import group_records, summarize_arms
+
+    dirs, labels, seeds = seed_runs
+    rep = rp.compare(dirs, str(tmp_path), labels=labels, seeds=seeds, last_n=2, target=0.4)
+    records = rp.read_records(str(tmp_path / rp.RECORDS_DIR))
+    assert len(records) == 9 and {r.arm for r in records} == {"recompute", "same", "fast"}
+    assert all(
+        os.path.getsize(tmp_path / rp.RECORDS_DIR / f) < 4000
+        for f in os.listdir(tmp_path / rp.RECORDS_DIR)
+    )  # compact: per-step scalars only
+    order = {a.label: i for i, a in enumerate(rep.arms)}
+    grouped = group_records(sorted(records, key=lambda r: (order[r.arm], r.seed)))
+    again = summarize_arms(grouped, None, 2, target=0.4)
+    assert [a.label for a in again] == [a.label for a in rep.arms]
+    for a, b in zip(again, rep.arms, strict=True):
+        assert a.per_seed == b.per_seed and a.ratio == b.ratio and a.verdicts == b.verdicts
+
+
+def test_time_to_target_cumulative_step_time_and_ratio(seed_runs, tmp_path):
+    dirs, labels, seeds = seed_runs
+    rep = rp.compare(dirs, str(tmp_path), labels=labels, seeds=seeds, last_n=2, target=0.4)
+    base, fast = rep.arms[0], rep.arms[2]
+    # recompute: reward 0.5*(k+1)/5 + 0.01*seed, last-2 mean >= 0.4 first at step 4 (all 5 steps)
+    rec = rp.read_records(str(tmp_path / rp.RECORDS_DIR))
+    r1 = next(r for r in rec if r.arm == "recompute" and r.seed == 1)
+    expected = sum(sum(v.values()) for v in r1.step_times().values())
+    torch.testing.assert_close(base.per_seed[1].time_to_target_s, expected, rtol=1e-9, atol=0.0)
+    assert fast.reached == 3 and fast.time_to_target_ratio.high < 1.0
+    assert fast.verdicts["time to target"] == "faster"
+    md = open(rep.paths["report_md"], encoding="utf-8").read()
+    assert "Time to reward 0.4" in md and "Target reward (time to target): 0.4." in md
+
+
+def test_held_out_reward_is_the_reward_of_record_when_every_run_evaluated(tmp_path):
+    def make(final: float, seed: int):
+        def stats_at(step: int) -> dict:
+            out = {"timeperf/train_step": 1.0 + 0.01 * seed, "ppo_actor/task_reward/avg": 0.9}
+            if step in (2, 4):
+                out["eval-rollout/reward"] = final * step / 4 + 0.001 * seed
+            return out
+
+        return stats_at
+
+    dirs, labels, seeds = [], [], []
+    for seed in (1, 2, 3):
+        for label, final in (("recompute", 0.5), ("a3po", 0.48)):
+            dirs.append(_write_run(tmp_path / "runs", f"{label}{seed}", make(final, seed)))
+            labels.append(label)
+            seeds.append(seed)
+    rep = rp.compare(dirs, str(tmp_path / "out"), labels=labels, seeds=seeds, margin=0.05)
+    a3po = rep.arms[1]
+    assert a3po.reward_source == "held-out reward, final evaluation"
+    torch.testing.assert_close(a3po.reward_difference.estimate, -0.02, rtol=0.0, atol=1e-6)
+    assert a3po.verdicts["reward"] == "not worse than baseline by more than 0.05"
+    tight = rp.compare(dirs, str(tmp_path / "out2"), labels=labels, seeds=seeds, margin=0.01)
+    assert tight.arms[1].verdicts["reward"] == "no claim"
+
+
+def test_cli_set_with_run_dirs_refused(seed_runs, tmp_path):
+    from areal_a3po import cli
+
+    dirs, _, _ = seed_runs
+    with pytest.raises(SystemExit, match="--set applies to the runs the embedded default starts"):
+        cli.main(
+            ["compare", *dirs[:2], "--set", "actor.ppo_n_minibatches=4", "--out", str(tmp_path)]
+        )
+
+
+def test_cli_set_bad_key_refused_by_areal_before_any_arm_starts(tmp_path):
+    """``--set`` goes through AReaL's own config loader first: its error names the key."""
+    from areal_a3po import cli
+
+    argv = ["compare", "--set", "actor.ppo_n_minibatchez=4", "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit, match=r"AReaL refuses .*actor\.ppo_n_minibatchez"):
+        cli.main([*argv, "--steps", "1", "--no-progress"])
+    assert not (tmp_path / "o").exists()  # no arm, no model built
+    with pytest.raises(SystemExit, match="could not be converted to Integer"):
+        cli.main(["compare", "--set", "actor.ppo_n_minibatches=four", "--out", str(tmp_path)])
 
 
 def test_compare_seeds_duplicate_seed_in_arm_raises(seed_runs, tmp_path):
@@ -577,7 +663,7 @@ def test_cli_compare_run_dirs_with_seeds_groups_arms(seed_runs, tmp_path, capsys
     js = json.load(open(tmp_path / "report" / "report.json", encoding="utf-8"))
     assert [a["label"] for a in js["arms"]] == ["recompute", "same", "fast"]
     assert [a["seeds"] for a in js["arms"]] == [[1, 2, 3]] * 3
-    assert js["arms"][2]["verdicts"]["faster (trainer_compute)"] == "yes"
+    assert js["arms"][2]["verdicts"]["faster (trainer_compute)"] == "faster"
 
 
 def test_compare_staleness_sweep_table_each_provider_vs_baseline_at_same_point(tmp_path):
@@ -597,7 +683,7 @@ def test_compare_staleness_sweep_table_each_provider_vs_baseline_at_same_point(t
         return make
 
     dirs, labels, seeds, sweep = [], [], [], []
-    for seed in (1, 2):
+    for seed in (1, 2, 3):
         for k in (2, 8):
             for provider, rc, rw in (
                 ("recompute", 0.5, 0.5 if k == 2 else 0.1),
@@ -648,3 +734,48 @@ def test_over_cap_counts_tokens_and_steps_above_the_staleness_cap(runs, tmp_path
     assert rep9.over_cap == []
     with pytest.raises(ValueError, match="2 staleness caps for 1 run"):
         rp.compare([runs["a3po"]], str(tmp_path / "bad"), caps=[2, 2])
+
+
+# ------------------------------------------------------------------ docs from kept records
+
+
+def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
+    seed_runs, tmp_path, monkeypatch
+):
+    """benchmarks/update_docs.py on a kept study: rows, verdicts and the recommended provider."""
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "benchmarks")))
+    import studies
+    import update_docs
+
+    dirs, labels, seeds = seed_runs
+    names = {"recompute": "recompute", "same": "a3po-step", "fast": "a3po"}
+    out = tmp_path / "out"
+    rp.compare(dirs, str(out), labels=[names[x] for x in labels], seeds=seeds, last_n=2)
+    kept = tmp_path / "kept"
+    shutil.copytree(out / rp.RECORDS_DIR, kept / "tiny-mb4" / studies.RUNS)
+    meta = {
+        "providers": ["recompute", "a3po", "a3po-step", "loglinear"],
+        "command": ["-m", "areal_a3po.cli", "compare", "--seeds", "1,2,3"],
+        "started_utc": "t0", "finished_utc": "t1",
+        "machine": {"cpus": 2, "platform": "test"},
+    }  # fmt: skip
+    (kept / "tiny-mb4" / studies.STUDY_JSON).write_text(json.dumps(meta))
+    monkeypatch.setattr(studies, "KEPT", kept)
+    monkeypatch.setattr(update_docs, "KEPT", kept)
+
+    assert studies.recommended() == "a3po"  # faster and non-inferior; a3po-step is within noise
+    assert studies.providers(studies.STUDIES["smollm2-mb4"]) == ["recompute", "a3po"]
+    table = update_docs.choosing()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    row = next(r for r in rows if r[1] == "a3po" and r[2] == "4")
+    assert row[4] == "3" and row[5].startswith("0.6")  # seeds; trainer ratio 1.0 / 1.5 s
+    assert row[7] == "trainer: faster; reward: not worse than recompute by more than 0.05"
+    assert "not yet run" in table  # tiny-mb1 and the others have no kept data here
+    block = update_docs.study_block(studies.STUDIES["tiny-mb4"], tmp_path / "plots")
+    assert block.startswith("Ran t0 to t1 on 2 CPUs (test): `a3po compare --seeds 1,2,3`.")
+    assert "paired t-interval" not in block and "Student-t" in block
+    assert (tmp_path / "plots" / update_docs.PLOT).is_file()
+    assert "not yet run" in update_docs.repeat()

@@ -9,7 +9,9 @@ Modules, in the order the data flows:
 * ``columns``: ``METRICS``, the one declaration of every flat number (JSON key, summary-table
   row, format, getter).
 * ``render``: the summary table, report.md and report.json; ``plots``: the PNGs.
-* ``build``: :func:`compare`, which runs all of the above.
+* ``record``: the kept data of one run (:class:`RunRecord`, small JSON); ``stats``, ``seeds``,
+  ``sweep``: per-seed summaries and intervals across seeds, computed from records.
+* ``result``: the :class:`Report` type; ``build``: :func:`compare`, which runs all of the above.
 
 Nothing here prints; :func:`format_table` returns the text to print.
 """
@@ -17,7 +19,7 @@ Nothing here prints; :func:`format_table` returns the text to print.
 from __future__ import annotations
 
 from areal_a3po.report.areal_keys import EVAL_REWARD_KEYS, NAMED_TIME_PARTS, REWARD_KEYS
-from areal_a3po.report.build import REPORT_JSON, REPORT_MD, Report, compare
+from areal_a3po.report.build import RECORDS_DIR, REPORT_JSON, REPORT_MD, compare
 from areal_a3po.report.columns import METRICS, TABLE_COLUMNS, Metric
 from areal_a3po.report.load import RunData, find_tag, load_scalars
 from areal_a3po.report.plots import (
@@ -26,7 +28,9 @@ from areal_a3po.report.plots import (
     PLOT_REWARD_TIME,
     PLOT_STALENESS,
 )
+from areal_a3po.report.record import RunRecord, read_records
 from areal_a3po.report.render import format_table
+from areal_a3po.report.result import Report
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import (
     APPROX_ERROR_METRICS,
@@ -45,6 +49,7 @@ __all__ = [
     "PLOT_REWARD_TIME",
     "PLOT_STALENESS",
     "RECOMPUTED_KEYS",
+    "RECORDS_DIR",
     "REPORT_JSON",
     "REPORT_MD",
     "REWARD_KEYS",
@@ -52,9 +57,11 @@ __all__ = [
     "Metric",
     "Report",
     "RunData",
+    "RunRecord",
     "RunSummary",
     "compare",
     "find_tag",
     "format_table",
     "load_scalars",
+    "read_records",
 ]

@@ -4,47 +4,22 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
-from areal_a3po.report import render
+from areal_a3po.report import render, stats
 from areal_a3po.report.areal_keys import REWARD_KEYS
-from areal_a3po.report.columns import flat_row
-from areal_a3po.report.load import load_scalars
-from areal_a3po.report.over_cap import OverCap, over_cap
+from areal_a3po.report.load import data_notes, load_scalars
+from areal_a3po.report.over_cap import over_cap
 from areal_a3po.report.plots import write_plots, write_seed_plots, write_sweep_plot
-from areal_a3po.report.seeds import ArmSeeds, group_runs, summarize_arms
+from areal_a3po.report.record import record_from_run, write_records
+from areal_a3po.report.result import Report
+from areal_a3po.report.seeds import group_records, summarize_arms
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import summarize_run, with_baseline
-from areal_a3po.report.sweep import Sweep, points_from_runs, summarize_sweep
+from areal_a3po.report.sweep import points_from_runs, summarize_sweep
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
-
-
-@dataclass
-class Report:
-    """Result of :func:`compare`: one summary per run and the files written."""
-
-    runs: list[RunSummary]  # in the order given; the first is the baseline
-    out_dir: str
-    paths: dict[str, str]  # "report_md", "report_json", and one entry per plot written
-    baseline: str
-    last_n: int
-    warmup: int | None  # as requested (None = automatic: 1 when > 2 timed steps)
-    notes: list[str] = field(default_factory=list)
-    arms: list[ArmSeeds] = field(default_factory=list)  # runs grouped by label across seeds
-    sweep: Sweep | None = None  # providers x staleness points, when several points were run
-    over_cap: list[OverCap] = field(default_factory=list)  # runs with token lags above their cap
-
-    @property
-    def table(self) -> list[dict[str, Any]]:
-        """One flat row per run (``columns.METRICS``; None where not logged)."""
-        return [flat_row(run) for run in self.runs]
-
-    def to_dict(self) -> dict[str, Any]:
-        """What report.json holds (non-finite numbers as None)."""
-        return render.json_dict(self)
+RECORDS_DIR = "runs"  # report/runs/<arm>_seed<S>.json: the kept data of each run
 
 
 def _default_labels(run_dirs: list[str]) -> list[str]:
@@ -75,6 +50,12 @@ def compare(
     seeds: list[int] | None = None,
     sweep: list[tuple[str, int]] | None = None,
     caps: list[int] | None = None,
+    *,
+    providers: list[str] | None = None,
+    pace: str | None = None,
+    overrides: list[str] | None = None,
+    target: float | None = None,
+    margin: float = stats.DEFAULT_MARGIN,
 ) -> Report:
     """Compare runs (the first is the baseline) and write report.md, report.json and plots.
 
@@ -87,6 +68,11 @@ def compare(
     staleness table, each provider against the first run's provider at the same point.
     ``caps``: ``rollout.max_head_offpolicyness`` per run; runs whose token lags exceed it get a
     line in the staleness section (how many tokens, which steps, and why: :mod:`over_cap`).
+    ``providers``, ``pace``, ``overrides``: what ran (recorded in each run's kept record and the
+    report). ``target``: a reward of record whose time to reach is compared across arms;
+    ``margin``: the non-inferiority margin of the reward difference (absolute reward).
+    Besides report.md and report.json, ``out_dir/runs/`` gets one small JSON record per run with
+    the per-step scalars the across-seeds sections use (:mod:`areal_a3po.report.record`).
     Raises FileNotFoundError naming the directory when a run has no event files.
     """
     run_dirs = [os.fspath(d) for d in run_dirs]
@@ -110,13 +96,23 @@ def compare(
     runs = with_baseline(
         [summarize_run(d, lbl, warmup, last_n) for d, lbl in zip(datas, labels, strict=True)]
     )
-    grouped = group_runs(arm_labels, seeds or [0] * len(datas), datas)
-    arms = summarize_arms(grouped, warmup, last_n)
+    run_seeds = seeds or [0] * len(datas)
+    run_providers = providers or ([p for p, _ in sweep] if sweep else [None] * len(datas))
+    records = [
+        record_from_run(d, lbl, s, provider=p, staleness=c, pace=pace, overrides=overrides)
+        for d, lbl, s, p, c in zip(
+            datas, arm_labels, run_seeds, run_providers, caps or [None] * len(datas), strict=True
+        )
+    ]
+    grouped = group_records(records)
+    arms = summarize_arms(grouped, warmup, last_n, target=target, margin=margin)
     study = None
     if sweep is not None:
         points = points_from_runs(arm_labels, [p for p, _ in sweep], [k for _, k in sweep])
-        study = summarize_sweep(grouped, points, sweep[0][0], warmup, last_n)
-    notes = [note for run in runs for note in _notes(run)]
+        study = summarize_sweep(
+            grouped, points, sweep[0][0], warmup, last_n, target=target, margin=margin
+        )
+    notes = [note for run in runs for note in _notes(run)] + data_notes(datas, labels)
     overs = [over_cap(d, r.label, c) for d, r, c in zip(datas, runs, caps or [], strict=False)]
 
     os.makedirs(out_dir, exist_ok=True)
@@ -126,13 +122,14 @@ def compare(
         paths.update(write_sweep_plot(study, out_dir))
     report = Report(
         runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes, arms, study,
-        [o for o in overs if o is not None],
+        [o for o in overs if o is not None], records, list(overrides or []), target, margin,
     )  # fmt: skip
+    write_records(records, os.path.join(out_dir, RECORDS_DIR))
     paths["report_md"] = os.path.join(out_dir, REPORT_MD)
     paths["report_json"] = os.path.join(out_dir, REPORT_JSON)
     with open(paths["report_md"], "w", encoding="utf-8") as fh:
         fh.write(render.markdown(report))
     with open(paths["report_json"], "w", encoding="utf-8") as fh:
-        json.dump(report.to_dict(), fh, indent=2, allow_nan=False)
+        json.dump(render.json_dict(report), fh, indent=2, allow_nan=False)
         fh.write("\n")
     return report

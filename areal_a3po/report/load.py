@@ -8,11 +8,15 @@ writes each key of the exported stats dict as a scalar tag at step
 ``max(global_step, last_step + 1)``, dropping the ``*__count`` keys (tag names: ``areal_keys`` and
 ``areal_a3po.keys``). Tags are matched by suffix (:func:`find_tag`), so extra scopes in front of
 AReaL's keys do not matter.
+
+Damaged inputs are named, never mixed silently (:func:`data_notes` gives the report's lines): a
+truncated or corrupt event file (its records before the damage are used), event files of an earlier
+run that restarted in the same directory (ignored), runs with fewer steps than the others, runs of
+different experiments; a run directory whose files hold no scalar raises :class:`RunDataError`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,8 +24,13 @@ from dataclasses import dataclass, field
 from areal_a3po.report.areal_keys import EVAL_PREFIXES, TIME_TOTAL_PARTS, TIMEPERF_PREFIX
 
 EVENT_FILE_MARKER = "tfevents"  # tensorboardX: events.out.tfevents.<time>.<host>[suffix]
+TENSORBOARD_DIR = "tensorboard"  # AReaL's recipes: <fileroot>/tensorboard/<experiment>/<trial>
 
 Series = dict[int, float]  # step -> value
+
+
+class RunDataError(ValueError):
+    """A run's logs cannot be compared; the message names the path and what to do."""
 
 
 @dataclass
@@ -33,6 +42,9 @@ class RunData:
     scalars: dict[str, Series]
     wall_time: dict[int, float]
     skipped_files: list[str] = field(default_factory=list)
+    damaged_files: list[str] = field(default_factory=list)  # "path: what is damaged"
+    superseded_files: list[str] = field(default_factory=list)  # an earlier run's, ignored
+    experiment: str | None = None  # <experiment> of .../tensorboard/<experiment>/<trial>
 
     def find(self, keys: Iterable[str], *, allow_eval: bool = False) -> str | None:
         """The tag for the first of ``keys`` this run logged (see :func:`find_tag`)."""
@@ -82,6 +94,7 @@ def load_scalars(run_dir: str) -> RunData:
 
     loaded = []
     skipped = []
+    damaged = []
     for path in find_event_files(run_dir):
         try:
             acc = EventAccumulator(path, size_guidance={SCALARS: 0})
@@ -90,13 +103,27 @@ def load_scalars(run_dir: str) -> RunData:
         except Exception as exc:  # noqa: BLE001 - a corrupt file is reported, not fatal
             skipped.append(f"{path}: {type(exc).__name__}: {exc}")
             continue
-        first = min((ev.wall_time for evs in per_tag.values() for ev in evs), default=math.inf)
+        damage = record_damage(path)
+        if damage is not None:
+            damaged.append(f"{path}: {damage}")
+        if not any(per_tag.values()):
+            continue  # a header only (the run stopped before its first commit)
+        first = min(ev.wall_time for evs in per_tag.values() for ev in evs)
         loaded.append((first, path, per_tag))
     if not loaded:
-        raise FileNotFoundError(
-            f"no readable tensorboard event files under {run_dir}: " + "; ".join(skipped)
+        raise RunDataError(
+            f"{run_dir}: its event files hold no scalar (the run stopped before its first "
+            "step, or the files are damaged); rerun it or leave it out of the comparison"
+            + (": " + "; ".join(skipped + damaged) if skipped or damaged else "")
         )
     loaded.sort(key=lambda item: (item[0], item[1]))
+    superseded = []
+    for i in range(1, len(loaded)):  # a file restarting at the earliest step so far: a new run
+        first_step = min(ev.step for evs in loaded[i][2].values() for ev in evs)
+        earlier = min(ev.step for _, _, pt in loaded[:i] for evs in pt.values() for ev in evs)
+        if first_step <= earlier:
+            superseded = [p for _, p, _ in loaded[:i]]
+    loaded = [item for item in loaded if item[1] not in superseded]
 
     scalars: dict[str, Series] = {}
     wall: dict[int, float] = {}
@@ -112,7 +139,70 @@ def load_scalars(run_dir: str) -> RunData:
         scalars=scalars,
         wall_time=wall,
         skipped_files=skipped,
+        damaged_files=damaged,
+        superseded_files=superseded,
+        experiment=experiment_of(run_dir),
     )
+
+
+def record_damage(path: str) -> str | None:
+    """What is wrong with an event file's record framing (truncated, bad checksum), or None.
+
+    Tensorboard's loader stops quietly at the first bad record; its own record reader says why.
+    """
+    from tensorboard.compat.tensorflow_stub import errors, pywrap_tensorflow
+
+    reader = pywrap_tensorflow.PyRecordReader_New(path)
+    n = 0
+    while True:
+        try:
+            reader.GetNext()
+        except errors.OutOfRangeError:
+            return None
+        except errors.DataLossError as exc:
+            text = exc.message.replace(path, "").strip()
+            return f"{text} after {n} good records; the scalars after it are lost"
+        n += 1
+
+
+def experiment_of(run_dir: str) -> str | None:
+    """``<experiment>`` when ``run_dir`` is ``.../tensorboard/<experiment>/<trial>`` (AReaL's layout)."""
+    parts = os.path.normpath(os.path.abspath(run_dir)).split(os.sep)
+    if len(parts) >= 3 and parts[-3] == TENSORBOARD_DIR:
+        return parts[-2]
+    return None
+
+
+def data_notes(datas: list[RunData], labels: list[str]) -> list[str]:
+    """The report's lines on damaged or mismatched inputs (one per finding, naming the path)."""
+    notes = []
+    for data, label in zip(datas, labels, strict=True):
+        notes += [f"{label}: damaged event file {bad}" for bad in data.damaged_files]
+        notes += [
+            f"{label}: event file of an earlier run in the same directory ignored (the newest "
+            f"run restarted from its first step): {path}"
+            for path in data.superseded_files
+        ]
+    steps = [len({s for series in d.scalars.values() for s in series}) for d in datas]
+    longest = max(range(len(datas)), key=lambda i: steps[i])
+    for data, label, n in zip(datas, labels, steps, strict=True):
+        if n < steps[longest]:
+            notes.append(
+                f"{label}: {n} steps logged, {steps[longest]} in {labels[longest]} "
+                f"({data.run_dir}): its final and last-N rewards are at earlier steps; "
+                "finish or rerun it to compare at equal length"
+            )
+    experiments: dict[str, list[str]] = {}
+    for data, label in zip(datas, labels, strict=True):
+        if data.experiment is not None:
+            experiments.setdefault(data.experiment, []).append(label)
+    if len(experiments) > 1:
+        notes.append(
+            "runs of different experiments (" + "; ".join(
+                f"{exp}: {', '.join(lbls)}" for exp, lbls in experiments.items()
+            ) + "): compared as given; check that they ran the same task and model"
+        )  # fmt: skip
+    return notes
 
 
 def is_eval(tag: str) -> bool:

@@ -184,20 +184,16 @@ def write_plots(
 PLOT_REWARD_SEEDS = "reward_vs_step_seeds.png"
 
 
-def write_seed_plots(arms: dict[str, dict[int, RunData]], out_dir: str) -> dict[str, str]:
-    """Reward vs step per arm: mean across seeds with a min-max band (only with >= 2 seeds)."""
+def write_seed_plots(arms: dict[str, dict[int, Any]], out_dir: str) -> dict[str, str]:
+    """Reward vs step per arm: mean across seeds with a min-max band (only with >= 2 seeds).
 
-    from areal_a3po.report.areal_keys import REWARD_KEYS
-
+    ``arms``: label -> seed -> :class:`~areal_a3po.report.record.RunRecord` (training reward).
+    """
     if not any(len(by_seed) > 1 for by_seed in arms.values()):
         return {}
     fig, ax = _figure()
     for i, (label, by_seed) in enumerate(arms.items()):
-        curves = []
-        for data in by_seed.values():
-            tag = data.find(REWARD_KEYS)
-            if tag:
-                curves.append(data.scalars[tag])
+        curves = [rec.reward for rec in by_seed.values() if rec.reward]
         steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
         if not steps:
             continue
@@ -222,7 +218,7 @@ PLOT_SWEEP = "reward_vs_staleness.png"
 
 
 def write_sweep_plot(sweep: Any, out_dir: str) -> dict[str, str]:
-    """Reward (mean over seeds of the last-N mean, 95 % interval bars) vs staleness per provider."""
+    """Reward of record (mean over seeds, 95 % interval bars) vs staleness per provider."""
     from areal_a3po.report.sweep import final_rewards
 
     fig, ax = _figure()
@@ -237,7 +233,7 @@ def write_sweep_plot(sweep: Any, out_dir: str) -> dict[str, str]:
         ax.errorbar(xs, ys, yerr=[lo, hi], color=f"C{i}", marker="o", capsize=3, label=provider)
     ax.set_xticks(sweep.points)
     ax.set_xlabel("staleness (rollout.max_head_offpolicyness)")
-    ax.set_ylabel("reward, last-N mean")
+    ax.set_ylabel("reward of record, mean over seeds")
     ax.set_title("Reward vs staleness (bars: 95 % interval over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -10,16 +10,14 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from areal_a3po.report.columns import REWARD_SPLITS, TABLE_COLUMNS, cell, fmt
-from areal_a3po.report.render_arms import arms_section, sweep_section
+from areal_a3po.report.render_arms import arms_section, settings_lines, sweep_section
+from areal_a3po.report.result import Report
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import APPROX_TABLE_METRICS
 from areal_a3po.report.table import pipe_table
-
-if TYPE_CHECKING:
-    from areal_a3po.report.build import Report
 
 # A section column: (header, metric key) or (header, function giving the cell text).
 Column = tuple[str, str | Callable[[RunSummary], str]]
@@ -181,6 +179,7 @@ def markdown(report: Report) -> str:
         "",
         f"Baseline (first run): **{report.baseline}**. Last-N window: {report.last_n} steps.",
         f"Warm-up steps skipped in step-time means: {warm}.",
+        *settings_lines(report),
         "",
         _section(RUNS_SECTION, report.runs, align_right_from=2),
         "",
@@ -223,6 +222,9 @@ def json_dict(report: Report) -> dict[str, Any]:
             "warmup": report.warmup,
             "table": report.table,
             "runs": [dataclasses.asdict(run) for run in report.runs],
+            "overrides": report.overrides,
+            "target_reward": report.target,
+            "margin": report.margin,
             "arms": [dict(dataclasses.asdict(a), verdicts=a.verdicts) for a in report.arms],
             "sweep": None if report.sweep is None else dataclasses.asdict(report.sweep),
             "over_cap": [dataclasses.asdict(o) for o in report.over_cap],

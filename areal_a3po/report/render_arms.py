@@ -2,30 +2,59 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from areal_a3po.report import stats
+from areal_a3po.report.result import Report
+from areal_a3po.report.seeds import STEP, TRAINER, ArmSeeds, interval_text
+from areal_a3po.report.sweep import LAG_TOLERANCE, sweep_rows
 from areal_a3po.report.table import pipe_table
 
-if TYPE_CHECKING:
-    from areal_a3po.report.build import Report
+COVERAGE = (
+    "What an interval covers: the variation between seeds within this one invocation (one "
+    "machine, one session, arms interleaved by seed); not the variation between invocations."
+)
+
+
+def settings_lines(report: Report) -> list[str]:
+    """The settings every arm shared beyond its recipe: AReaL overrides, target, margin."""
+    out = []
+    if report.overrides:
+        out.append(
+            "AReaL overrides given to every arm: "
+            + " ".join(f"`{o}`" for o in report.overrides)
+            + "."
+        )
+    if report.target is not None:
+        out.append(f"Target reward (time to target): {report.target:g}.")
+    return out
+
+
+def _seed_values(a: ArmSeeds, get) -> str:
+    vals = [(s, get(x)) for s, x in a.per_seed.items()]
+    return ", ".join(f"{s}: {'n/a' if v is None else f'{v:.3f}'}" for s, v in vals) or "n/a"
 
 
 def arms_section(report: Report) -> list[str]:
-    """Across seeds: median [95 % CI] over (seed, step), ratios and differences vs the baseline."""
-    from areal_a3po.report.seeds import STEP, TRAINER, interval_text
-
-    arms = report.arms
-    if not arms:
+    """Across seeds: per-seed summaries, ratios and differences vs the baseline, with intervals."""
+    if not report.arms:
         return []
-    base = arms[0].label
-    n = max(len(a.seeds) for a in arms)
+    base = report.arms[0].label
+    return [f"## Across seeds (baseline arm: {base})", ""] + arms_tables(
+        report.arms, report.margin, report.target
+    )
+
+
+def arms_tables(arms: list[ArmSeeds], margin: float, target: float | None) -> list[str]:
+    """The method paragraph and the tables of the across-seeds section (also docs/benchmarks.md)."""
+    pct = round(stats.CONFIDENCE * 100)
     out = [
-        f"## Across seeds (baseline arm: {base})",
-        "",
-        "Median and 95 % bootstrap interval over (seed, step) after the warm-up; ratios are "
-        "arm / baseline from paired resampling by seed; reward is the mean of the last "
-        f"{report.last_n} steps per seed, then the mean over seeds."
-        + ("" if n > 1 else " With one seed per arm no interval can be given."),
+        "The unit is the run. Each seed is summarised first (median trainer compute and step time "
+        "per step after the warm-up; reward of record: "
+        f"{arms[0].reward_source}); intervals are {pct} % Student-t intervals across seeds, "
+        "paired by seed: on per-seed log-ratios for times (shown as the geometric mean ratio), "
+        f"on per-seed differences for reward. With fewer than {stats.MIN_SEEDS} paired seeds no "
+        "interval is given. Reward verdict: non-inferiority with margin "
+        f"{margin:g} ({stats.noninferior_text(margin)!r} when the lower bound is "
+        f"above -{margin:g}, {stats.NO_CLAIM!r} otherwise). {COVERAGE}",
         "",
     ]
     time_rows = []
@@ -37,13 +66,17 @@ def arms_section(report: Report) -> list[str]:
                     a.label,
                     str(len(a.seeds)),
                     name,
+                    _seed_values(a, lambda x, m=metric: x.time_s.get(m)),
                     interval_text(a.time.get(metric)),
                     interval_text(ratio) if ratio else "(baseline)",
                     a.verdicts.get(f"faster ({metric})", "") if ratio else "",
                     a.bottleneck if metric == STEP else "",
                 ]
             )
-    header = ["arm", "seeds", "per step", "median (s)", "ratio vs baseline", "faster", "bounded by"]
+    header = [
+        "arm", "seeds", "per step", "median per seed (s)", "mean over seeds (s)",
+        "ratio vs baseline", "faster", "bounded by",
+    ]  # fmt: skip
     out += [pipe_table(header, time_rows, align_right_from=1), ""]
     stage_names = sorted({m for a in arms for m in a.time if m not in (TRAINER, STEP)})
     if stage_names:
@@ -52,27 +85,55 @@ def arms_section(report: Report) -> list[str]:
     reward_rows = [
         [
             a.label,
-            ", ".join(f"{s}: {v:.3f}" for s, v in a.reward_per_seed.items()) or "n/a",
+            _seed_values(a, lambda x: x.reward),
             interval_text(a.reward),
             interval_text(a.reward_difference) if a.reward_difference else "(baseline)",
             a.verdicts.get("reward", "") if a.reward_difference else "",
         ]
         for a in arms
     ]
+    header = ["arm", "reward per seed", "mean over seeds", "difference vs baseline", "reward"]
+    out += [pipe_table(header, reward_rows), ""]
+    if target is not None:
+        out += _target_rows(arms, target)
+    return out
+
+
+def _target_rows(arms: list[ArmSeeds], target: float) -> list[str]:
+    rows = [
+        [
+            a.label,
+            f"{a.reached}/{len(a.seeds)}",
+            _seed_values(a, lambda x: x.time_to_target_s),
+            interval_text(a.time_to_target),
+            "(baseline)"
+            if i == 0
+            else interval_text(a.time_to_target_ratio)
+            if a.time_to_target_ratio
+            else "n/a (no seed reached it in both arms)",
+            a.verdicts.get("time to target", ""),
+        ]
+        for i, a in enumerate(arms)
+    ]
     header = [
         "arm",
-        "last-N reward per seed",
-        "mean over seeds",
-        "difference vs baseline",
-        "reward",
+        "reached",
+        "per seed (s)",
+        "mean over seeds (s)",
+        "ratio vs baseline",
+        "faster",
     ]
-    return out + [pipe_table(header, reward_rows), ""]
+    return [
+        f"Time to reward {target:g} (cumulative step time until the reward of record first "
+        "reaches it; seeds that never reached it are left out of the ratio, which pairs only "
+        "seeds where both arms reached it):",
+        "",
+        pipe_table(header, rows),
+        "",
+    ]
 
 
 def sweep_section(report: Report) -> list[str]:
-    from areal_a3po.report.seeds import interval_text
-    from areal_a3po.report.sweep import LAG_TOLERANCE, sweep_rows
-
     if report.sweep is None:
         return []
     header, rows = sweep_rows(report.sweep, interval_text)
@@ -80,9 +141,10 @@ def sweep_section(report: Report) -> list[str]:
         f"## Staleness sweep (each provider vs {report.sweep.baseline} at the same staleness)",
         "",
         "Per cell: step-time and trainer-compute (recompute + train) ratios vs the baseline "
-        "provider [95 % CI], reward (last-N mean over seeds) [95 % CI], and the token lag the "
-        "arm trained on (mean over steps and seeds, and its max). Arms of one row compare only "
-        f"if their lags match: a lag spread above {LAG_TOLERANCE} versions is flagged.",
+        "provider [95 % CI, across seeds], reward of record (mean over seeds) [95 % CI], and the "
+        "token lag the arm trained on (mean over steps and seeds, and its max). Arms of one row "
+        f"compare only if their lags match: a lag spread above {LAG_TOLERANCE} versions is "
+        "flagged.",
         "",
         pipe_table(header, rows, align_right_from=len(header)),
         "",

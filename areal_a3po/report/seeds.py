@@ -1,78 +1,141 @@
-"""Arms across seeds: medians and 95 % bootstrap intervals, ratios and differences vs the baseline.
+"""Arms across seeds: one summary per run, then intervals across seeds against the baseline arm.
 
-An *arm* is one label (a provider) run with several seeds, one run directory per seed. For each
-arm, from every (seed, step) after the warm-up:
+An *arm* is one label (a provider at one setting) run with several seeds, one run per seed. The
+unit is the run: each seed is reduced to
 
-* trainer compute per step = ``recompute_logp`` + ``train_step`` (the method's own effect: what
-  the recompute forward costs, or what the provider adds inside the loss), first;
-* step time (end to end) and each named stage, with the side that bounds the step time;
-* reward: the mean of the last N steps per seed, then the mean across seeds.
+* its **trainer compute** per step (``recompute_logp`` + ``train_step``, the method's own cost)
+  and its **step time**: medians over the steps after the warm-up;
+* its **reward of record**: the final held-out (eval) reward when the run evaluated, else the
+  mean training reward of its last N steps (the report says which);
+* its **time to target**: cumulative step time until the reward of record first reaches a
+  stated target (held-out: an evaluation at or above it; training: the mean of the last N steps).
 
-Intervals and verdicts come from :mod:`areal_a3po.report.stats` (scipy's bootstrap). With one
-seed no interval is given, and the report says so.
+Intervals are across these per-seed numbers (:mod:`areal_a3po.report.stats`: paired t-intervals
+on log-ratios for times, on differences for reward). Steps are for plots only. The reward claim is
+non-inferiority against the baseline with a stated margin. Inputs are :class:`RunRecord` (the
+kept data), so the docs' tables are rebuilt from kept records exactly as ``a3po compare`` builds
+them from tensorboard logs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from areal_a3po.report import areal_keys as ak
 from areal_a3po.report import stats
-from areal_a3po.report.load import RunData, step_total
+from areal_a3po.report.load import step_total
+from areal_a3po.report.record import RunRecord
 from areal_a3po.report.summarise import resolve_warmup
 
 TRAINER = "trainer_compute"
 STEP = "step_time"
 STAGES = (ak.TIME_ROLLOUT, ak.TIME_RECOMPUTE, ak.TIME_TRAIN, ak.TIME_UPDATE)
+HELD_OUT = "held-out reward, final evaluation"
 # The step is bounded by the generator when the trainer waits this share of it for rollouts.
 GENERATOR_BOUND_SHARE = 0.10
 
 
+def train_source(last_n: int) -> str:
+    return f"training reward, mean of the last {last_n} steps (no held-out evaluation logged)"
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    """One run reduced to the numbers compared across seeds."""
+
+    seed: int
+    steps_used: int
+    time_s: dict[str, float]  # trainer_compute, step_time, each logged stage: median per step
+    reward: float | None  # reward of record
+    time_to_target_s: float | None  # None: no target, or not reached
+
+
 @dataclass(frozen=True)
 class ArmSeeds:
-    """One arm over its seeds (intervals from ``stats``; ``vs_baseline`` None for the baseline)."""
+    """One arm over its seeds (``ratio`` etc. empty/None for the baseline arm)."""
 
     label: str
     seeds: list[int]
     warmup: int
-    time: dict[str, stats.Interval]  # trainer_compute, step_time, and each logged stage
-    reward: stats.Interval | None  # mean over seeds of the last-N mean reward
-    reward_per_seed: dict[int, float] = field(default_factory=dict)
-    ratio: dict[str, stats.Interval] = field(default_factory=dict)  # arm / baseline per time
+    per_seed: dict[int, SeedSummary]
+    reward_source: str
+    time: dict[str, stats.Interval]  # mean over seeds of the per-seed medians
+    reward: stats.Interval | None
+    margin: float = stats.DEFAULT_MARGIN
+    target: float | None = None
+    ratio: dict[str, stats.Interval] = field(default_factory=dict)  # arm / baseline
     reward_difference: stats.Interval | None = None  # arm - baseline
+    time_to_target: stats.Interval | None = None  # over the seeds that reached the target
+    time_to_target_ratio: stats.Interval | None = None
     bottleneck: str = ""
+
+    @property
+    def reached(self) -> int:
+        return sum(1 for s in self.per_seed.values() if s.time_to_target_s is not None)
 
     @property
     def verdicts(self) -> dict[str, str]:
         out = {f"faster ({k})": stats.speed_verdict(v) for k, v in self.ratio.items()}
         if self.reward_difference is not None:
-            out["reward"] = stats.reward_verdict(self.reward_difference)
+            out["reward"] = stats.reward_verdict(self.reward_difference, self.margin)
+        if self.time_to_target_ratio is not None:
+            out["time to target"] = stats.speed_verdict(self.time_to_target_ratio)
         return out
 
 
-def _per_step(data: RunData, warmup: int | None) -> dict[str, list[float]]:
-    """Per time metric, the values of the steps after the warm-up (a missing stage counts 0 s)."""
-    steps = list(data.step_times().values())
-    steps = steps[resolve_warmup(len(steps), warmup) :]
-    out: dict[str, list[float]] = {
-        TRAINER: [s.get(ak.TIME_RECOMPUTE, 0.0) + s.get(ak.TIME_TRAIN, 0.0) for s in steps],
-        STEP: [step_total(s) for s in steps],
+# ----------------------------------------------------------------------------- one run
+
+
+def _trailing_mean(series: Mapping[int, float], n: int) -> dict[int, float]:
+    steps = sorted(series)
+    return {
+        s: statistics.fmean(series[t] for t in steps[max(0, i - n + 1) : i + 1])
+        for i, s in enumerate(steps)
     }
-    logged = {name for s in steps for name in s}
-    for stage in STAGES:
-        if stage in logged:
-            out[stage] = [s.get(stage, 0.0) for s in steps]
-    return out
 
 
-def _reward_series(data: RunData) -> list[float]:
-    tag = data.find(ak.REWARD_KEYS)
-    return [v for _, v in sorted(data.scalars[tag].items())] if tag else []
+def summarize_seed(
+    rec: RunRecord, warmup: int | None, last_n: int, target: float | None, held_out: bool
+) -> SeedSummary:
+    """Medians of the timed steps after the warm-up, reward of record, time to target."""
+    per_step = rec.step_times()
+    steps = list(per_step)
+    used = steps[resolve_warmup(len(steps), warmup) :]
+    time: dict[str, float] = {}
+    if used:
+        rows = [per_step[s] for s in used]
+        time[TRAINER] = statistics.median(
+            r.get(ak.TIME_RECOMPUTE, 0.0) + r.get(ak.TIME_TRAIN, 0.0) for r in rows
+        )
+        time[STEP] = statistics.median(step_total(r) for r in rows)
+        for stage in STAGES:
+            if stage in rec.stages:
+                time[stage] = statistics.median(r.get(stage, 0.0) for r in rows)
+    series = rec.eval_reward if held_out else rec.reward
+    reward = None
+    if series:
+        last = sorted(series)
+        reward = (
+            series[last[-1]] if held_out else statistics.fmean(series[s] for s in last[-last_n:])
+        )
+    ttt = None
+    if target is not None and series and per_step:
+        smooth = dict(series) if held_out else _trailing_mean(series, last_n)
+        hit = next((s for s in sorted(smooth) if smooth[s] >= target), None)
+        if hit is not None:
+            ttt = sum(step_total(v) for s, v in per_step.items() if s <= hit)
+    return SeedSummary(rec.seed, len(used), time, reward, ttt)
+
+
+# ----------------------------------------------------------------------------- arms
 
 
 def _bottleneck(time: Mapping[str, stats.Interval]) -> str:
-    rollout, step = time.get(ak.TIME_ROLLOUT), time[STEP]
+    rollout, step = time.get(ak.TIME_ROLLOUT), time.get(STEP)
+    if step is None:
+        return "unknown (no timeperf/* tags)"
     if rollout is None or step.estimate <= 0:
         return "unknown (no rollout stage logged)"
     share = rollout.estimate / step.estimate
@@ -81,48 +144,71 @@ def _bottleneck(time: Mapping[str, stats.Interval]) -> str:
     return f"trainer: rollouts wait at the staleness cap (trainer waits {share:.0%} for them)"
 
 
-def summarize_arms(
-    arms: Mapping[str, Mapping[int, RunData]], warmup: int | None, last_n: int
-) -> list[ArmSeeds]:
-    """One :class:`ArmSeeds` per arm, in the given order; the first arm is the baseline."""
-    per_arm: dict[str, dict[str, dict[int, list[float]]]] = {}
-    rewards: dict[str, dict[int, float]] = {}
-    for label, by_seed in arms.items():
-        series: dict[str, dict[int, list[float]]] = {}
-        for seed, data in sorted(by_seed.items()):
-            for metric, values in _per_step(data, warmup).items():
-                if values:
-                    series.setdefault(metric, {})[seed] = values
-        per_arm[label] = series
-        reward_series = {s: _reward_series(d) for s, d in by_seed.items()}
-        reward_series = {s: v for s, v in reward_series.items() if v}
-        rewards[label] = stats.last_n_mean(reward_series, last_n) if reward_series else {}
+def _col(per_seed: Mapping[int, SeedSummary], get) -> dict[int, float]:
+    return {s: v for s, x in per_seed.items() if (v := get(x)) is not None}
 
+
+def summarize_arms(
+    arms: Mapping[str, Mapping[int, RunRecord]],
+    warmup: int | None,
+    last_n: int,
+    *,
+    target: float | None = None,
+    margin: float = stats.DEFAULT_MARGIN,
+) -> list[ArmSeeds]:
+    """One :class:`ArmSeeds` per arm, in the given order; the first arm is the baseline.
+
+    The reward of record is the held-out reward when every run logged one, else the training
+    reward (last-N mean) for all, so that arms always compare like with like.
+    """
+    if margin <= 0:
+        raise ValueError(f"the non-inferiority margin must be > 0, got {margin}")
+    held_out = all(r.eval_reward for by_seed in arms.values() for r in by_seed.values())
+    source = HELD_OUT if held_out else train_source(last_n)
+    summaries = {
+        label: {
+            s: summarize_seed(r, warmup, last_n, target, held_out) for s, r in sorted(bs.items())
+        }
+        for label, bs in arms.items()
+    }
     base = next(iter(arms))
+    b = summaries[base]
     out = []
-    for label, series in per_arm.items():
-        time = {m: stats.median_ci(v) for m, v in series.items() if len(v) == len(arms[label])}
+    for label, per_seed in summaries.items():
+        metrics = sorted({m for x in per_seed.values() for m in x.time_s})
+        time = {m: stats.mean_ci(_col(per_seed, lambda x, m=m: x.time_s.get(m))) for m in metrics}
+        rewards = _col(per_seed, lambda x: x.reward)
+        ttt = _col(per_seed, lambda x: x.time_to_target_s)
         ratio: dict[str, stats.Interval] = {}
-        diff = None
+        diff = ttt_ratio = None
         if label != base:
             for m in (TRAINER, STEP):
-                if m in series and m in per_arm[base]:
-                    ratio[m] = stats.ratio_ci(series[m], per_arm[base][m])
-            if rewards[label] and rewards[base]:
-                diff = stats.difference_ci(rewards[label], rewards[base])
+                arm_m, base_m = (_col(d, lambda x, m=m: x.time_s.get(m)) for d in (per_seed, b))
+                if set(arm_m) & set(base_m):
+                    ratio[m] = stats.ratio_ci(arm_m, base_m)
+            base_r = _col(b, lambda x: x.reward)
+            if set(rewards) & set(base_r):
+                diff = stats.difference_ci(rewards, base_r)
+            base_t = _col(b, lambda x: x.time_to_target_s)
+            if set(ttt) & set(base_t):
+                ttt_ratio = stats.ratio_ci(ttt, base_t)
+        steps = [len(r.step_times()) for r in arms[label].values()]
         out.append(
             ArmSeeds(
                 label=label,
-                seeds=sorted(arms[label]),
-                warmup=resolve_warmup(
-                    min(len(d.step_times()) for d in arms[label].values()), warmup
-                ),
+                seeds=sorted(per_seed),
+                warmup=resolve_warmup(min(steps), warmup) if steps else 0,
+                per_seed=per_seed,
+                reward_source=source,
                 time=time,
-                reward=stats.mean_ci_across_seeds(rewards[label]) if rewards[label] else None,
-                reward_per_seed=rewards[label],
+                reward=stats.mean_ci(rewards, what="reward") if rewards else None,
+                margin=margin,
+                target=target,
                 ratio=ratio,
                 reward_difference=diff,
-                bottleneck=_bottleneck(time) if STEP in time else "unknown (no timeperf/* tags)",
+                time_to_target=stats.mean_ci(ttt, what="time to target") if ttt else None,
+                time_to_target_ratio=ttt_ratio,
+                bottleneck=_bottleneck(time),
             )
         )
     return out
@@ -133,17 +219,17 @@ def interval_text(iv: stats.Interval | None, digits: int = 3) -> str:
     if iv is None:
         return "n/a"
     if not iv.has_interval:
-        return f"{iv.estimate:.{digits}f} (no interval: {iv.n_seeds} seed)"
+        return f"{iv.estimate:.{digits}f} ({stats.no_interval_text(iv.n_seeds)})"
     return f"{iv.estimate:.{digits}f} [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
 
 
-def group_runs(
-    labels: Sequence[str], seeds: Sequence[int], datas: Sequence[RunData]
-) -> dict[str, dict[int, RunData]]:
-    """Runs -> arms: runs with the same label are one arm, told apart by seed."""
-    arms: dict[str, dict[int, RunData]] = {}
-    for label, seed, data in zip(labels, seeds, datas, strict=True):
-        if seed in arms.setdefault(label, {}):
-            raise ValueError(f"two runs of arm '{label}' have seed {seed}; give each run its seed")
-        arms[label][seed] = data
+def group_records(records: Iterable[RunRecord]) -> dict[str, dict[int, RunRecord]]:
+    """Records -> arms (in order of first appearance): one arm per label, told apart by seed."""
+    arms: dict[str, dict[int, RunRecord]] = {}
+    for rec in records:
+        if rec.seed in arms.setdefault(rec.arm, {}):
+            raise ValueError(
+                f"two runs of arm '{rec.arm}' have seed {rec.seed}; give each its seed"
+            )
+        arms[rec.arm][rec.seed] = rec
     return arms

@@ -1,14 +1,28 @@
-"""Confidence intervals and plain verdicts for ``a3po compare`` (pure numpy/scipy, no AReaL/torch).
+"""Intervals across seeds and plain verdicts for ``a3po compare`` (numpy/scipy, no AReaL/torch).
 
-Every interval is a percentile bootstrap from :func:`scipy.stats.bootstrap` with a fixed random
-generator, so a report is reproducible. Inputs are keyed by seed: ``{seed: [value per step]}`` for
-per-step metrics (step time, trainer compute, stage times) and ``{seed: value}`` for per-run
-summaries (reward of the last N steps). With fewer than two seeds no interval is given: ``low``
-and ``high`` are ``None`` and the verdict says so, instead of a bare number that looks certain.
+The unit is the run. Each run (one seed of one arm) is first reduced to a few numbers
+(:mod:`areal_a3po.report.seeds`: its median trainer compute, its reward of record, its time to a
+target reward); the intervals below are across those per-seed numbers, never across steps, which
+are autocorrelated and drift within a run.
 
-Coverage caveat: with 3 seeds a bootstrap over seeds has only 10 distinct resamples, and its
-percentile interval is roughly the range of the per-seed values (nominal 95 %, real coverage
-lower). "within noise" is then the honest reading of an interval that touches the null value.
+* A time ratio arm / baseline: Student-t interval on the per-seed log-ratios
+  ``log(arm_s / base_s)`` of the seeds both arms ran (paired), exponentiated: the geometric mean
+  ratio. A seed slow for both arms (a loaded machine) cancels out.
+* A reward difference arm - baseline: Student-t interval on the per-seed differences (paired).
+* An arm's own level: Student-t interval on its per-seed values.
+
+The t-interval is exact for normal per-seed values and close to nominal for the mildly skewed
+ones of a run summary at n = 5-10 (``tests/test_report_stats.py`` checks the coverage by
+simulation); a percentile bootstrap over 3-5 seeds is not (3 seeds give 10 distinct resamples and
+an interval about the range of the values). With fewer than :data:`MIN_SEEDS` paired seeds no
+interval is given and the verdict says so.
+
+What an interval covers: the variation between seeds within one invocation (one machine, one
+session, arms interleaved). It says nothing about another invocation on another day or machine;
+repeat the study to see that.
+
+Benchmarks that repeat one measurement in one process (``benchmarks/bench_trainer.py``) use
+:func:`median_ci_repeats` and :func:`repeats_ratio_ci`: a bootstrap over independent repeats.
 """
 
 from __future__ import annotations
@@ -16,37 +30,43 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from scipy import stats as _st
 
 CONFIDENCE = 0.95
-N_RESAMPLES = 10_000
+MIN_SEEDS = 3  # fewer paired seeds: no interval
+DEFAULT_MARGIN = 0.05  # non-inferiority margin for a reward difference (absolute reward)
+N_RESAMPLES = 10_000  # repeats bootstrap (benchmarks) only
 RNG_SEED = 0
-_BATCH = 2_000  # resamples per vectorised call: bounds memory on long runs
+_BATCH = 2_000
 
-YES = "yes"
+FASTER = "faster"
 SLOWER = "slower"
-HIGHER = "higher"
-LOWER = "lower"
 WITHIN_NOISE = "within noise"
+NO_CLAIM = "no claim"
 
 
 def no_interval_text(n_seeds: int) -> str:
     """The verdict when there are too few seeds for an interval."""
-    return f"no interval can be given ({n_seeds} seed{'s' if n_seeds != 1 else ''}; need >= 2)"
+    return (
+        f"no interval ({n_seeds} paired seed{'s' if n_seeds != 1 else ''}; "
+        f"an interval needs >= {MIN_SEEDS})"
+    )
+
+
+def noninferior_text(margin: float) -> str:
+    return f"not worse than baseline by more than {margin:g}"
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate with its bootstrap confidence interval (``None`` bounds: no interval)."""
+    """A point estimate with its confidence interval (``None`` bounds: no interval)."""
 
     estimate: float
     low: float | None
     high: float | None
     n_seeds: int
-    n_samples: int
     method: str
     confidence: float = CONFIDENCE
 
@@ -54,21 +74,13 @@ class Interval:
     def has_interval(self) -> bool:
         return self.low is not None and self.high is not None
 
-    def verdict(self, kind: Literal["speed", "reward"]) -> str:
-        """``speed``: this is a time ratio arm/baseline; ``reward``: a difference arm - baseline."""
-        if kind == "speed":
-            return speed_verdict(self)
-        if kind == "reward":
-            return reward_verdict(self)
-        raise ValueError(f"verdict kind must be 'speed' or 'reward', got {kind!r}")
-
     def __str__(self) -> str:
         if not self.has_interval:
             return f"{self.estimate:.4g} ({no_interval_text(self.n_seeds)})"
         pct = round(self.confidence * 100)
         return (
             f"{self.estimate:.4g} [{self.low:.4g}, {self.high:.4g}] "
-            f"({pct} % CI, {self.n_seeds} seeds, {self.n_samples} samples)"
+            f"({pct} % CI, {self.n_seeds} seeds, {self.method})"
         )
 
 
@@ -78,16 +90,10 @@ class Interval:
 def _clean(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
     arr = np.asarray(values, dtype=float).ravel()
     if arr.size == 0:
-        raise ValueError(f"{what}: no values (after warm-up); run more steps or lower the warm-up.")
+        raise ValueError(f"{what}: no values.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{what}: {int((~np.isfinite(arr)).sum())} non-finite values (NaN/inf).")
     return arr
-
-
-def _by_seed(values_by_seed: Mapping[int, Sequence[float]], what: str) -> dict[int, np.ndarray]:
-    if not values_by_seed:
-        raise ValueError(f"{what}: no seeds given.")
-    return {s: _clean(v, f"{what}, seed {s}") for s, v in sorted(values_by_seed.items())}
 
 
 def _per_seed(per_seed: Mapping[int, float], what: str) -> dict[int, float]:
@@ -100,27 +106,111 @@ def _per_seed(per_seed: Mapping[int, float], what: str) -> dict[int, float]:
     return out
 
 
-def drop_warmup(
-    values_by_seed: Mapping[int, Sequence[float]], warmup: int
-) -> dict[int, list[float]]:
-    """The steps after the first ``warmup`` of every seed (raises if a seed has none left)."""
-    if warmup < 0:
-        raise ValueError(f"warm-up must be >= 0 steps, got {warmup}.")
-    out = {s: list(v)[warmup:] for s, v in values_by_seed.items()}
-    empty = [s for s, v in out.items() if not v]
-    if empty:
+def _paired(
+    arm: Mapping[int, float], base: Mapping[int, float], what: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Values of the seeds both ran (sorted by seed) and a note naming any seed left out."""
+    a, b = _per_seed(arm, f"{what}, arm"), _per_seed(base, f"{what}, baseline")
+    common = sorted(set(a) & set(b))
+    left = sorted(set(a) ^ set(b))
+    note = f"; seeds {left} ran in one arm only, left out" if left else ""
+    return np.array([a[s] for s in common]), np.array([b[s] for s in common]), note
+
+
+def _t_bounds(x: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Student-t interval of the mean of ``x`` (``x.size >= 2``)."""
+    mean = float(x.mean())
+    sem = float(x.std(ddof=1)) / math.sqrt(x.size)
+    if sem == 0.0:
+        return mean, mean
+    low, high = _st.t.interval(confidence, df=x.size - 1, loc=mean, scale=sem)
+    return float(low), float(high)
+
+
+# ----------------------------------------------------------------------------- across seeds
+
+
+def mean_ci(
+    per_seed: Mapping[int, float], *, confidence: float = CONFIDENCE, what: str = "value"
+) -> Interval:
+    """Mean over seeds of one value per seed, with its t-interval (an arm's own level)."""
+    vals = np.array(list(_per_seed(per_seed, what).values()))
+    method = "t-interval over seeds"
+    if vals.size < MIN_SEEDS:
+        return Interval(float(vals.mean()), None, None, int(vals.size), method, confidence)
+    low, high = _t_bounds(vals, confidence)
+    return Interval(float(vals.mean()), low, high, int(vals.size), method, confidence)
+
+
+def ratio_ci(
+    arm: Mapping[int, float], base: Mapping[int, float], *, confidence: float = CONFIDENCE
+) -> Interval:
+    """Arm / baseline time ratio: geometric mean of per-seed ratios, t-interval on log-ratios.
+
+    Inputs are one positive number per seed (e.g. a run's median trainer compute per step).
+    """
+    a, b, note = _paired(arm, base, "ratio")
+    if np.any(a <= 0) or np.any(b <= 0):
+        raise ValueError("ratio: per-seed times must be > 0 seconds.")
+    method = "paired t-interval on per-seed log-ratios" + note
+    if a.size == 0:
+        raise ValueError(f"ratio: the arms share no seed (arm {sorted(arm)}, base {sorted(base)}).")
+    logs = np.log(a / b)
+    estimate = float(np.exp(logs.mean()))
+    if logs.size < MIN_SEEDS:
+        return Interval(estimate, None, None, int(logs.size), method, confidence)
+    low, high = _t_bounds(logs, confidence)
+    return Interval(estimate, math.exp(low), math.exp(high), int(logs.size), method, confidence)
+
+
+def difference_ci(
+    arm: Mapping[int, float], base: Mapping[int, float], *, confidence: float = CONFIDENCE
+) -> Interval:
+    """Arm - baseline: mean of per-seed differences, t-interval (paired by seed)."""
+    a, b, note = _paired(arm, base, "difference")
+    if a.size == 0:
         raise ValueError(
-            f"seed(s) {empty} have no step after a warm-up of {warmup}: run more steps or lower "
-            "the warm-up."
+            f"difference: the arms share no seed (arm {sorted(arm)}, base {sorted(base)})."
         )
-    return out
+    diffs = a - b
+    method = "paired t-interval on per-seed differences" + note
+    if diffs.size < MIN_SEEDS:
+        return Interval(float(diffs.mean()), None, None, int(diffs.size), method, confidence)
+    low, high = _t_bounds(diffs, confidence)
+    return Interval(float(diffs.mean()), low, high, int(diffs.size), method, confidence)
 
 
-def last_n_mean(values_by_seed: Mapping[int, Sequence[float]], n: int) -> dict[int, float]:
-    """Per seed, the mean of its last ``n`` values (e.g. the reward at the end of training)."""
-    if n < 1:
-        raise ValueError(f"last-N must be >= 1, got {n}.")
-    return {s: float(np.mean(v[-n:])) for s, v in _by_seed(values_by_seed, "last-N mean").items()}
+# ----------------------------------------------------------------------------- verdicts
+
+
+def speed_verdict(ratio: Interval) -> str:
+    """For a time ratio arm/baseline: ``faster`` only if the whole CI is below 1."""
+    if not ratio.has_interval:
+        return no_interval_text(ratio.n_seeds)
+    if ratio.high < 1.0:
+        return FASTER
+    if ratio.low > 1.0:
+        return SLOWER
+    return WITHIN_NOISE
+
+
+def reward_verdict(difference: Interval, margin: float = DEFAULT_MARGIN) -> str:
+    """Non-inferiority of a reward difference arm - baseline with margin ``margin`` (> 0).
+
+    "not worse than baseline by more than <margin>" when the lower bound is above -margin;
+    "no claim" otherwise (an interval that reaches below -margin establishes nothing either way
+    at this n, whether or not it covers 0).
+    """
+    if margin <= 0:
+        raise ValueError(f"the non-inferiority margin must be > 0, got {margin}")
+    if not difference.has_interval:
+        return no_interval_text(difference.n_seeds)
+    if difference.low > -margin:
+        return noninferior_text(margin)
+    return NO_CLAIM
+
+
+# ----------------------------------------------------------------------------- benchmarks
 
 
 def _bootstrap(data, statistic, paired: bool, n_resamples: int, confidence: float, seed: int):
@@ -138,41 +228,6 @@ def _bootstrap(data, statistic, paired: bool, n_resamples: int, confidence: floa
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-# ----------------------------------------------------------------------------- intervals
-
-
-def median_ci(
-    values_by_seed: Mapping[int, Sequence[float]],
-    *,
-    confidence: float = CONFIDENCE,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = RNG_SEED,
-) -> Interval:
-    """Median over all (seed, step) values and its stratified bootstrap interval.
-
-    Method: seeds are strata; every resample redraws each seed's steps with replacement, keeping
-    each seed's step count, and takes the median of the pooled values (the stratified bootstrap
-    of rliable, run by ``scipy.stats.bootstrap`` with one sample per seed, ``paired=False``).
-    It treats steps within a seed as exchangeable; drift between steps is not modelled. The
-    spread between seeds enters through :func:`ratio_ci`, which resamples seeds.
-    """
-    data = _by_seed(values_by_seed, "median")
-    pooled = np.concatenate(list(data.values()))
-    n_seeds = len(data)
-    method = "stratified bootstrap (steps resampled within seed), percentile"
-    if n_seeds < 2:
-        return Interval(float(np.median(pooled)), None, None, n_seeds, pooled.size, method)
-    short = [s for s, v in data.items() if v.size < 2]
-    if short:
-        raise ValueError(f"median: seed(s) {short} have a single step; need >= 2 per seed.")
-
-    def stat(*samples, axis=-1):
-        return np.median(np.concatenate(samples, axis=axis), axis=axis)
-
-    low, high = _bootstrap(tuple(data.values()), stat, False, n_resamples, confidence, seed)
-    return Interval(float(np.median(pooled)), low, high, n_seeds, pooled.size, method, confidence)
-
-
 def median_ci_repeats(
     values: Sequence[float],
     *,
@@ -180,134 +235,42 @@ def median_ci_repeats(
     n_resamples: int = N_RESAMPLES,
     seed: int = RNG_SEED,
 ) -> Interval:
-    """Median of independent repeats in one process (a benchmark), with its bootstrap interval.
+    """Median of independent repeats in one process (a benchmark), percentile bootstrap.
 
-    Not for the steps of an RL run: those are grouped by seed (use :func:`median_ci`).
+    Not for the steps of an RL run (autocorrelated) nor for seeds (use :func:`mean_ci`).
     """
     arr = _clean(values, "repeats")
     method = "bootstrap over independent repeats, percentile"
     if arr.size < 2:
-        return Interval(float(arr[0]), None, None, 1, 1, method, confidence)
+        return Interval(float(arr[0]), None, None, 1, method, confidence)
     low, high = _bootstrap(
         (arr,), lambda x, axis=-1: np.median(x, axis=axis), False, n_resamples, confidence, seed
     )
-    return Interval(float(np.median(arr)), low, high, 1, arr.size, method, confidence)
+    return Interval(float(np.median(arr)), low, high, int(arr.size), method, confidence)
 
 
-def _pairing(arm: Mapping[int, object], base: Mapping[int, object]) -> bool:
-    return set(arm) == set(base)
-
-
-def ratio_ci(
-    arm_by_seed: Mapping[int, Sequence[float]],
-    base_by_seed: Mapping[int, Sequence[float]],
+def repeats_ratio_ci(
+    arm_by_round: Mapping[int, Sequence[float]],
+    base_by_round: Mapping[int, Sequence[float]],
     *,
     confidence: float = CONFIDENCE,
     n_resamples: int = N_RESAMPLES,
     seed: int = RNG_SEED,
 ) -> Interval:
-    """Arm / baseline time ratio: mean of per-seed medians over mean of per-seed medians.
-
-    When both arms ran the same seeds, seeds are resampled *paired* (one draw of seeds for both
-    arms), so a seed that is slow for both (a loaded machine, longer sequences) cancels out.
-    Otherwise the two arms' seeds are resampled independently and ``method`` says so.
-    """
-    arm = {s: float(np.median(v)) for s, v in _by_seed(arm_by_seed, "ratio, arm").items()}
-    base = {s: float(np.median(v)) for s, v in _by_seed(base_by_seed, "ratio, baseline").items()}
-    if any(v <= 0 for v in base.values()):
-        raise ValueError("ratio: baseline medians must be > 0 (times in seconds).")
-    paired = _pairing(arm, base)
-    a = np.array([arm[s] for s in sorted(arm)])
-    b = np.array([base[s] for s in sorted(base)])
-    n_samples = sum(len(v) for v in arm_by_seed.values()) + sum(
-        len(v) for v in base_by_seed.values()
-    )
+    """Benchmark rounds: ratio of mean per-round medians, rounds resampled paired (bootstrap)."""
+    arm = {r: float(np.median(_clean(v, f"arm, round {r}"))) for r, v in arm_by_round.items()}
+    base = {r: float(np.median(_clean(v, f"base, round {r}"))) for r, v in base_by_round.items()}
+    if set(arm) != set(base) or not arm:
+        raise ValueError(f"rounds differ: arm {sorted(arm)} vs baseline {sorted(base)}")
+    a = np.array([arm[r] for r in sorted(arm)])
+    b = np.array([base[r] for r in sorted(arm)])
+    method = "ratio of mean per-round medians; bootstrap paired by round, percentile"
     estimate = float(a.mean() / b.mean())
-    n_seeds = min(a.size, b.size)
-    method = _design("ratio of mean per-seed medians", paired, arm, base)
-    if n_seeds < 2:
-        return Interval(estimate, None, None, n_seeds, n_samples, method, confidence)
+    if a.size < 2:
+        return Interval(estimate, None, None, int(a.size), method, confidence)
 
     def stat(x, y, axis=-1):
         return np.mean(x, axis=axis) / np.mean(y, axis=axis)
 
-    low, high = _bootstrap((a, b), stat, paired, n_resamples, confidence, seed)
-    return Interval(estimate, low, high, n_seeds, n_samples, method, confidence)
-
-
-def mean_ci_across_seeds(
-    per_seed_values: Mapping[int, float],
-    *,
-    confidence: float = CONFIDENCE,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = RNG_SEED,
-) -> Interval:
-    """Mean over seeds of one value per seed (e.g. :func:`last_n_mean` reward), bootstrap CI."""
-    vals = np.array(list(_per_seed(per_seed_values, "mean across seeds").values()))
-    method = "bootstrap over seeds, percentile"
-    if vals.size < 2:
-        return Interval(float(vals.mean()), None, None, vals.size, vals.size, method, confidence)
-    low, high = _bootstrap(
-        (vals,), lambda x, axis=-1: np.mean(x, axis=axis), False, n_resamples, confidence, seed
-    )
-    return Interval(float(vals.mean()), low, high, vals.size, vals.size, method, confidence)
-
-
-def difference_ci(
-    arm_per_seed: Mapping[int, float],
-    base_per_seed: Mapping[int, float],
-    *,
-    confidence: float = CONFIDENCE,
-    n_resamples: int = N_RESAMPLES,
-    seed: int = RNG_SEED,
-) -> Interval:
-    """Mean over seeds of arm minus mean of baseline; paired by seed when the seed sets match."""
-    arm = _per_seed(arm_per_seed, "difference, arm")
-    base = _per_seed(base_per_seed, "difference, baseline")
-    paired = _pairing(arm, base)
-    a, b = np.array(list(arm.values())), np.array(list(base.values()))
-    estimate = float(a.mean() - b.mean())
-    n_seeds = min(a.size, b.size)
-    method = _design("difference of means over seeds", paired, arm, base)
-    if n_seeds < 2:
-        return Interval(estimate, None, None, n_seeds, a.size + b.size, method, confidence)
-
-    def stat(x, y, axis=-1):
-        return np.mean(x, axis=axis) - np.mean(y, axis=axis)
-
-    low, high = _bootstrap((a, b), stat, paired, n_resamples, confidence, seed)
-    return Interval(estimate, low, high, n_seeds, a.size + b.size, method, confidence)
-
-
-def _design(what: str, paired: bool, arm: Mapping[int, object], base: Mapping[int, object]) -> str:
-    if paired:
-        return f"{what}; bootstrap paired by seed, percentile"
-    return (
-        f"{what}; bootstrap unpaired (seeds differ: arm {sorted(arm)} vs baseline "
-        f"{sorted(base)}), percentile"
-    )
-
-
-# ----------------------------------------------------------------------------- verdicts
-
-
-def speed_verdict(ratio: Interval) -> str:
-    """For a time ratio arm/baseline: ``yes`` (faster) only if the whole CI is below 1."""
-    if not ratio.has_interval:
-        return no_interval_text(ratio.n_seeds)
-    if ratio.high < 1.0:
-        return YES
-    if ratio.low > 1.0:
-        return SLOWER
-    return WITHIN_NOISE
-
-
-def reward_verdict(difference: Interval) -> str:
-    """For a reward difference arm - baseline: ``higher``/``lower`` only if the CI excludes 0."""
-    if not difference.has_interval:
-        return no_interval_text(difference.n_seeds)
-    if difference.low > 0.0:
-        return HIGHER
-    if difference.high < 0.0:
-        return LOWER
-    return WITHIN_NOISE
+    low, high = _bootstrap((a, b), stat, True, n_resamples, confidence, seed)
+    return Interval(estimate, low, high, int(a.size), method, confidence)

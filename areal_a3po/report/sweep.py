@@ -2,7 +2,7 @@
 
 Rows are staleness points (``rollout.max_head_offpolicyness``), columns providers. A cell holds the
 arm's step-time and trainer-compute ratios vs the baseline provider at the same staleness, its
-reward (mean over seeds of the last-N mean), and the token lag it actually trained on
+reward of record (mean over seeds), and the token lag it actually trained on
 (``ppo_actor/a3po/token_lag``, mean over steps and seeds, and its max): arms are only comparable
 where their effective lags match, which the table lets a reader check against the stated
 tolerance.
@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from areal_a3po.report.load import RunData
+from areal_a3po.report import stats
+from areal_a3po.report.record import RunRecord
 from areal_a3po.report.seeds import STEP, TRAINER, ArmSeeds, summarize_arms
-from areal_a3po.report.summarise import summarize_staleness
 
 LAG_TOLERANCE = 0.5  # versions: arms of one staleness point whose mean lags differ more are flagged
 
@@ -45,19 +45,22 @@ class Sweep:
         return max(lags) - min(lags) if len(lags) > 1 else None
 
 
-def _lag(by_seed: Mapping[int, RunData]) -> tuple[float | None, float | None]:
-    summaries = [summarize_staleness(d) for d in by_seed.values()]
-    avgs = [s.avg for s in summaries if s.avg is not None]
-    maxs = [s.max for s in summaries if s.max is not None]
+def _lag(by_seed: Mapping[int, RunRecord]) -> tuple[float | None, float | None]:
+    """Mean over runs of the run's mean per-step lag, and the largest per-step max."""
+    avgs = [statistics.fmean(r.lag_avg.values()) for r in by_seed.values() if r.lag_avg]
+    maxs = [max(r.lag_max.values()) for r in by_seed.values() if r.lag_max]
     return (statistics.fmean(avgs) if avgs else None, max(maxs) if maxs else None)
 
 
 def summarize_sweep(
-    arms: Mapping[str, Mapping[int, RunData]],
+    arms: Mapping[str, Mapping[int, RunRecord]],
     points: Mapping[str, tuple[str, int]],
     baseline: str,
     warmup: int | None,
     last_n: int,
+    *,
+    target: float | None = None,
+    margin: float = stats.DEFAULT_MARGIN,
 ) -> Sweep | None:
     """``points``: arm label -> (provider, staleness). None unless several staleness points."""
     stalenesses = sorted({k for _, k in points.values()})
@@ -71,7 +74,9 @@ def summarize_sweep(
         if baseline not in labels:
             raise ValueError(f"staleness {k}: no '{baseline}' arm to compare against")
         ordered = [labels[p] for p in providers if p in labels]
-        summaries = summarize_arms({lbl: arms[lbl] for lbl in ordered}, warmup, last_n)
+        summaries = summarize_arms(
+            {lbl: arms[lbl] for lbl in ordered}, warmup, last_n, target=target, margin=margin
+        )
         cells[k] = {
             points[s.label][0]: SweepCell(points[s.label][0], k, s, *_lag(arms[s.label]))
             for s in summaries
