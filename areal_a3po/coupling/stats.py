@@ -6,6 +6,9 @@ Patched with ``areal.trainer.ppo.actor`` (where the controller class lives):
 * Single-controller: ``PPOActorController.export_stats`` (RPC workers) or
   ``PPOActorControllerV2.export_stats`` (``actor._version: v2``, gateway; in 1.0.4 and 2.x)
   gathers the workers' statistics.
+
+After each export, :func:`areal_a3po.coupling.recover.after_observe` saves the calibrators' state
+beside a recover checkpoint whose step was just observed.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import functools
 from types import ModuleType
 
 from areal_a3po import calibration
-from areal_a3po.coupling import gate
+from areal_a3po.coupling import gate, recover
 
 
 def _observed(export):
@@ -22,6 +25,7 @@ def _observed(export):
     def observed(*args, **kwargs):
         stats = export(*args, **kwargs)
         calibration.observe(stats)
+        recover.after_observe()
         return stats
 
     return observed

@@ -1,0 +1,57 @@
+"""What an arm's tensorboard directory says: steps and rewards while it runs, and what an earlier
+invocation of the same study left (:func:`previous_arm`: fresh, continued or skipped)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+class TensorboardProgress:
+    """Steps and rewards of one run dir, read incrementally from AReaL's tensorboard event files."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self._acc = None
+        self.step_seen_at: dict[int, float] = {}
+
+    def poll(self) -> None:
+        if self._acc is None:
+            if not self.run_dir.is_dir() or not any(self.run_dir.glob("events.out.tfevents.*")):
+                return
+            from tensorboard.backend.event_processing import event_accumulator as ea
+
+            self._acc = ea.EventAccumulator(str(self.run_dir), size_guidance={ea.SCALARS: 0})
+        self._acc.Reload()
+        now = time.monotonic()
+        for tag in self._acc.Tags()["scalars"]:
+            for event in self._acc.Scalars(tag):
+                self.step_seen_at.setdefault(event.step, now)
+
+    @property
+    def done(self) -> int:
+        return len(self.step_seen_at)
+
+    def rewards(self) -> list[float]:
+        if self._acc is None or "rollout/reward" not in self._acc.Tags()["scalars"]:
+            return []
+        by_step = {e.step: e.value for e in self._acc.Scalars("rollout/reward")}  # resumed: last
+        return [by_step[step] for step in sorted(by_step)]
+
+
+def steps_logged(run_dir: Path) -> int:
+    """Distinct steps in the run dir's event files (all files: a resumed run adds one)."""
+    watch = TensorboardProgress(run_dir)
+    watch.poll()
+    return watch.done
+
+
+def previous_arm(arm_dir: Path, launched: str, run_dir: Path, steps: int) -> str:
+    """fresh, continued or skipped: what an earlier invocation left in ``arm_dir``."""
+    try:
+        same = (arm_dir / "launch_cmd.txt").read_text() == launched
+    except OSError:
+        return "fresh"
+    if not same:
+        return "fresh"
+    return "skipped" if steps_logged(run_dir) >= steps else "continued"

@@ -1,0 +1,44 @@
+"""The CPU entry script leaves no process behind when its controller ends (normally or not).
+
+AReaL stops its workers in ``PPOTrainer.__exit__``; an error while ``PPOTrainer(...)`` is built
+skips it, and the scheduler's ``__del__`` fallback does not finish at interpreter shutdown
+(docs/troubleshooting.md, "Faults"). ``areal_a3po.embedded.train.stop_leftover_processes`` runs in
+the entry script's ``finally``; here it runs in a fresh interpreter (it stops every descendant of
+the process that calls it) with a child that ignores SIGTERM, as a stuck worker would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.version_independent
+
+SCRIPT = """
+import json, subprocess, sys
+from areal_a3po.embedded.train import stop_leftover_processes
+polite = subprocess.Popen(["sleep", "120"])
+stubborn = subprocess.Popen(
+    [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+     "print('ready', flush=True); time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+stubborn.stdout.readline()
+left = stop_leftover_processes(grace_s=1.0)
+print(json.dumps({"pids": [polite.pid, stubborn.pid], "left": left}))
+"""
+
+
+def test_stop_leftover_processes_terminates_then_kills_every_descendant():
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    polite, stubborn = out["pids"]
+    assert [int(line.split()[0]) for line in out["left"]] == [polite, stubborn]
+    assert "sleep 120" in out["left"][0]
+    # the stubborn one ignores SIGTERM: only the SIGKILL after the grace period ends it
+    assert not any(psutil.pid_exists(pid) for pid in (polite, stubborn))
