@@ -19,6 +19,8 @@ TARGETS = (
     "areal.trainer.ppo.actor",
     "areal.utils.network",
     "areal.infra.rpc.guard.app",
+    "areal.infra.remote_inf_engine",
+    "areal.utils.recover",
 )
 
 _installed = False

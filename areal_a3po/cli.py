@@ -1,4 +1,4 @@
-"""``a3po`` command line: ``a3po info`` (is the plugin active?) and ``a3po compare``."""
+"""``a3po`` command line: ``a3po info`` (is the plugin active?), ``a3po compare``, ``a3po recipe``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def _info(args: argparse.Namespace) -> int:
         print(f"activation hook installed at interpreter start: {_bootstrap.installed()}")
     import areal.api.cli_args  # noqa: F401  (triggers the hook, as in any AReaL process)
     import areal.trainer.ppo.actor  # noqa: F401
+    import areal.utils.recover  # noqa: F401  (hybrid's state beside AReaL's recover checkpoint)
 
     from areal_a3po import coupling
     from areal_a3po.coupling import gate
@@ -57,30 +58,41 @@ def _compare(args: argparse.Namespace) -> int:
     runs = list(args.runs)
     labels = args.labels.split(",") if args.labels else None
     if not runs:  # the embedded default: the CPU recipe twins through AReaL's local scheduler
-        from areal_a3po.embedded import runner
+        from areal_a3po.embedded import runner, testbeds
 
         providers = [p.strip() for p in args.providers.split(",") if p.strip()]
         stalenesses = _int_list(args.staleness or str(runner.DEFAULT_STALENESS), "--staleness")
         seeds = _int_list(args.seed or "1", "--seeds")
-        steps = args.steps if args.steps is not None else runner.DEFAULT_STEPS
+        bed = testbeds.get(args.testbed)
+        steps = args.steps if args.steps is not None else bed.default_steps or runner.DEFAULT_STEPS
         pace = args.pace if args.pace != "auto" else ("cap" if len(stalenesses) > 1 else "free")
         n_arms = len(providers) * len(stalenesses) * len(seeds)
         print(
             f"a3po compare: {n_arms} arms ({len(providers)} providers x {len(stalenesses)} "
             f"staleness x {len(seeds)} seeds), {steps} steps each, pace={pace}; expected "
-            f"~{runner.expected_seconds(n_arms, steps, pace) / 60:.0f} min on a 2-core CPU "
-            "machine (sequential, one arm at a time)",
+            f"~{runner.expected_seconds(n_arms, steps, pace, args.testbed) / 60:.0f} min on a "
+            f"2-core CPU machine, testbed {args.testbed} (sequential, one arm at a time)",
             flush=True,
         )
-        results = runner.run_default(  # arms interleaved per seed: all providers of seed 1, ...
-            out_dir=args.out,
-            steps=steps,
-            staleness=stalenesses,
-            seed=seeds,
-            providers=providers,
-            progress=not args.no_progress,
-            pace=pace,
-        )
+        if args.overrides:
+            print("a3po compare: AReaL overrides for every arm: " + " ".join(args.overrides))
+        from areal_a3po.embedded.arms import OverrideError
+        from areal_a3po.recipes import RecipeError
+
+        try:
+            results = runner.run_default(  # arms interleaved per seed: all providers of seed 1..
+                out_dir=args.out,
+                steps=steps,
+                staleness=stalenesses,
+                seed=seeds,
+                providers=providers,
+                progress=not args.no_progress,
+                pace=pace,
+                extra_overrides=args.overrides,
+                testbed=args.testbed,
+            )
+        except (OverrideError, RecipeError, runner.EmbeddedRunError) as exc:  # no traceback
+            raise SystemExit(f"a3po compare: {exc}") from None
         runs = [r.run_dir for r in results]
         # One arm per (provider, staleness point); its seeds are repeats of the same arm.
         swept = len(stalenesses) > 1
@@ -88,22 +100,40 @@ def _compare(args: argparse.Namespace) -> int:
         seeds = [r.seed for r in results]
         sweep = [(r.provider, r.staleness) for r in results] if swept else None
         caps = [r.staleness for r in results]
+        run_providers = [r.provider for r in results]
     else:
+        if args.overrides:
+            raise SystemExit(
+                "a3po compare: --set applies to the runs the embedded default starts; with RUN "
+                "directories the runs already ran (their overrides are in their launch lines)"
+            )
+        run_providers, pace = None, None
         sweep = None
         seeds = _int_list(args.seed, "--seeds") if args.seed else None  # one per RUN
         caps = _int_list(args.staleness, "--staleness") if args.staleness else None
         if caps is not None and len(caps) == 1:
             caps *= len(runs)
-    rep = report.compare(
-        runs,
-        os.path.join(args.out, "report"),
-        labels=labels,
-        last_n=args.last,
-        warmup=args.warmup,
-        seeds=seeds,
-        sweep=sweep,
-        caps=caps,
-    )
+    from areal_a3po.report.load import RunDataError
+
+    try:
+        rep = report.compare(
+            runs,
+            os.path.join(args.out, "report"),
+            labels=labels,
+            last_n=args.last,
+            warmup=args.warmup,
+            seeds=seeds,
+            sweep=sweep,
+            caps=caps,
+            providers=run_providers,
+            pace=pace,
+            overrides=args.overrides,
+            target=args.target_reward,
+            margin=args.margin,
+        )
+    except (FileNotFoundError, RunDataError) as exc:  # a run dir that cannot be read: no report
+        print(f"a3po compare: error: {exc}", file=sys.stderr)
+        return 2
     print(report.format_table(rep))
     print(f"\nreport: {rep.paths.get('report_md')}  json: {rep.paths.get('report_json')}")
     for name, path in sorted(rep.paths.items()):
@@ -112,9 +142,22 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recipe(args: argparse.Namespace) -> int:
+    from areal_a3po import recipes
+
+    argv = ([args.name] if args.name else []) + (["--out", args.out] if args.out else [])
+    return recipes.main(argv, prog="a3po recipe")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="a3po", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
+    p_rec = sub.add_parser(
+        "recipe", help="print or write a recipe shipped with areal-a3po (without NAME: list them)"
+    )
+    p_rec.add_argument("name", nargs="?", metavar="NAME", help="recipe name, e.g. cpu_tiny_a3po")
+    p_rec.add_argument("--out", default=None, help="write it here (a file or a directory)")
+    p_rec.set_defaults(fn=_recipe)
     p_info = sub.add_parser("info", help="print registered providers and whether AReaL is hooked")
     p_info.set_defaults(fn=_info)
     p_cmp = sub.add_parser(
@@ -156,6 +199,39 @@ def main(argv: list[str] | None = None) -> int:
         "rollouts held at the staleness cap, so every arm trains at the same token lags "
         "(the staleness study's control, docs/benchmarks.md); auto = cap when --staleness "
         "has several points",
+    )
+    p_cmp.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="embedded default: an AReaL config override for every arm (repeatable), e.g. "
+        "--set actor.ppo_n_minibatches=4; checked with AReaL's config loader before any arm "
+        "starts, and written to each arm's launch_cmd.txt and the report",
+    )
+    p_cmp.add_argument(
+        "--target-reward",
+        type=float,
+        default=None,
+        help="report the time (cumulative step time) each arm takes to reach this reward of "
+        "record, with intervals across seeds",
+    )
+    p_cmp.add_argument(
+        "--margin",
+        type=float,
+        default=0.05,
+        help="non-inferiority margin of the reward difference vs the baseline (absolute reward, "
+        "default 0.05): 'not worse by more than MARGIN' when the interval's lower bound is "
+        "above -MARGIN, else 'no claim'",
+    )
+    p_cmp.add_argument(
+        "--testbed",
+        choices=["tiny", "smollm2"],
+        default="tiny",
+        help="embedded default: 'tiny' = recipes/cpu_tiny_*.yaml (2-layer model, synthetic task, "
+        "seconds per step); 'smollm2' = recipes/cpu_smollm2_*.yaml (SmolLM2-135M-Instruct on a "
+        "reasoning-gym task, held-out evaluation as the reward of record; ~40 s per step)",
     )
     p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_cmp.set_defaults(fn=_compare)

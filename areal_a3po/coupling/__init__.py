@@ -18,6 +18,12 @@ AReaL module                   what changes (module here)
                                (:mod:`.network`)
 ``areal.infra.rpc.guard.app``  worker servers bind 127.0.0.1, not 0.0.0.0, with
                                ``AREAL_A3PO_LOOPBACK=1`` (:mod:`.rpc_guard`)
+areal.infra.remote_inf_engine  generated tokens labelled with the weight version their request
+                               was built with, not one read after the round trip (AReaL PR
+                               #1569; only where ``agenerate`` reads it twice)
+                               (:mod:`.remote_inf_engine`)
+``areal.utils.recover``        ``hybrid``'s calibration state saved beside AReaL's recover
+                               checkpoint and restored with it (:mod:`.recover`)
 =============================  =========================================================
 
 Whether AReaL is patched at all is decided by :mod:`.gate`. When a future AReaL ships a plugin
@@ -29,13 +35,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import ModuleType
 
-from areal_a3po.coupling import actor, config, gate, network, rpc_guard, stats, vllm
+from areal_a3po.coupling import (
+    actor,
+    config,
+    gate,
+    network,
+    recover,
+    remote_inf_engine,
+    rpc_guard,
+    stats,
+    vllm,
+)
 
 PATCHERS: dict[str, tuple[Callable[[ModuleType], None], ...]] = {
     "areal.api.cli_args": (config.patch, vllm.patch),
     "areal.trainer.ppo.actor": (actor.patch, stats.patch),
     "areal.utils.network": (network.patch,),
     "areal.infra.rpc.guard.app": (rpc_guard.patch,),
+    "areal.infra.remote_inf_engine": (remote_inf_engine.patch,),
+    "areal.utils.recover": (recover.patch,),
 }
 
 _PATCHED: set[str] = set()

@@ -50,3 +50,34 @@ def arm_overrides(
             # config refuses it (coupling/config.py); dropping it changes no update.
             overrides.append("actor.rejection_sampling=null")
     return twin, overrides
+
+
+class OverrideError(ValueError):
+    """A ``--set KEY=VALUE`` that AReaL's config loader refuses (its message names the key)."""
+
+
+def check_overrides(recipes: Sequence, overrides: Sequence[str]) -> None:
+    """Load each recipe with ``overrides`` through AReaL's own config loader before any arm runs.
+
+    AReaL's ``parse_cli_args`` (hydra) and ``to_structured_cfg`` (OmegaConf merge into
+    ``GRPOConfig``) are the calls its ``load_expr_config`` makes, without its side effects
+    (name-resolve setup, saving the config). A bad key or value raises :class:`OverrideError`
+    with AReaL's message, which names the key.
+    """
+    if not overrides:
+        return
+    bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
+    if bad:
+        raise OverrideError(f"--set takes KEY=VALUE (an AReaL config key), got {bad}")
+    from areal.api.cli_args import GRPOConfig, parse_cli_args, to_structured_cfg
+    from omegaconf import OmegaConf
+
+    for recipe in recipes:
+        try:
+            cfg, _ = parse_cli_args(["--config", str(recipe), *overrides])
+            OmegaConf.to_object(to_structured_cfg(cfg, config_cls=GRPOConfig))
+        except Exception as exc:  # noqa: BLE001 - AReaL's / hydra's / OmegaConf's own errors
+            raise OverrideError(
+                f"AReaL refuses --set {' '.join(overrides)} for {recipe}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc

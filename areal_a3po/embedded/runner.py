@@ -17,6 +17,13 @@ Layout of ``out_dir``::
     <label>/controller.log  the AReaL controller's output (workers' logs: AReaL's log dir)
     <label>/summary.json    this runner's timings
     <label>/areal/          the arm's cluster.fileroot; its tensorboard dir is the run dir
+
+Rerunning the same study into the same ``out_dir`` resumes it: an arm whose directory holds the
+same launch command and all its steps in tensorboard is skipped; an arm with the same command but
+fewer steps (interrupted) is relaunched in place, so AReaL's recover (``recover.mode: on`` in the
+recipes) continues it from its last checkpoint (without one AReaL starts it over, and the report
+reads only the newest run's event file: :mod:`areal_a3po.report.load`); an arm with another
+command is deleted and run afresh.
 """
 
 from __future__ import annotations
@@ -34,12 +41,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from areal_a3po.embedded.arms import A3PO_PROVIDER, BASELINE_PROVIDER, arm_overrides, arm_plan
+from areal_a3po import recipes
+from areal_a3po.embedded import testbeds
+from areal_a3po.embedded.arms import (
+    A3PO_PROVIDER,
+    BASELINE_PROVIDER,
+    arm_overrides,
+    arm_plan,
+    check_overrides,
+)
+from areal_a3po.embedded.progress import TensorboardProgress, previous_arm
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parent.parent  # the checkout that holds areal_a3po/ and recipes/
-RECIPES_DIR = REPO_ROOT / "recipes"
-RECIPE_PREFIX = "cpu_tiny"
+RECIPE_PREFIX = "cpu_tiny"  # the default testbed's (embedded/testbeds.py)
 LAUNCH_LABEL = "single-controller, local"
 LAUNCH_LABELS = {
     "local": LAUNCH_LABEL,
@@ -87,6 +101,8 @@ class ArmResult:
     total_s: float = 0.0  # launch -> controller process group gone
     rewards: list[float] = field(default_factory=list)  # rollout/reward per step
     command: list[str] = field(default_factory=list)
+    # fresh | continued (interrupted before, relaunched in place) | skipped (complete by its logs)
+    start: str = "fresh"
 
 
 # ------------------------------------------------------------------------------------ recipes
@@ -106,16 +122,13 @@ def default_providers() -> list[str]:
     ]
 
 
-def recipe_path(twin: str) -> Path:
-    """``recipes/cpu_tiny_<twin>.yaml`` of this checkout (``twin``: recompute or a3po)."""
-    path = RECIPES_DIR / f"{RECIPE_PREFIX}_{twin}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: the embedded default runs the CPU recipes of an areal-a3po "
-            "checkout (pip install -e .); with a wheel install pass run directories to "
-            "`a3po compare RUN_A RUN_B` instead"
-        )
-    return path
+def recipe_path(twin: str, testbed: str = "tiny") -> Path:
+    """``cpu_<testbed>_<twin>.yaml`` (``twin``: recompute or a3po), shipped in the package.
+
+    The same file from a wheel (``areal_a3po/_recipes/``) and a checkout (``recipes/``):
+    :mod:`areal_a3po.recipes`; a missing one raises its one-line ``RecipeError``.
+    """
+    return recipes.recipe_path(f"{testbeds.get(testbed).recipe_prefix}_{twin}")
 
 
 def header_command(recipe: Path, label: str = LAUNCH_LABEL) -> str:
@@ -146,40 +159,6 @@ def launch_command(
     cmd = ["bash", "-c", f'exec {line} "$@"', "a3po-arm", *overrides]
     env = {"RECIPE": str(recipe), "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
     return cmd, env
-
-
-# ------------------------------------------------------------------------------------ progress
-
-
-class _TensorboardProgress:
-    """Steps and rewards of one run dir, read incrementally from AReaL's tensorboard event files."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self._acc = None
-        self.step_seen_at: dict[int, float] = {}
-
-    def poll(self) -> None:
-        if self._acc is None:
-            if not self.run_dir.is_dir() or not any(self.run_dir.glob("events.out.tfevents.*")):
-                return
-            from tensorboard.backend.event_processing import event_accumulator as ea
-
-            self._acc = ea.EventAccumulator(str(self.run_dir), size_guidance={ea.SCALARS: 0})
-        self._acc.Reload()
-        now = time.monotonic()
-        for tag in self._acc.Tags()["scalars"]:
-            for event in self._acc.Scalars(tag):
-                self.step_seen_at.setdefault(event.step, now)
-
-    @property
-    def done(self) -> int:
-        return len(self.step_seen_at)
-
-    def rewards(self) -> list[float]:
-        if self._acc is None or "rollout/reward" not in self._acc.Tags()["scalars"]:
-            return []
-        return [e.value for e in sorted(self._acc.Scalars("rollout/reward"), key=lambda e: e.step)]
 
 
 # ------------------------------------------------------------------------------------ processes
@@ -229,16 +208,17 @@ def run_arm(
     extra_overrides: Sequence[str] = (),
     scheduler: str = "local",
     pace: str = "free",
+    testbed: str = testbeds.DEFAULT_TESTBED,
 ) -> ArmResult:
     """Run one arm with AReaL's scheduler; returns its timings and reward curve.
 
     The twin and overrides come from :func:`arm_overrides`. ``scheduler``: the header
     line to run, ``local`` or ``ray`` (Ray: a running cluster, e.g. ``RAY_ADDRESS`` set).
     ``pace``: ``free`` (AReaL's own overlap) or ``cap`` (rollouts at the staleness cap, the
-    staleness study's control: :mod:`areal_a3po.embedded.pacing`).
+    staleness study's control: :mod:`areal_a3po.embedded.pacing`). ``testbed``: the recipe twins
+    and model (:mod:`areal_a3po.embedded.testbeds`).
     """
-    from areal_a3po.embedded import pacing, task
-    from areal_a3po.embedded.model import build_model_dir
+    from areal_a3po.embedded import pacing
 
     label = label or provider
     if pace not in pacing.MODES:
@@ -248,15 +228,13 @@ def run_arm(
     if not _LABEL_RE.fullmatch(label) or label == "model":
         raise ValueError(f"arm label {label!r}: letters, digits, '_' and '.' only, not 'model'")
     out = Path(out_dir).resolve()
-    model_dir = build_model_dir(str(out / "model" / f"tiny-seed{seed}"), list(task.VOCAB), seed)
+    bed = testbeds.get(testbed)
+    model_dir = bed.build_model(str(out / "model"), seed)
     arm_dir = out / label
-    if arm_dir.exists():
-        shutil.rmtree(arm_dir)  # never mix event files or name records of two runs
-    arm_dir.mkdir(parents=True)
     fileroot = arm_dir / "areal"
 
     twin, overrides = arm_overrides(provider, steps, fileroot, seed, staleness, model_dir, label)
-    recipe = recipe_path(twin)
+    recipe = recipe_path(twin, testbed)
     overrides += list(extra_overrides)
     cmd, cmd_env = launch_command(recipe, overrides, LAUNCH_LABELS[scheduler])
     if pace != pacing.FREE:
@@ -265,9 +243,17 @@ def run_arm(
     run_dir = fileroot / "tensorboard" / experiment / label
     result = ArmResult(provider, label, str(run_dir), steps, seed, staleness, pace, command=cmd)
     shown_env = " ".join(f"{k}={shlex.quote(v)}" for k, v in cmd_env.items() if k != "PATH")
-    (arm_dir / "launch_cmd.txt").write_text(f"{shown_env} {shlex.join(cmd)}\n")
+    launched = f"{shown_env} {shlex.join(cmd)}\n"
+    result.start = previous_arm(arm_dir, launched, run_dir, steps)
+    if result.start == "skipped":
+        return _skipped(arm_dir, result)
+    if result.start == "fresh":
+        if arm_dir.exists():
+            shutil.rmtree(arm_dir)  # never mix event files or name records of two runs
+        arm_dir.mkdir(parents=True)
+        (arm_dir / "launch_cmd.txt").write_text(launched)
 
-    limit = START_LIMIT_S + steps * STEP_LIMIT_S
+    limit = (bed.start_limit_s or START_LIMIT_S) + steps * (bed.step_limit_s or STEP_LIMIT_S)
     env = dict(os.environ, PYTHONUNBUFFERED="1", AREAL_A3PO_LOOPBACK="1", **cmd_env)
     env.pop("AREAL_SPMD_MODE", None)
     if pace == pacing.FREE:
@@ -278,12 +264,12 @@ def run_arm(
 
         bar = tqdm(total=steps, desc=f"{label:>10}", unit="step", position=position, leave=True)
         bar.set_postfix_str("AReaL starting workers and vLLM")
-    watch = _TensorboardProgress(run_dir)
+    watch = TensorboardProgress(run_dir)
     log_path = arm_dir / "controller.log"
     t0 = time.monotonic()
     proc = None
     try:
-        with open(log_path, "wb") as log:
+        with open(log_path, "ab" if result.start == "continued" else "wb") as log:
             # coreutils timeout bounds the arm even if this runner is killed without cleanup.
             proc = subprocess.Popen(
                 ["timeout", "--kill-after=15", str(int(limit)), *cmd],
@@ -332,9 +318,27 @@ def run_arm(
     return result
 
 
-def expected_seconds(n_arms: int, steps: int, pace: str = "free") -> float:
+def _skipped(arm_dir: Path, result: ArmResult) -> ArmResult:
+    """The result of an arm an earlier invocation completed (its timings from its summary)."""
+    try:
+        before = json.loads((arm_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        before = {}
+    for name in ("first_step_s", "train_s", "total_s"):
+        if isinstance(before.get(name), (int, float)):
+            setattr(result, name, float(before[name]))
+    watch = TensorboardProgress(Path(result.run_dir))
+    watch.poll()
+    result.rewards = watch.rewards()
+    print(f"[{result.label}] complete in {arm_dir} ({result.steps} steps logged): skipped")
+    return result
+
+
+def expected_seconds(n_arms: int, steps: int, pace: str = "free", testbed: str = "tiny") -> float:
     """Rough wall time of ``n_arms`` sequential arms (printed before a study starts)."""
-    return n_arms * (EXPECTED_START_S + steps * EXPECTED_STEP_S[pace])
+    bed = testbeds.get(testbed)
+    per_step = (bed.expected_step_s or EXPECTED_STEP_S)[pace]
+    return n_arms * ((bed.expected_start_s or EXPECTED_START_S) + steps * per_step)
 
 
 def _experiment_name(recipe: Path) -> str:
@@ -352,11 +356,14 @@ def run_default(
     progress: bool = True,
     pace: str = "free",
     on_arm_done: Callable[[ArmResult], None] | None = None,
+    extra_overrides: Sequence[str] = (),
+    testbed: str = testbeds.DEFAULT_TESTBED,
 ) -> list[ArmResult]:
     """Run the embedded default, one arm per (seed, staleness, provider), sequentially.
 
     Returns the arms' results; ``result.run_dir`` holds AReaL's tensorboard event files.
     ``providers=None`` means :func:`default_providers`; ``pace`` as in :func:`run_arm`.
+    ``extra_overrides``: AReaL overrides for every arm, checked with AReaL's loader first.
     """
     seeds = [seed] if isinstance(seed, int) else list(seed)
     stalenesses = [staleness] if isinstance(staleness, int) else list(staleness)
@@ -368,12 +375,15 @@ def run_default(
     for name, values in (("providers", providers), ("seeds", seeds), ("staleness", stalenesses)):
         if len(set(values)) != len(values):
             raise ValueError(f"duplicate {name}: {values}")
+    twins = {BASELINE_PROVIDER if p == BASELINE_PROVIDER else A3PO_PROVIDER for p in providers}
+    check_overrides([recipe_path(t, testbed) for t in sorted(twins)], extra_overrides)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     results = []
     for i, (provider, s, k, label) in enumerate(arm_plan(providers, seeds, stalenesses)):
         res = run_arm(
             provider, out_dir, steps=steps, staleness=k, seed=s, label=label,
-            progress=progress, position=i, pace=pace,
+            progress=progress, position=i, pace=pace, extra_overrides=extra_overrides,
+            testbed=testbed,
         )  # fmt: skip
         results.append(res)
         if on_arm_done is not None:

@@ -14,13 +14,20 @@ the actor and rollout workers and the vLLM server). What this script adds to gsm
   the 127.0.0.1 address they bind (the recipe's ``scheduling_spec[].env_vars`` set it for them);
 - a check of the YAML values that must match the task;
 - ``AREAL_A3PO_PACE=cap``: rollouts at the staleness cap (:mod:`areal_a3po.embedded.pacing`), the
-  control of ``a3po compare --staleness``.
+  control of ``a3po compare --staleness``;
+- no worker left behind: when the controller ends, normally or with an error, the processes it
+  started that still run are stopped (:func:`stop_leftover_processes`). AReaL stops its workers in
+  ``PPOTrainer.__exit__``, but an error inside ``PPOTrainer(...)`` skips it, and the scheduler's
+  ``__del__`` fallback (areal 1.0.4 ``areal/infra/scheduler/local.py:1787``) runs at interpreter
+  shutdown, where its kill threads (``local.py:1145-1237``) do not finish: the workers outlive it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
 TASK = "areal_a3po.embedded.task"
 DATASET_SIZE = 512  # prompts; the dataloader is cycled, total_train_steps bounds the run
@@ -62,6 +69,43 @@ def prepare_model(config) -> str:
     return build_model_dir(config.actor.path, list(task.VOCAB), seed=config.seed)
 
 
+def stop_leftover_processes(grace_s: float = 10.0) -> list[str]:
+    """SIGTERM, then SIGKILL after ``grace_s``, every descendant of this process still running."""
+    import psutil
+
+    procs = psutil.Process().children(recursive=True)
+    left = []
+    for proc in procs:
+        try:
+            left.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5.0)
+    return left
+
+
+@contextlib.contextmanager
+def stopping_leftovers() -> Iterator[None]:
+    """Around the trainer: whatever it left running is stopped when the block ends, and logged."""
+    try:
+        yield
+    finally:
+        left = stop_leftover_processes()
+        if left:
+            from areal.utils import logging
+
+            logging.getLogger("A3POEntry").warning(
+                f"stopped {len(left)} process(es) AReaL left running: " + "; ".join(left)
+            )
+
+
 def main(argv: list[str]) -> None:
     os.environ.setdefault("AREAL_A3PO_LOOPBACK", "1")  # before AReaL's network module is imported
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -97,13 +141,14 @@ def main(argv: list[str]) -> None:
         get_input_ids_fn=f"{TASK}.get_input_ids",
         data_extract_prompt_fn=f"{TASK}.extract_prompt",
     )
-    with PPOTrainer(config, train_dataset=train_dataset, valid_dataset=None) as trainer:
-        if pace == pacing.CAP:
-            pacing.pace_at_cap(trainer.rollout)
-        trainer.train(
-            workflow="areal.workflow.rlvr.RLVRWorkflow",
-            workflow_kwargs=workflow_kwargs,
-        )
+    with stopping_leftovers():
+        with PPOTrainer(config, train_dataset=train_dataset, valid_dataset=None) as trainer:
+            if pace == pacing.CAP:
+                pacing.pace_at_cap(trainer.rollout)
+            trainer.train(
+                workflow="areal.workflow.rlvr.RLVRWorkflow",
+                workflow_kwargs=workflow_kwargs,
+            )
 
 
 if __name__ == "__main__":
