@@ -11,11 +11,9 @@ The character list comes from the task (:data:`areal_a3po.embedded.task.VOCAB`);
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
+
+from areal_a3po.embedded import stamped_dir
 
 PAD, EOS = "<pad>", "<eos>"
 SPECIAL_TOKENS = (PAD, EOS)  # ids 0 and 1
@@ -108,14 +106,6 @@ def build_model(out_dir: str, vocab_size: int, seed: int, spec: TinyModelSpec = 
 STAMP = "a3po_embedded_build.json"
 
 
-def _read_stamp(out_dir: str) -> dict | None:
-    try:
-        with open(os.path.join(out_dir, STAMP)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def build_model_dir(
     out_dir: str, chars: list[str], seed: int, spec: TinyModelSpec = TinyModelSpec()
 ) -> str:
@@ -125,29 +115,16 @@ def build_model_dir(
     sees half a model. A non-empty ``out_dir`` without this module's stamp is never overwritten.
     """
     stamp = {"chars": list(chars), "seed": int(seed), "spec": asdict(spec)}
-    existing = _read_stamp(out_dir)
-    if existing == stamp:
-        return out_dir
-    if existing is None and os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise FileExistsError(
-            f"{out_dir} is not empty and was not built by areal_a3po.embedded.model; the tiny "
-            "model is built only into an empty or missing directory (actor.path)"
-        )
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tiny-build-", dir=parent)
-    try:
+
+    def build(tmp: str) -> None:
         tok = build_tokenizer(list(chars), tmp)
         build_model(tmp, vocab_size=len(tok), seed=seed, spec=spec)
-        with open(os.path.join(tmp, STAMP), "w") as f:
-            json.dump(stamp, f, indent=1)
-        if os.path.isdir(out_dir):  # empty, or an older build of ours
-            shutil.rmtree(out_dir)
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            if _read_stamp(out_dir) != stamp:  # not a concurrent identical build either
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+
+    return stamped_dir.build_once(
+        out_dir,
+        STAMP,
+        stamp,
+        build,
+        "is not empty and was not built by areal_a3po.embedded.model; the tiny model is built "
+        "only into an empty or missing directory (actor.path)",
+    )

