@@ -62,7 +62,10 @@ class ProxInputs:
     minibatch: int = 0  # index of the PPO minibatch within the step
     n_minibatches: int = 1
     options: ProxOptions | None = None  # YAML actor.a3po (an A3POConfig)
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # this micro-batch's memo
+    # Memo shared by every micro-batch of one PPO update (the plugin's per-update checks and
+    # per-version weight tables); a fresh dict outside an update.
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class Provider:
     prox_is_behave: pi_prox = pi_behave, so AReaL's options that compare the two (rejection
         sampling, M2PO) would do nothing; the config refuses them.
     exact: whether this micro-batch's log pi_prox is exact (logged as exact_token_share).
+    finite: compute returns finite values wherever ``behave_logp`` and ``theta_logp`` are finite,
+        so the plugin need not re-mask its output (a composite one: when its fallback is too).
     """
 
     compute: Callable[[ProxInputs], torch.Tensor] | None = None
@@ -95,6 +100,7 @@ class Provider:
     uses_train_logp: bool = False
     prox_is_behave: bool = False
     exact: Callable[[ProxInputs], bool] | None = None
+    finite: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:

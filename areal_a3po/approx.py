@@ -35,6 +35,7 @@ __all__ = [
     "interpolate_log",
     "interpolate_prob",
     "staleness",
+    "detached_f32",
 ]
 
 PROMPT_VERSION = -1  # AReaL tags prompt tokens with version -1
@@ -88,6 +89,12 @@ def start_of_step_weight(
     return torch.where(versions >= 0, w, 1.0)  # prompt: untouched (pi_behave)
 
 
+def detached_f32(x: torch.Tensor) -> torch.Tensor:
+    """x detached, in float32; x itself when it already is (no op on the hot path)."""
+    x = x.detach() if x.requires_grad else x
+    return x if x.dtype == torch.float32 else x.to(torch.float32)
+
+
 def _sandwich(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Clamp x into [min(a, b), max(a, b)] elementwise (guards against rounding)."""
     return torch.clamp(x, torch.minimum(a, b), torch.maximum(a, b))
@@ -102,12 +109,11 @@ def interpolate_log(
 
     log pi_prox = w log pi_behave + (1 - w) log pi_theta
     """
-    lb = behave_logp.detach().to(torch.float32)
-    lt = theta_logp.detach().to(torch.float32)
+    lb, lt = detached_f32(behave_logp), detached_f32(theta_logp)
     # torch.lerp is exact at w in {0, 1} and, for w in [0, 1], stays within [min, max] of its ends:
     # it adds w (lb - lt) to lt for w < 1/2, subtracts (1 - w) (lb - lt) from lb otherwise (at
     # most half the gap either way), and rounding is monotone. No clamp needed.
-    return torch.lerp(lt, lb, weight.to(torch.float32))
+    return torch.lerp(lt, lb, detached_f32(weight))
 
 
 def interpolate_prob(
@@ -120,9 +126,7 @@ def interpolate_prob(
     pi_prox = w pi_behave + (1 - w) pi_theta
     log pi_prox = logsumexp(log w + log pi_behave, log(1 - w) + log pi_theta)
     """
-    lb = behave_logp.detach().to(torch.float32)
-    lt = theta_logp.detach().to(torch.float32)
-    w = weight.to(torch.float32)
+    lb, lt, w = detached_f32(behave_logp), detached_f32(theta_logp), detached_f32(weight)
     prox = torch.logaddexp(
         torch.log(w) + lb, torch.log1p(-w) + lt
     )  # log(0) = -inf drops a term exactly

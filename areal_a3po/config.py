@@ -76,7 +76,7 @@ class A3POConfig:
     validate_inputs: bool = _opt(
         True,
         "Check provider inputs (dtypes, shapes, versions, NaN/inf inside the loss "
-        "mask) each micro-batch; costs one device-to-host sync.",
+        "mask) once per PPO update on the whole batch; costs two device-to-host syncs.",
     )
     provider_options: dict[str, Any] = _opt(
         dict, "Free-form options for third-party providers (read from ProxInputs).", factory=True

@@ -22,8 +22,9 @@ import torch
 
 from areal_a3po import registry
 from areal_a3po.api import Provider, ProxInputError, ProxInputs
+from areal_a3po.approx import detached_f32
 from areal_a3po.config import A3POConfig
-from areal_a3po.providers import check_inputs
+from areal_a3po.providers import check_inputs, check_update, checked
 
 # AReaL's own grpo_loss_fn, set by the coupling when it patches areal.trainer.ppo.actor.
 AREAL_GRPO_LOSS: dict[str, Callable[..., torch.Tensor]] = {}
@@ -36,6 +37,27 @@ class UpdateContext:
     options: A3POConfig
     n_minibatches: int
     minibatch: int = -1
+    shared: dict = field(default_factory=dict)  # ProxInputs.shared of its micro-batches
+
+
+def begin_update(ctx: UpdateContext, data: dict, method: str, current_version: int) -> None:
+    """Check the update's whole batch once (:func:`providers.check_update`), before AReaL splits
+    it into micro-batches; with ``validate_inputs: false`` nothing is checked, here or later."""
+    if not ctx.options.validate_inputs:
+        return
+    provider = registry.get_provider(method)
+    batch = ProxInputs(
+        behave_logp=data["logprobs"],
+        theta_logp=data["logprobs"],  # not read: the training forward has not run yet
+        loss_mask=data["loss_mask"].bool(),
+        versions=data.get("versions"),
+        current_version=current_version,
+        recomputed=data.get("prox_logp"),
+        n_minibatches=ctx.n_minibatches,
+        options=ctx.options,
+        shared=ctx.shared,
+    )
+    check_update(batch, method, needs_versions(provider, ctx.options))
 
 
 @dataclass
@@ -68,6 +90,14 @@ def needs_versions(provider: Provider, options: A3POConfig) -> bool:
     return provider.needs_versions
 
 
+def keeps_finite(provider: Provider, options: A3POConfig) -> bool:
+    """Whether the provider's output is finite wherever its inputs are (see ``Provider.finite``)."""
+    if provider.composite:
+        fallback = registry.get_provider(options.fallback, key="actor.a3po.fallback")
+        return provider.finite and fallback.finite
+    return provider.finite
+
+
 def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict, **kwargs):
     """AReaL's ``grpo_loss_fn`` with plugin providers resolved first (same signature)."""
     method = kwargs.get("prox_logp_method", "recompute")
@@ -88,8 +118,10 @@ def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict
         minibatch=max(ctx.minibatch, 0) if ctx is not None else 0,
         n_minibatches=ctx.n_minibatches if ctx is not None else 1,
         options=options,
+        shared=ctx.shared if ctx is not None else {},
     )
-    if options.validate_inputs:
+    ok = checked(inputs)  # the update's batch passed check_update: only the new tensor is new
+    if options.validate_inputs and not (ok and theta.shape == mask.shape):
         check_inputs(inputs, method, needs_versions(provider, options))
     prox = provider.compute(inputs)
     if not isinstance(prox, torch.Tensor) or prox.shape != mask.shape:
@@ -97,8 +129,10 @@ def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict
             f"Provider '{method}' returned {getattr(prox, 'shape', type(prox).__name__)}; "
             f"it must return a tensor of the loss_mask's shape {tuple(mask.shape)}."
         )
-    # Outside the loss mask prox is never used; keep it finite so no NaN reaches a gradient.
-    prox = torch.where(mask, prox.detach().to(torch.float32), theta.to(torch.float32))
+    prox = detached_f32(prox)
+    if not (ok and keeps_finite(provider, options)):
+        # Outside the loss mask prox is never used; keep it finite so no NaN reaches a gradient.
+        prox = torch.where(mask, prox, theta.to(torch.float32))
     loss = registry.get_loss(options.loss)
     token = LOSS.set(LossState(method, provider, inputs, prox, input_data, kwargs))
     try:
@@ -115,9 +149,11 @@ def ppo_loss(
     **kwargs,
 ) -> torch.Tensor:
     """AReaL's decoupled PPO loss and statistics, with ``prox_logp`` as the proximal policy."""
-    mask = input_data["loss_mask"].bool()
     data = dict(input_data)
-    data["logprobs"] = torch.where(mask, input_data["logprobs"], prox_logp)  # finite off-mask
+    state = LOSS.get()
+    if state is None or not checked(state.inputs):  # checked: log pi_behave finite everywhere
+        mask = input_data["loss_mask"].bool()
+        data["logprobs"] = torch.where(mask, input_data["logprobs"], prox_logp)  # finite off-mask
     data["prox_logp"] = prox_logp
     kwargs["prox_logp_method"] = "recompute"  # AReaL then takes prox_logp as given
     return areal_grpo_loss_fn(logprobs, entropy, data, **kwargs)

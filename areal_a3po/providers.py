@@ -37,6 +37,36 @@ def _used(inp: ProxInputs, weight: torch.Tensor | None) -> torch.Tensor | None:
     return weight
 
 
+# ``inp.shared`` key: the update's inputs passed :func:`check_update` at this trainer version
+# (every version in [-1, current_version], log pi_behave finite everywhere), so its micro-batches
+# skip the per-micro-batch check and look weights up per version.
+CHECKED_AT_VERSION = "checked_at_version"
+
+
+def checked(inp: ProxInputs) -> bool:
+    """Whether this micro-batch's update passed :func:`check_update` (at its current_version)."""
+    version = inp.shared.get(CHECKED_AT_VERSION)
+    return version is not None and version == inp.current_version
+
+
+def _per_token(inp: ProxInputs, key: tuple, weight_of) -> torch.Tensor:
+    """``weight_of(versions)`` (an elementwise function of the version) for every token.
+
+    In a checked update it is evaluated once per update on the versions -1..V and looked up per
+    token (one indexing op per micro-batch); otherwise evaluated on the micro-batch's tokens.
+    """
+    v = inp.versions
+    assert v is not None  # checked by check_inputs / check_update
+    if not checked(inp):
+        return weight_of(v)
+    key = (*key, inp.current_version)
+    table = inp.shared.get(key)
+    if table is None:  # table[v] = w(v) for v in 0..V, table[-1] = w(prompt tag -1)
+        versions = torch.arange(-1, inp.current_version + 1, dtype=v.dtype, device=v.device)
+        table = inp.shared[key] = weight_of(versions).roll(-1)
+    return torch.take(table, v) if v.dtype == torch.int64 else table[v]
+
+
 def _cached(inp: ProxInputs, key: tuple, make) -> torch.Tensor:
     weight = inp.extras.get(key)
     if weight is None:
@@ -46,21 +76,27 @@ def _cached(inp: ProxInputs, key: tuple, make) -> torch.Tensor:
 
 def paper_weight(inp: ProxInputs) -> torch.Tensor:
     """w = clamp(k/d, 0, 1) per token (k: the anchor offset), once per micro-batch."""
-    assert inp.versions is not None  # checked by check_inputs
     k = _anchor(inp)
     return _cached(
-        inp, ("lag_weight", k), lambda: approx.lag_weight(inp.versions, inp.current_version, k)
+        inp,
+        ("lag_weight", k),
+        lambda: _per_token(
+            inp, ("lag_weight", k), lambda v: approx.lag_weight(v, inp.current_version, k)
+        ),
     )
 
 
 def step_weight(inp: ProxInputs) -> torch.Tensor:
     """w = (k/K) / (d + k/K) per token on PPO minibatch k of K (v_prox = start of the step)."""
-    assert inp.versions is not None  # checked by check_inputs
     progress = inp.minibatch / max(inp.n_minibatches, 1)  # v_theta - V
     return _cached(
         inp,
         ("step_weight", progress),
-        lambda: approx.start_of_step_weight(inp.versions, inp.current_version, progress),
+        lambda: _per_token(
+            inp,
+            ("step_weight", progress),
+            lambda v: approx.start_of_step_weight(v, inp.current_version, progress),
+        ),
     )
 
 
@@ -93,9 +129,14 @@ def behave(inp: ProxInputs) -> torch.Tensor:
     """pi_prox = pi_behave: the decoupled loss collapses to plain PPO on the rollout policy."""
     if inp.versions is not None:
         _used(
-            inp, torch.ones(inp.loss_mask.shape, dtype=torch.float32, device=inp.loss_mask.device)
+            inp,
+            _per_token(
+                inp,
+                ("behave",),
+                lambda v: torch.ones(v.shape, dtype=torch.float32, device=v.device),
+            ),
         )
-    return inp.behave_logp.detach().to(torch.float32)
+    return approx.detached_f32(inp.behave_logp)
 
 
 def recomputed(inp: ProxInputs) -> torch.Tensor:
@@ -107,12 +148,16 @@ def recomputed(inp: ProxInputs) -> torch.Tensor:
             "selected provider trains on it. The controller skipped compute_logp: check that "
             "actor.prox_logp_method is the same in the controller and in the workers."
         )
-    return inp.recomputed.detach().to(torch.float32)
+    return approx.detached_f32(inp.recomputed)
 
 
 def _fallback(inp: ProxInputs) -> Provider:
     options = inp.options if inp.options is not None else A3POConfig()
     return registry.get_provider(options.fallback, key="actor.a3po.fallback")
+
+
+def _theta_weight(versions: torch.Tensor) -> torch.Tensor:
+    return torch.where(versions >= 0, 0.0, 1.0)  # prompt: pi_behave, as for every provider
 
 
 def current(inp: ProxInputs) -> torch.Tensor:
@@ -123,8 +168,8 @@ def current(inp: ProxInputs) -> torch.Tensor:
     """
     if inp.minibatch == 0:
         if inp.versions is not None:
-            _used(inp, torch.where(inp.versions >= 0, 0.0, 1.0))  # w = 0: pi_theta
-        return inp.theta_logp.detach().to(torch.float32)
+            _used(inp, _per_token(inp, ("theta",), _theta_weight))  # w = 0: pi_theta
+        return approx.detached_f32(inp.theta_logp)
     return _fallback(inp).compute(inp)
 
 
@@ -152,23 +197,29 @@ METRICS = _native(True, "AReaL's recompute plus AReaL's approximation metrics.")
 A3PO = Provider(
     a3po_log,
     needs_versions=True,
+    finite=True,
     description="A-3PO, log-space interpolation with weight k/d (arXiv 2512.06547).",
 )
 A3PO_LINEAR = Provider(
     a3po_prob,
     needs_versions=True,
+    finite=True,
     description="A-3PO in probability space, computed with log-sum-exp.",
 )
 A3PO_STEP = Provider(
     a3po_step,
     needs_versions=True,
+    finite=True,
     uses_train_logp=True,
     exact=lambda inp: inp.minibatch == 0,
     description="Log-space interpolation anchored at the start of the step (AReaL's recompute "
     "point): weight (k/K)/(d + k/K) on minibatch k of K; exact on minibatch 0.",
 )
 BEHAVE = Provider(
-    behave, prox_is_behave=True, description="pi_prox = pi_behave (verl's bypass baseline)."
+    behave,
+    prox_is_behave=True,
+    finite=True,
+    description="pi_prox = pi_behave (verl's bypass baseline).",
 )
 A3PO_METRICS = Provider(
     compute=recomputed,
@@ -192,6 +243,7 @@ CURRENT = _composite(
     lambda inp: inp.minibatch == 0,
     "Exact on the first PPO minibatch (detached current log-probs), fallback after.",
     uses_train_logp=True,
+    finite=True,  # pi_theta on minibatch 0, the fallback (itself checked) after
 )
 HYBRID = _composite(
     hybrid,
@@ -202,18 +254,46 @@ HYBRID = _composite(
 )
 
 
+def check_update(inp: ProxInputs, provider_name: str, needs_versions: bool) -> None:
+    """Check one PPO update's whole batch once, before its micro-batches; raises ProxInputError.
+
+    ``inp`` holds the update's padded batch (``theta_logp`` is not read: the training forward has
+    not run yet). On success it marks ``inp.shared`` as checked at ``current_version`` when,
+    beyond :func:`check_inputs`' conditions, every version (masked or not) lies in
+    [-1, current_version] and log pi_behave is finite everywhere: the update's micro-batches then
+    skip their own check and look lag weights up per version (:func:`checked`). Two host syncs
+    per update.
+    """
+    _check(inp, provider_name, needs_versions, _named_inputs(inp, theta=False))
+    everywhere = torch.isfinite(inp.behave_logp).all()
+    v = inp.versions
+    if v is not None:
+        everywhere &= ((v >= approx.PROMPT_VERSION) & (v <= inp.current_version)).all()
+    if bool(everywhere):
+        inp.shared[CHECKED_AT_VERSION] = inp.current_version
+
+
 def check_inputs(inp: ProxInputs, provider_name: str, needs_versions: bool) -> None:
     """Validate one micro-batch's provider inputs; raises ProxInputError saying what to fix.
 
     Costs one device-to-host sync (a single ``any`` over all failure masks).
     NaN/inf outside the loss mask are ignored.
     """
-    tensors = {
-        "logprobs (pi_behave)": inp.behave_logp,
-        "training log-probs (pi_theta)": inp.theta_logp,
-    }
+    _check(inp, provider_name, needs_versions, _named_inputs(inp, theta=True))
+
+
+def _named_inputs(inp: ProxInputs, theta: bool) -> dict[str, torch.Tensor]:
+    tensors = {"logprobs (pi_behave)": inp.behave_logp}
+    if theta:
+        tensors["training log-probs (pi_theta)"] = inp.theta_logp
     if inp.recomputed is not None:
         tensors["prox_logp (recompute)"] = inp.recomputed
+    return tensors
+
+
+def _check(
+    inp: ProxInputs, provider_name: str, needs_versions: bool, tensors: dict[str, torch.Tensor]
+) -> None:
     shape = inp.loss_mask.shape
     if inp.loss_mask.numel() == 0:
         raise ProxInputError(

@@ -14,8 +14,9 @@ update so every arm sees the same state:
 * ``loss prox``      the same from the prox update: AReaL's loss per micro-batch, then the export
 * ``loss extra``     ``loss a3po - loss prox``, median of back-to-back pairs: everything the plugin
                      adds to a step (input validation, provider, statistics, their export)
-* ``provider``       ``Provider.compute`` alone on the same tensors
-* ``validation``     ``check_inputs`` alone on the same tensors
+* ``provider``       ``Provider.compute`` alone on the same micro-batches, in a checked update
+                     (its provider time includes the check, untimed apart below)
+* ``validation``     ``check_update`` alone: the update's one check of the whole batch
 
 Each timed call is one trainer step's worth of work; the loss rows include the step's
 ``stats_tracker.export`` (the trainer exports once per step), the other rows empty the tracker
@@ -27,6 +28,8 @@ update; the loss-level extra measures it directly and is what the last line repo
 mean per-round medians, rounds resampled paired (bootstrap).
 
 Settings: ``default`` (a 21 M-parameter model, one sequence per micro-batch), ``quick`` (smoke),
+``smollm2``: recipes/cpu_smollm2_a3po.yaml's configuration on the real SmolLM2-135M-Instruct
+(converted into ``--model-dir``; 32 sequences of 96 tokens, one per micro-batch, padded to 96),
 ``recipe``: recipes/cpu_tiny_a3po.yaml's own configuration, read from it (the embedded tiny
 model's shape, batch size x samples = 64 sequences of prompt 3 + 16 tokens, its ``mb_spec``:
 64 micro-batches a step, lags up to ``max_head_offpolicyness``).
@@ -35,13 +38,14 @@ Peak memory: the largest amount of memory held by torch's CPU allocator during o
 what was held when the call started (torch profiler memory events; a second, untimed pass).
 
 Model, batch and state restore: ``trainer_setup.py`` next to this file.
-Usage: python benchmarks/bench_trainer.py [--setting default|quick|recipe] [--rounds 8]
+Usage: python benchmarks/bench_trainer.py [--setting default|quick|recipe|smollm2] [--rounds 8]
        [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import tempfile
@@ -62,6 +66,7 @@ from trainer_setup import (  # noqa: E402  (benchmarks/, next to this file)
     make_batch,
     peak_bytes,
     recipe_setting,
+    smollm2_setting,
     with_behave,
 )
 
@@ -83,7 +88,14 @@ ARMS = (
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="--setting quick, 3 rounds (smoke run)")
-    ap.add_argument("--setting", choices=("default", "quick", "recipe"), default="default")
+    ap.add_argument(
+        "--setting", choices=("default", "quick", "recipe", "smollm2"), default="default"
+    )
+    ap.add_argument(
+        "--model-dir",
+        default=None,
+        help="smollm2: where the converted model is (or is built; default: a temporary dir)",
+    )
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 8)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--inner", type=int, default=20, help="loss/provider repeats per round")
@@ -91,9 +103,14 @@ def main() -> None:
     setting = "quick" if args.quick else args.setting
     rounds = args.rounds or (3 if setting == "quick" else 8)
     torch.set_num_threads(args.threads)
-    mb_spec = None
+    mb_spec, actor_fields = None, {}
+    tmp = tempfile.TemporaryDirectory(prefix="bench-trainer-")
     if setting == "recipe":
         sizes, mb_spec = recipe_setting()
+    elif setting == "smollm2":
+        model_dir = Path(args.model_dir or Path(tmp.name) / "smollm2")
+        model_path, n_params, sizes, actor_fields = smollm2_setting(model_dir)
+        mb_spec = actor_fields.pop("mb_spec")
     else:
         sizes = SIZES[setting]
     hidden, inter, layers, heads, kv, vocab, n_seqs, prompt, response, max_lag = sizes
@@ -105,18 +122,19 @@ def main() -> None:
 
     from areal_a3po import loss, prox_metrics, registry
     from areal_a3po.config import A3POConfig
-    from areal_a3po.providers import check_inputs
+    from areal_a3po.providers import check_update
 
-    tmp = tempfile.TemporaryDirectory(prefix="bench-trainer-")
-    model_path, n_params = build_model(
-        Path(tmp.name) / "model", hidden, inter, layers, heads, kv, vocab
-    )
+    if setting != "smollm2":
+        model_path, n_params = build_model(
+            Path(tmp.name) / "model", hidden, inter, layers, heads, kv, vocab
+        )
     seq = prompt + response
     cfg = H.actor_config(
         model_path,
         prox_logp_method="recompute",
         # one sequence per micro-batch (the recipe: its own mb_spec, which does the same)
         mb_spec=MicroBatchSpec(**(mb_spec or {"max_tokens_per_mb": seq})),
+        **actor_fields,
     )
     with H.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
         traj = make_batch(n_seqs, prompt, response, vocab, max_lag)
@@ -175,7 +193,9 @@ def main() -> None:
             lag, the minibatch context and the statistics (coupling.actor's _ppo_update wrapper)."""
             versions = torch.roll(whole["versions"], shifts=-1, dims=-1)
             prox_metrics.log_token_lag(versions, whole["loss_mask"], CURRENT_VERSION, bins)
-            token = loss.UPDATE.set(loss.UpdateContext(options=A3POConfig(), n_minibatches=1))
+            ctx = loss.UpdateContext(options=A3POConfig(), n_minibatches=1)
+            loss.begin_update(ctx, {**whole, "versions": versions}, "a3po", CURRENT_VERSION)
+            token = loss.UPDATE.set(ctx)
             try:
                 with prox_metrics.per_update():
                     loss_calls(cap_a3po)
@@ -183,26 +203,39 @@ def main() -> None:
                 loss.UPDATE.reset(token)
 
         provider = registry.get_provider("a3po")
-        inputs = [
-            registry.ProxInputs(
-                behave_logp=data["logprobs"],
-                theta_logp=lp,
-                loss_mask=data["loss_mask"].bool(),
-                versions=data["versions"],
-                current_version=kw["current_version"],
+        rolled = {**whole, "versions": torch.roll(whole["versions"], shifts=-1, dims=-1)}
+
+        def checked_batch() -> registry.ProxInputs:
+            """The update's batch as ``loss.begin_update`` checks it (theta is not read)."""
+            return registry.ProxInputs(
+                behave_logp=rolled["logprobs"],
+                theta_logp=rolled["logprobs"],
+                loss_mask=rolled["loss_mask"].bool(),
+                versions=rolled["versions"],
+                current_version=CURRENT_VERSION,
                 options=A3POConfig(),
             )
-            for lp, _, data, kw in cap_a3po
-        ]
 
         def provider_alone():
-            for inp in inputs:
-                inp.extras.clear()  # no lag weight kept from an earlier call: compute it all
+            """One step's provider work as in training: the micro-batches of a checked update
+            (weights looked up per version; the table built once per update)."""
+            shared: dict = {}
+            check_update(dataclasses.replace(checked_batch(), shared=shared), "a3po", True)
+            for lp, _, data, kw in cap_a3po:
+                inp = registry.ProxInputs(
+                    behave_logp=data["logprobs"],
+                    theta_logp=lp,
+                    loss_mask=data["loss_mask"].bool(),
+                    versions=data["versions"],
+                    current_version=kw["current_version"],
+                    options=A3POConfig(),
+                    shared=shared,
+                )
                 provider.compute(inp)
 
         def validation_alone():
-            for inp in inputs:
-                check_inputs(inp, "a3po", True)
+            """One step's input check: the whole batch, once (``check_update``)."""
+            check_update(checked_batch(), "a3po", True)
 
         def timed(fn, export: bool = False) -> tuple[float, float]:
             """(wall, CPU time of this process): CPU time is what contention does not inflate.
@@ -290,9 +323,14 @@ def report(times, mem, rounds, clock, args, traj, n_params, setup) -> None:
     lags = sorted(
         {int(v) for t in traj for v in (CURRENT_VERSION - t["versions"][t["versions"] >= 0])}
     )
+    kind = (
+        "SmolLM2-135M-Instruct (Llama weights in a Qwen2 container), untied embeddings"
+        if setting == "smollm2"
+        else "Qwen2-shaped, random init, tied embeddings"
+    )
     print(
-        f"model: Qwen2-shaped, random init: hidden {hidden}, intermediate {inter}, {layers} layers, "
-        f"{heads} heads ({kv} kv), vocab {vocab}, tied embeddings: {n_params / 1e6:.1f} M parameters"
+        f"model: {kind}: hidden {hidden}, intermediate {inter}, {layers} layers, "
+        f"{heads} heads ({kv} kv), vocab {vocab}: {n_params / 1e6:.1f} M parameters"
         f" (setting: {setting})"
     )
     print(
@@ -341,7 +379,9 @@ def report(times, mem, rounds, clock, args, traj, n_params, setup) -> None:
         f"{_ms(extra.high)}] per step, export included ({'inside' if inside else 'NOT inside'} "
         f"the CI of update a3po - update prox); of it: provider {_ms(cpu['provider'].estimate)}, "
         f"input validation {_ms(cpu['validation'].estimate)}, the rest is dispatch, the plugin's "
-        "statistics and their export. Ratio below: mean per-round extra / mean per-round "
+        "statistics and their export, less AReaL's per-micro-batch proximal statistics that the "
+        "plugin's once-per-update statistics replace (a negative extra: the plugin's step costs "
+        "less than the recompute step's loss side). Ratio below: mean per-round extra / mean per-round "
         "recompute stage, 95 % bootstrap interval over rounds (paired)."
     )
     ratio = stats.repeats_ratio_ci(times["cpu"]["loss extra"], times["cpu"]["recompute"])

@@ -38,23 +38,6 @@ OVERRIDES = (
 )
 
 
-def testbed_overrides(recipe: Path) -> list[str]:
-    """``actor.mb_spec.n_mbs`` for ``N_MINIBATCHES`` where the recipe pins it to the sequences of
-    one PPO minibatch (the tiny twins; their entry script checks it).
-
-    Caveat (tiny): the recompute's pass over the whole batch then packs short sequences into one
-    micro-batch, and CPU attention leaks across them, so its "ground truth" is off; the smollm2
-    twins keep one sequence per micro-batch by their lengths. :func:`markdown` flags a run whose
-    ground truth is off (``a3po-step`` must equal it on minibatch 0).
-    """
-    import yaml
-
-    cfg = yaml.safe_load(recipe.read_text())
-    n_mbs = cfg["actor"].get("mb_spec", {}).get("n_mbs", 1)
-    n_seqs = cfg["train_dataset"]["batch_size"] * cfg["gconfig"]["n_samples"]
-    return [f"actor.mb_spec.n_mbs={n_seqs // N_MINIBATCHES}"] if n_mbs == n_seqs else []
-
-
 # a3po-step is pi_theta on minibatch 0, where the recompute evaluates the same weights: a larger
 # mean |dlogp| there means the recompute and the training forward disagree (e.g. packed CPU
 # micro-batches), and no provider's score against it is evidence.
@@ -265,7 +248,7 @@ def _run(args) -> None:
         flush=True,
     )
     recipe = runner.recipe_path("a3po", args.testbed)
-    overrides = [*OVERRIDES, *testbed_overrides(recipe), *args.set]
+    overrides = [*OVERRIDES, *args.set]
     check_overrides([recipe], overrides)
     for i, (seed, staleness) in enumerate((s, k) for s in seeds for k in stalenesses):
         for attempt in (1, 2):  # a launch can fail on a loaded machine (ports, vLLM start-up)

@@ -39,7 +39,6 @@ BASELINE = "recompute"
 RECOMMENDED = "RECOMMENDED"
 RECOMMEND_FROM = "tiny-mb4"
 FIVE = (1, 2, 3, 4, 5)
-TINY_SEQUENCES = 64  # recipes/cpu_tiny_*.yaml: 8 prompts x 8 samples per step
 LAST_N = 5  # a3po compare's default --last (the tiny testbed's reward of record: training)
 MARGIN = 0.05  # non-inferiority margin of the reward difference (absolute reward)
 
@@ -62,10 +61,9 @@ class Study:
 
     @property
     def overrides(self) -> list[str]:
-        out = [f"actor.ppo_n_minibatches={self.minibatches}"]
-        if self.testbed == "tiny":  # one sequence per micro-batch (embedded/train.py checks it)
-            out.append(f"actor.mb_spec.n_mbs={TINY_SEQUENCES // self.minibatches}")
-        return out + list(self.extra)
+        # Both testbeds keep one sequence per micro-batch at any ppo_n_minibatches (their
+        # recipes' mb_spec; the entry scripts check it).
+        return [f"actor.ppo_n_minibatches={self.minibatches}", *self.extra]
 
 
 # Targets: the tiny task's training reward (no held-out split; last-5 mean) of 0.3, reached by

@@ -50,6 +50,44 @@ def recipe_setting(recipe: Path = RECIPE) -> tuple[tuple, dict]:
     return sizes, dict(cfg["actor"]["mb_spec"])
 
 
+SMOLLM2_RECIPE = RECIPE.with_name("cpu_smollm2_a3po.yaml")
+
+
+def smollm2_setting(model_dir: Path, recipe: Path = SMOLLM2_RECIPE) -> tuple[str, int, tuple, dict]:
+    """The SmolLM2 recipe's own configuration on the real model: (model path, parameters, sizes
+    as in :data:`SIZES` (the shape fields unused), actor fields (``mb_spec``, ``pad_to_maximum``)).
+
+    The model is converted into ``model_dir`` (or reused from an earlier conversion there); each
+    sequence is as long as ``max_tokens_per_mb`` (the longest the recipe allows: prompt +
+    ``max_new_tokens``), batch size x samples of them.
+    """
+    import yaml
+    from transformers import AutoConfig
+
+    from areal_a3po.embedded import smollm2
+
+    cfg = yaml.safe_load(recipe.read_text())
+    path = smollm2.build_model_dir(str(model_dir))
+    mc = AutoConfig.from_pretrained(path)
+    h, i, n, v = mc.hidden_size, mc.intermediate_size, mc.num_hidden_layers, mc.vocab_size
+    n_params = n * (4 * h * h + 3 * h * i + 2 * h) + 2 * v * h + h  # untied embeddings
+    response = cfg["gconfig"]["max_new_tokens"]
+    mb_spec = dict(cfg["actor"]["mb_spec"])
+    sizes = (
+        h,
+        i,
+        n,
+        mc.num_attention_heads,
+        mc.num_key_value_heads,
+        v,
+        cfg["train_dataset"]["batch_size"] * cfg["gconfig"]["n_samples"],
+        mb_spec["max_tokens_per_mb"] - response,
+        response,
+        cfg["rollout"]["max_head_offpolicyness"],
+    )
+    return path, n_params, sizes, {"mb_spec": mb_spec, "pad_to_maximum": True}
+
+
 def build_model(path: Path, hidden, inter, layers, heads, kv_heads, vocab) -> tuple[str, int]:
     """A randomly initialised Qwen2 (no download) and a word-level tokenizer; returns n_params."""
     from tests.harness import build_tiny_qwen2

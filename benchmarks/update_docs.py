@@ -10,6 +10,7 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 * ``repeat``         the same study from two invocations, intervals side by side
 * ``bench``          the kept output of ``python benchmarks/bench_trainer.py --setting recipe``
                      (its own text)
+* ``bench_smollm2``  the same with ``--setting smollm2`` (the real model)
 * ``prox``           the kept output of ``python benchmarks/bench_prox.py`` (its own text)
 * ``fidelity``       the fidelity tables, one per kept file ``docs/benchmarks/fidelity/*.json``
                      (written by ``benchmarks/fidelity.py``)
@@ -17,7 +18,8 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
 ``--check`` recomputes every number from the runs, not from a kept report.
 
-    python benchmarks/update_docs.py [--bench bench_trainer.txt] [--prox bench_prox.txt]
+    python benchmarks/update_docs.py [--bench bench_trainer.txt] [--bench-smollm2 FILE]
+                                     [--prox bench_prox.txt]
     python benchmarks/update_docs.py --check    # exit 1 if the page differs from the kept data
 """
 
@@ -56,6 +58,7 @@ from areal_a3po.report.table import pipe_table  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 BENCH = KEPT / "bench_trainer.txt"
+BENCH_SMOLLM2 = KEPT / "bench_trainer_smollm2.txt"
 BENCH_FIRST_LINE = "\nmodel: "  # bench_trainer.py's first line
 PROX = KEPT / "bench_prox.txt"
 PROX_FIRST_LINE = "\nbench_prox: "  # bench_prox.py's first line
@@ -149,8 +152,10 @@ def repeat() -> str:
     return pipe_table(header, rows, align_right_from=2) + "\n"
 
 
-def bench() -> str:
-    return f"```text\n{BENCH.read_text().rstrip()}\n```\n"
+def bench(path: Path = BENCH) -> str:
+    if not path.exists():
+        return f"*{NOT_RUN}.*\n"
+    return f"```text\n{path.read_text().rstrip()}\n```\n"
 
 
 def fidelity_block() -> str:
@@ -165,6 +170,7 @@ def fidelity_block() -> str:
 
 def blocks(plots_dir: Path) -> dict[str, str]:
     out = {"choosing": choosing(), "repeat": repeat(), "bench": bench()}
+    out["bench_smollm2"] = bench(BENCH_SMOLLM2)
     out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
     out["fidelity"] = fidelity_block()
     for s in STUDIES.values():
@@ -176,11 +182,18 @@ def blocks(plots_dir: Path) -> dict[str, str]:
 # ----------------------------------------------------------------------------- values
 
 
-def _bench_value(pattern: str) -> str:
-    m = re.search(pattern, BENCH.read_text())
+def _bench_value(pattern: str, path: Path = BENCH) -> str:
+    if not path.exists():
+        return NOT_RUN
+    m = re.search(pattern, path.read_text())
     if not m:
-        raise ValueError(f"{BENCH}: no match for {pattern!r}: was it written by bench_trainer.py?")
+        raise ValueError(f"{path}: no match for {pattern!r}: was it written by bench_trainer.py?")
     return m.group(1)
+
+
+_RATIO = r"provider cost / recompute stage = (-?[0-9.e-]+(?: \[[^\]]*\])?)"
+_EXTRA = r"loss-level extra (-?[0-9.]+ ms \[[^\]]*\])"
+_RECOMPUTE = r"CPU time of this process:\n.*\nrecompute\s+([0-9.]+ ms)"
 
 
 VALUES = {
@@ -188,13 +201,12 @@ VALUES = {
     "confidence": lambda: f"{round(stats.CONFIDENCE * 100)} %",
     "min_seeds": lambda: str(stats.MIN_SEEDS),
     "last_n": lambda: str(LAST_N),
-    "bench_cost_ratio": lambda: _bench_value(
-        r"provider cost / recompute stage = (-?[0-9.e-]+(?: \[[^\]]*\])?)"
-    ),
-    "bench_extra": lambda: _bench_value(r"loss-level extra (-?[0-9.]+ ms \[[^\]]*\])"),
-    "bench_recompute": lambda: _bench_value(
-        r"CPU time of this process:\n.*\nrecompute\s+([0-9.]+ ms)"
-    ),
+    "bench_cost_ratio": lambda: _bench_value(_RATIO),
+    "bench_extra": lambda: _bench_value(_EXTRA),
+    "bench_recompute": lambda: _bench_value(_RECOMPUTE),
+    "bench_smollm2_cost_ratio": lambda: _bench_value(_RATIO, BENCH_SMOLLM2),
+    "bench_smollm2_extra": lambda: _bench_value(_EXTRA, BENCH_SMOLLM2),
+    "bench_smollm2_recompute": lambda: _bench_value(_RECOMPUTE, BENCH_SMOLLM2),
 }
 
 
@@ -220,11 +232,13 @@ def rewrite(doc: str, plots_dir: Path) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bench", type=Path, help="saved output of benchmarks/bench_trainer.py")
+    ap.add_argument("--bench-smollm2", type=Path, help="the same, --setting smollm2")
     ap.add_argument("--prox", type=Path, help="saved output of benchmarks/bench_prox.py")
     ap.add_argument("--check", action="store_true", help="exit 1 if the page differs")
     args = ap.parse_args()
     for given, kept, first in (
         (args.bench, BENCH, BENCH_FIRST_LINE),
+        (args.bench_smollm2, BENCH_SMOLLM2, BENCH_FIRST_LINE),
         (args.prox, PROX, PROX_FIRST_LINE),
     ):
         if given is not None:

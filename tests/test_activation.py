@@ -147,16 +147,25 @@ def test_activation_plain_methods_same_numbers_with_and_without_plugin(tiny_mode
 
 
 LOOPBACK_PROBE = """
-import json
-from areal.utils.network import gethostip
+import json, random
+from areal.utils.network import find_free_ports, gethostip
 from areal.infra.scheduler import local
-print("RESULT" + json.dumps({"ip": gethostip(), "scheduler_ip": local.gethostip()}))
+draws = []
+for _ in range(2):  # the same seed twice, as two runs with one config.seed
+    random.seed(1)
+    draws.append(find_free_ports(4))
+print("RESULT" + json.dumps({"ip": gethostip(), "scheduler_ip": local.gethostip(), "ports": draws}))
 """
 
 
 @pytest.mark.slow
-def test_activation_loopback_env_every_gethostip_returns_127(fresh_python):
+def test_activation_loopback_env_every_gethostip_returns_127_ports_unseeded(fresh_python):
     out = fresh_python.result(
         fresh_python.run(["-c", LOOPBACK_PROBE], {"AREAL_A3PO_LOOPBACK": "1"})
     )
+    first, second = out.pop("ports")
     assert out == {"ip": "127.0.0.1", "scheduler_ip": "127.0.0.1"}
+    assert first != second  # the seeded global random no longer picks the ports
+    # Negative control: without loopback mode AReaL's own draw repeats under one seed.
+    off = fresh_python.result(fresh_python.run(["-c", LOOPBACK_PROBE], {"AREAL_A3PO_LOOPBACK": ""}))
+    assert off["ports"][0] == off["ports"][1]

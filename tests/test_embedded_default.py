@@ -117,7 +117,6 @@ def test_recipe_fileroot_override_moves_model_logs_and_name_records(recipe_confi
     [
         ("gconfig.max_new_tokens=8", "gconfig.max_new_tokens=8"),
         ("actor.mb_spec.max_tokens_per_mb=64", "actor.mb_spec.max_tokens_per_mb=64"),
-        ("train_dataset.batch_size=4", "actor.mb_spec.n_mbs=64 != sequences per PPO minibatch"),
     ],
 )
 def test_entry_script_config_not_matching_task_raises_naming_key(recipe_config, override, key):
@@ -125,3 +124,26 @@ def test_entry_script_config_not_matching_task_raises_naming_key(recipe_config, 
 
     with pytest.raises(ValueError, match=re.escape(key)):
         check_task_consistency(recipe_config[0](override))
+
+
+def test_tiny_workflow_drops_stop_tokens_so_every_completion_is_max_length(tmp_path):
+    """AReaL's RLVRWorkflow stops at <pad>/<eos>; the tiny testbed's keeps generating, so every
+    sequence is task.MAX_SEQ_LEN tokens (one per 19-token micro-batch in every pass)."""
+    from areal.api.cli_args import GenerationHyperparameters
+    from areal.workflow.rlvr import RLVRWorkflow
+
+    from areal_a3po.embedded import model, task
+    from areal_a3po.embedded.workflow import FixedLengthRLVRWorkflow
+
+    path = model.build_model_dir(str(tmp_path / "tiny"), list(task.VOCAB), seed=1)
+    kwargs = dict(
+        reward_fn=f"{task.__name__}.reward_fn",
+        gconfig=GenerationHyperparameters(n_samples=2, max_new_tokens=task.MAX_NEW_TOKENS),
+        tokenizer=path,
+        enable_thinking=False,
+    )
+    areal = RLVRWorkflow(**kwargs).gconfig
+    ours = FixedLengthRLVRWorkflow(**kwargs).gconfig
+    assert sorted(areal.stop_token_ids) == [0, 1] and not areal.ignore_eos  # AReaL: pad, eos
+    assert ours.stop_token_ids == [] and ours.ignore_eos
+    assert ours.max_new_tokens + task.PROMPT_LEN == task.MAX_SEQ_LEN

@@ -20,7 +20,8 @@ AReaL module                   what changes (module here)
                                ``AREAL_A3PO_LOOPBACK=1`` (:mod:`.rpc_guard`)
 areal.infra.remote_inf_engine  generated tokens labelled with the weight version their request
                                was built with, not one read after the round trip (AReaL PR
-                               #1569; only where ``agenerate`` reads it twice)
+                               #1569; only where ``agenerate`` reads it twice); a server
+                               process that exits during start-up ends the wait at once
                                (:mod:`.remote_inf_engine`)
 ``areal.utils.recover``        ``hybrid``'s calibration state saved beside AReaL's recover
                                checkpoint and restored with it (:mod:`.recover`)

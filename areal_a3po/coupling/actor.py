@@ -2,7 +2,8 @@
 
 * ``PPOActor._compute_advantages`` also rolls ``versions`` by -1, like ``logprobs`` and
   ``loss_mask``, so every token is paired with its own version (AReaL leaves it one position off).
-* ``PPOActor._ppo_update`` exposes the PPO minibatch index to providers (:data:`loss.UPDATE`),
+* ``PPOActor._ppo_update`` checks the update's batch once (:func:`areal_a3po.loss.begin_update`),
+  exposes the PPO minibatch index to providers (:data:`loss.UPDATE`),
   logs the trained tokens' version lag for every method (``ppo_actor/a3po/token_lag``), and logs
   the plugin's per-micro-batch statistics once, at the end of the update
   (:func:`areal_a3po.prox_metrics.per_update`).
@@ -67,6 +68,9 @@ def _with_minibatch_context(ppo_update):
             options=self.config.a3po, n_minibatches=self.config.ppo_n_minibatches
         )
         engine = self.engine
+        # The whole batch checked once, so its micro-batches need not be (AReaL passes this same
+        # engine version to every micro-batch's loss as current_version).
+        loss.begin_update(ctx, data, self.config.prox_logp_method, engine.get_version())
         train_batch = engine.train_batch
 
         def counting_train_batch(*a, **kw):  # AReaL calls it once per PPO minibatch

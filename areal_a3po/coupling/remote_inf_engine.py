@@ -1,4 +1,5 @@
-"""``areal.infra.remote_inf_engine``: generated tokens keep the weight version that served them.
+"""``areal.infra.remote_inf_engine``: tokens keep the weight version that served them; a server
+that dies during start-up ends the wait at once.
 
 ``RemoteInfEngine.agenerate`` in areal 1.0.4 and AReaL 2.0.0 reads ``get_version()`` twice per
 generation request: once to build the request, once after the HTTP round trip to label the
@@ -13,6 +14,11 @@ The patch, chosen by what ``agenerate`` reads (never by version string): with tw
 the request (one context variable per ``agenerate`` call, armed when the module's
 ``arequest_with_retry`` returns). With one read (AReaL's own fix) nothing is patched. Each
 corrected label is counted (:data:`CORRECTED`) and logged, so a run shows how often it happens.
+
+``RemoteInfEngine._wait_for_server`` in areal 1.0.4 and AReaL 2.0.0 takes the server's process but
+never looks at it: a server that dies during start-up is waited on until ``rollout.setup_timeout``
+(measured: 10 min 40 s). Patched where the method does not poll the process (AReaL main does): the
+health probe first checks the process and raises :class:`ServerExitedError` at once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextvars
 import dis
 import functools
 import inspect
+import time
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -107,8 +114,56 @@ def _answered(arequest):
     return _arequest_with_retry
 
 
+class ServerExitedError(TimeoutError):
+    """The inference server's process exited before the server became healthy.
+
+    A ``TimeoutError``, so that AReaL's ``launch_server`` cleans up as after a start-up timeout
+    (it catches that type, unregisters the server and re-raises).
+    """
+
+
+def _polling(wait_for_server):
+    @functools.wraps(wait_for_server)
+    def _wait_for_server(self, address: str, process=None):
+        if process is None:
+            return wait_for_server(self, address, process)
+        probe, start = self.check_health, time.monotonic()
+
+        def check_health(base_url: str) -> bool:
+            code = process.poll()
+            if code is not None:
+                raise ServerExitedError(
+                    f"the inference server process (pid {process.pid}) exited with code {code} "
+                    f"{time.monotonic() - start:.0f} s into its start-up, before it answered at "
+                    f"{address}; its own output is in the rollout worker's log (rollout.log). Not "
+                    f"waiting out rollout.setup_timeout={self.config.setup_timeout}."
+                )
+            return probe(base_url)
+
+        self.check_health = check_health  # AReaL's loop probes through self.check_health
+        try:
+            return wait_for_server(self, address, process)
+        finally:
+            del self.check_health
+
+    return _wait_for_server
+
+
 def patch(module: ModuleType) -> None:
     cls = getattr(module, "RemoteInfEngine", None)
+    wait = getattr(cls, "_wait_for_server", None)
+    target = "areal.infra.remote_inf_engine.RemoteInfEngine._wait_for_server"
+    if wait is None or not gate.reads_name(wait, "check_health"):
+        gate.record(target, "not patched: no _wait_for_server probing check_health")
+    elif gate.reads_name(wait, "poll"):
+        gate.record(target, "not patched: AReaL polls the server process itself")
+    else:
+        cls._wait_for_server = _polling(wait)
+        gate.record(target, "a server process that exits during start-up ends the wait at once")
+    _patch_versions(module, cls)
+
+
+def _patch_versions(module: ModuleType, cls) -> None:
     agenerate = getattr(cls, "agenerate", None)
     target = "areal.infra.remote_inf_engine.RemoteInfEngine.agenerate"
     if agenerate is None or not gate.reads_name(agenerate, "arequest_with_retry"):

@@ -2,7 +2,8 @@
 
     python3 -m areal_a3po.embedded.train --config recipes/cpu_tiny_a3po.yaml scheduler.type=local
 
-AReaL's own loop: ``PPOTrainer(GRPOConfig)`` + ``areal.workflow.rlvr.RLVRWorkflow``, started by
+AReaL's own loop: ``PPOTrainer(GRPOConfig)`` + AReaL's ``RLVRWorkflow`` (with fixed-length
+completions: :mod:`areal_a3po.embedded.workflow`), started by
 AReaL's scheduler (``scheduler.type=local`` or ``ray``: this process is the controller, AReaL starts
 the actor and rollout workers and the vLLM server). What this script adds to gsm8k_rl.py:
 
@@ -35,11 +36,15 @@ DATASET_SIZE = 512  # prompts; the dataloader is cycled, total_train_steps bound
 
 
 def check_task_consistency(config) -> None:
-    """The YAML values that must match the task (one sequence per micro-batch, completion length)."""
+    """The YAML values that must match the task (one sequence per micro-batch, completion length).
+
+    Every sequence is exactly ``task.MAX_SEQ_LEN`` tokens (the workflow,
+    :mod:`areal_a3po.embedded.workflow`) and a micro-batch holds at most that many, so each holds
+    one sequence in every pass (training and recompute), for any ``actor.ppo_n_minibatches``.
+    """
     from areal_a3po.embedded import task
 
     g, a = config.gconfig, config.actor
-    n_seqs = config.train_dataset.batch_size * g.n_samples // max(1, a.ppo_n_minibatches)
     problems = []
     if g.max_new_tokens != task.MAX_NEW_TOKENS:
         problems.append(f"gconfig.max_new_tokens={g.max_new_tokens} != {task.MAX_NEW_TOKENS}")
@@ -47,10 +52,6 @@ def check_task_consistency(config) -> None:
         problems.append(
             f"actor.mb_spec.max_tokens_per_mb={a.mb_spec.max_tokens_per_mb} != "
             f"task.MAX_SEQ_LEN={task.MAX_SEQ_LEN}"
-        )
-    if a.mb_spec.n_mbs != n_seqs:
-        problems.append(
-            f"actor.mb_spec.n_mbs={a.mb_spec.n_mbs} != sequences per PPO minibatch ({n_seqs})"
         )
     if problems:
         raise ValueError("config does not match the embedded task: " + "; ".join(problems))
@@ -157,7 +158,7 @@ def main(argv: list[str]) -> None:
             if pace == pacing.CAP:
                 pacing.pace_at_cap(trainer.rollout)
             trainer.train(
-                workflow="areal.workflow.rlvr.RLVRWorkflow",
+                workflow="areal_a3po.embedded.workflow.FixedLengthRLVRWorkflow",
                 workflow_kwargs=workflow_kwargs,
             )
 
