@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -52,6 +55,30 @@ def _int_list(text: str, what: str) -> list[int]:
         ) from None
 
 
+@contextlib.contextmanager
+def _stop_like_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a preemption, ``kill``), SIGHUP (unless ignored, as under ``nohup``) and SIGINT
+    end a study as Ctrl-C does: the running arm's process group is stopped (``runner.run_arm``)
+    and rerunning the command resumes. SIGINT too, because a shell starts ``cmd &`` with SIGINT
+    ignored and Python then never raises KeyboardInterrupt.
+    """
+
+    def interrupt(signum, frame):
+        for sig in wanted:  # a second signal must not cut the arm's clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        wanted.append(signal.SIGHUP)
+    before = {sig: signal.signal(sig, interrupt) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from areal_a3po import report
 
@@ -80,19 +107,27 @@ def _compare(args: argparse.Namespace) -> int:
         from areal_a3po.recipes import RecipeError
 
         try:
-            results = runner.run_default(  # arms interleaved per seed: all providers of seed 1..
-                out_dir=args.out,
-                steps=steps,
-                staleness=stalenesses,
-                seed=seeds,
-                providers=providers,
-                progress=not args.no_progress,
-                pace=pace,
-                extra_overrides=args.overrides,
-                testbed=args.testbed,
-            )
+            with _stop_like_ctrl_c():
+                results = runner.run_default(  # arms interleaved per seed: providers of seed 1..
+                    out_dir=args.out,
+                    steps=steps,
+                    staleness=stalenesses,
+                    seed=seeds,
+                    providers=providers,
+                    progress=not args.no_progress,
+                    pace=pace,
+                    extra_overrides=args.overrides,
+                    testbed=args.testbed,
+                )
         except (OverrideError, RecipeError, runner.EmbeddedRunError) as exc:  # no traceback
             raise SystemExit(f"a3po compare: {exc}") from None
+        except KeyboardInterrupt as exc:
+            print(
+                f"a3po compare: interrupted ({exc or 'SIGINT'}); the running arm was stopped. Run "
+                "the same command again to resume: finished arms are skipped.",
+                file=sys.stderr,
+            )
+            return 130
         runs = [r.run_dir for r in results]
         # One arm per (provider, staleness point); its seeds are repeats of the same arm.
         swept = len(stalenesses) > 1

@@ -137,8 +137,33 @@ def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict
     token = LOSS.set(LossState(method, provider, inputs, prox, input_data, kwargs))
     try:
         return loss(logprobs, entropy, input_data, prox, **kwargs)
+    except RuntimeError as err:
+        if AREAL_NONFINITE_PROX not in str(err):
+            raise
+        raise _nonfinite_prox_error(inputs, prox, method, provider) from err
     finally:
         LOSS.reset(token)
+
+
+# AReaL's loss checks the proximal log-probs it is given (``_resolve_proximal_logp``, every
+# version) and raises a RuntimeError that names prox_logp_method 'recompute', the method the
+# plugin passes it. Caught and explained; the good path costs nothing (AReaL syncs anyway).
+AREAL_NONFINITE_PROX = "prox_logp contains NaN or Inf"
+
+
+def _nonfinite_prox_error(
+    inputs: ProxInputs, prox: torch.Tensor, method: str, provider: Provider
+) -> ProxInputError:
+    """What made log pi_prox non-finite, for AReaL's error: an input (the full per-micro-batch
+    check names it) or the provider itself."""
+    check_inputs(inputs, method, needs_versions(provider, inputs.options or A3POConfig()))
+    bad = ~torch.isfinite(prox)
+    on_mask = int((bad & inputs.loss_mask).sum())
+    return ProxInputError(
+        f"provider '{method}' returned non-finite log pi_prox on {int(bad.sum())} of "
+        f"{bad.numel()} tokens ({on_mask} inside the loss mask) although its inputs are finite "
+        "there: a defect in the provider (set actor.prox_logp_method: recompute meanwhile)."
+    )
 
 
 def ppo_loss(

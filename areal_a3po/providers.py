@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from areal_a3po import approx, registry
@@ -271,6 +273,37 @@ def check_update(inp: ProxInputs, provider_name: str, needs_versions: bool) -> N
         everywhere &= ((v >= approx.PROMPT_VERSION) & (v <= inp.current_version)).all()
     if bool(everywhere):
         inp.shared[CHECKED_AT_VERSION] = inp.current_version
+
+
+def check_theta_after_update(
+    inputs: Sequence[ProxInputs], masks: Sequence[torch.Tensor], provider_name: str
+) -> None:
+    """pi_theta of a checked update's micro-batches, checked once at its end; raises ProxInputError.
+
+    A checked update's micro-batches skip :func:`check_inputs`, so nothing stops a non-finite
+    training log-prob before its loss. Such a loss is non-finite, and AReaL's engine skips the
+    optimizer step of a non-finite gradient norm (``FSDPEngine.train_batch``), so the weights
+    are not lost; this check then ends the run with the error :func:`check_inputs` would have
+    raised, one host sync per update. Micro-batches that were not checked are skipped (their
+    own check already ran).
+    """
+    pairs = [(i, m) for i, m in zip(inputs, masks, strict=True) if checked(i)]
+    if not pairs or not (pairs[0][0].options is None or pairs[0][0].options.validate_inputs):
+        return
+    bad = [~torch.isfinite(i.theta_logp) & m for i, m in pairs]
+    counts = torch.stack([b.sum() for b in bad]).tolist()  # the one host sync
+    if not any(counts):
+        return
+    k = next(j for j, c in enumerate(counts) if c)
+    where = [tuple(p) for p in bad[k].nonzero()[:5].tolist()]
+    total = sum(int(m.sum()) for _, m in pairs)
+    raise ProxInputError(
+        f"non-finite values in training log-probs (pi_theta): {sum(counts)} of {total} loss-mask "
+        f"tokens in this PPO update (provider '{provider_name}'; first in micro-batch {k} at "
+        f"{where}). The actor's forward produced NaN/inf: AReaL skipped the optimizer step of "
+        "each PPO minibatch holding one (non-finite gradient norm). Lower actor.optimizer.lr, check "
+        "actor.dtype and actor.optimizer.gradient_clipping, or resume from the last checkpoint."
+    )
 
 
 def check_inputs(inp: ProxInputs, provider_name: str, needs_versions: bool) -> None:

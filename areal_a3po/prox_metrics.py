@@ -43,7 +43,7 @@ def per_update(scope: str = keys.UPDATE_SCOPE) -> Iterator[None]:
 
     ``scope``: AReaL's scope around the minibatch loop, which the caller (``_ppo_update``'s
     wrapper, inside AReaL's ``ppo_actor``) has already left. Nothing is logged if the update
-    raises.
+    raises, or if a non-finite pi_theta is found (:func:`providers.check_theta_after_update`).
     """
     from areal.utils import stats_tracker
 
@@ -54,6 +54,12 @@ def per_update(scope: str = keys.UPDATE_SCOPE) -> Iterator[None]:
     finally:
         _PENDING.reset(token)
     if records:
+        # The update's micro-batches skipped their checks (check_update): pi_theta checked here.
+        providers.check_theta_after_update(
+            [s.inputs for s, _ in records],
+            [s.inputs.loss_mask for s, _ in records],
+            records[0][0].name,
+        )
         with stats_tracker.scope(scope):
             log_prox_stats(records)
 

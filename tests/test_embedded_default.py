@@ -147,3 +147,20 @@ def test_tiny_workflow_drops_stop_tokens_so_every_completion_is_max_length(tmp_p
     assert sorted(areal.stop_token_ids) == [0, 1] and not areal.ignore_eos  # AReaL: pad, eos
     assert ours.stop_token_ids == [] and ours.ignore_eos
     assert ours.max_new_tokens + task.PROMPT_LEN == task.MAX_SEQ_LEN
+
+
+@pytest.mark.version_independent
+def test_arm_labels_of_every_provider_in_a_sweep_are_valid():
+    """Every registered provider runs as an arm (labels name directories and AReaL trials);
+    a label that cannot is refused with the characters it may use."""
+    from areal_a3po import registry
+    from areal_a3po.embedded.arms import arm_plan
+    from areal_a3po.embedded.runner import check_label
+
+    plan = arm_plan(sorted(registry.providers()), [1, 2], [2, 4])
+    assert {label for *_, label in plan} >= {"a3po-step_s2_seed1", "a3po-linear_s4_seed2"}
+    for *_, label in plan:
+        check_label(label)
+    for bad in ("model", "a/b", "-a3po", "a b"):
+        with pytest.raises(ValueError, match="letters, digits"):
+            check_label(bad)

@@ -42,3 +42,43 @@ def test_stop_leftover_processes_terminates_then_kills_every_descendant():
     assert "sleep 120" in out["left"][0]
     # the stubborn one ignores SIGTERM: only the SIGKILL after the grace period ends it
     assert not any(psutil.pid_exists(pid) for pid in (polite, stubborn))
+
+
+def _run_processes(marker: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if any(marker in part for part in proc.info["cmdline"] or []):
+            found.append(proc)
+    return found
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_compare_signal_while_arm_runs_stops_arm_group_and_says_rerun(tmp_path, sig):
+    """``a3po compare`` started as ``cmd &`` starts it (SIGINT ignored), then signalled while
+    AReaL's controller of the first arm is up: exit 130, the resume hint, no arm process left."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "areal_a3po.cli", "compare", "--providers", "a3po"]
+    cmd += ["--steps", "1", "--seeds", "31", "--out", str(out), "--no-progress"]
+    compare = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    deadline = time.monotonic() + 120
+    # the arm's controller (AReaL's entry script, its own session) names the out dir
+    while not any(
+        "areal_a3po.embedded.train" in p.info["cmdline"] for p in _run_processes(str(out))
+    ):
+        assert compare.poll() is None and time.monotonic() < deadline, compare.stdout.read()
+        time.sleep(0.5)
+    os.kill(compare.pid, getattr(signal, sig))
+    text, _ = compare.communicate(timeout=120)
+    assert compare.returncode == 130, text[-2000:]
+    assert f"a3po compare: interrupted ({sig})" in text and "Run the same command again" in text
+    assert _run_processes(str(out)) == []

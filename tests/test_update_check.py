@@ -127,3 +127,55 @@ def test_ppo_update_version_ahead_raises_before_any_micro_batch(fsdp_actor, ppo_
 
     with pytest.raises(ProxInputError, match="versions ahead of the trainer"):
         ppo_step(fsdp_actor, "a3po", edit_batch=ahead)
+
+
+@pytest.mark.version_independent  # pure torch: leg 1 only
+def test_check_theta_after_update_nonfinite_off_mask_passes_on_mask_raises():
+    from areal_a3po import providers
+    from areal_a3po.api import ProxInputError
+
+    shared: dict = {}
+    batch = _inputs(torch.int64, 0, shared)
+    providers.check_update(batch, "a3po", True)
+    assert providers.checked(batch)
+    off = (~batch.loss_mask).nonzero()[0]
+    batch.theta_logp[tuple(off)] = float("nan")  # off the loss mask: ignored
+    providers.check_theta_after_update([batch], [batch.loss_mask], "a3po")
+    on = batch.loss_mask.nonzero()
+    batch.theta_logp[tuple(on[0])] = float("inf")
+    batch.theta_logp[tuple(on[1])] = float("nan")
+    with pytest.raises(ProxInputError, match=r"pi_theta\): 2 of 64 loss-mask tokens"):
+        providers.check_theta_after_update([batch], [batch.loss_mask], "a3po")
+
+
+@pytest.mark.parametrize("method", ["a3po-step", "behave"])
+def test_ppo_update_nonfinite_theta_raises_weights_kept(fsdp_actor, ppo_step, method):
+    """A NaN training forward inside a checked update (its micro-batches skip the check before
+    the loss). a3po-step: log pi_prox = pi_theta on minibatch 0 is NaN, AReaL's loss refuses it
+    and the plugin names the tensor. behave: log pi_prox is finite, the loss and gradient are
+    not, AReaL skips the optimizer step and the update ends with the same error. Either way no
+    weight changes and the actor trains on."""
+    from areal_a3po.api import ProxInputError
+    from tests.harness import snapshot_params
+
+    calls = []
+
+    def nan_logits(module, args, output):  # the update's first forward only
+        calls.append(1)
+        if len(calls) == 1:
+            output.logits = output.logits * float("nan")  # in the graph: NaN gradients too
+        return output
+
+    before = snapshot_params(fsdp_actor)
+    handle = fsdp_actor.model.register_forward_hook(nan_logits)
+    try:
+        with pytest.raises(ProxInputError, match=r"training log-probs \(pi_theta\): \d+ of \d+"):
+            ppo_step(fsdp_actor, method)
+    finally:
+        handle.remove()
+    assert (len(calls) > 1) == (method == "behave")  # behave: raised at the end of the update
+    after = snapshot_params(fsdp_actor)
+    for name, t in before.items():  # one minibatch: its step skipped, no weight lost or changed
+        torch.testing.assert_close(after[name], t, rtol=0.0, atol=0.0)
+    step = ppo_step(fsdp_actor, method, keep_params=True)  # and the actor trains on
+    assert any(not torch.equal(t, step.params_after[n]) for n, t in step.params_before.items())

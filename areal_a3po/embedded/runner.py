@@ -80,7 +80,7 @@ STOP_GRACE_S = 20.0
 POLL_S = 2.0
 
 _HEADER_LINE_RE = re.compile(r"^#\s+(?P<label>[^:]+):\s+(?P<cmd>python3 .+)$")
-_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.]*")
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # provider names have dashes
 
 
 class EmbeddedRunError(RuntimeError):
@@ -196,6 +196,14 @@ def _tail(path: Path, n: int = 30) -> str:
 # ------------------------------------------------------------------------------------ arms
 
 
+def check_label(label: str) -> None:
+    """An arm's label names its directory and AReaL's trial: raises ValueError if it cannot."""
+    if not _LABEL_RE.fullmatch(label) or label == "model":
+        raise ValueError(
+            f"arm label {label!r}: letters, digits, '_', '.' and '-' only, not 'model'"
+        )
+
+
 def run_arm(
     provider: str,
     out_dir: str | os.PathLike,
@@ -225,8 +233,7 @@ def run_arm(
         raise ValueError(f"pace must be one of {pacing.MODES}, got {pace!r}")
     if scheduler not in LAUNCH_LABELS:
         raise ValueError(f"scheduler must be one of {sorted(LAUNCH_LABELS)}, got {scheduler!r}")
-    if not _LABEL_RE.fullmatch(label) or label == "model":
-        raise ValueError(f"arm label {label!r}: letters, digits, '_' and '.' only, not 'model'")
+    check_label(label)
     out = Path(out_dir).resolve()
     bed = testbeds.get(testbed)
     model_dir = bed.build_model(str(out / "model"), seed)
