@@ -23,7 +23,8 @@ SIGKILL to one process: AReaL's trainer worker (``rpc_server --role actor``) or 
 server. Kept: the time from the kill to the controller's exit, its exit code, its last error
 lines, the processes of the run left after it exited (then stopped here).
 
-Every number in the JSON is measured; none is typed by hand. Each run uses its own seed (AReaL
+Every number in the JSON is measured; none is typed by hand. ``faults_report.markdown`` renders
+a kept file for docs/benchmarks.md. Each run uses its own seed (AReaL
 seeds its port draws with it).
 """
 

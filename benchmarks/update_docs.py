@@ -14,6 +14,8 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 * ``prox``           the kept output of ``python benchmarks/bench_prox.py`` (its own text)
 * ``fidelity``       the fidelity tables, one per kept file ``docs/benchmarks/fidelity/*.json``
                      (written by ``benchmarks/fidelity.py``)
+* ``faults``         one section per kept fault scenario ``docs/benchmarks/faults/*.json``
+                     (written by ``benchmarks/faults.py``)
 
 The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
 ``--check`` recomputes every number from the runs, not from a kept report.
@@ -168,11 +170,22 @@ def fidelity_block() -> str:
     return "\n".join(f"### `{f.stem}`\n\n{fidelity_markdown(f)}" for f in files)
 
 
+def faults_block() -> str:
+    from faults_report import KEPT as FAULTS_KEPT
+    from faults_report import markdown as faults_markdown
+
+    files = sorted(FAULTS_KEPT.glob("*.json"))
+    if not files:
+        return f"*{NOT_RUN}.*\n"
+    return "\n".join(faults_markdown(f) for f in files)
+
+
 def blocks(plots_dir: Path) -> dict[str, str]:
     out = {"choosing": choosing(), "repeat": repeat(), "bench": bench()}
     out["bench_smollm2"] = bench(BENCH_SMOLLM2)
     out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
     out["fidelity"] = fidelity_block()
+    out["faults"] = faults_block()
     for s in STUDIES.values():
         if s.evidence and not s.repeat_of:  # a repeat shows in the ``repeat`` block
             out[f"study:{s.name}"] = study_block(s, plots_dir / s.name)
