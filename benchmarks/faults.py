@@ -326,9 +326,9 @@ def main() -> int:
     sub = ap.add_subparsers(dest="scenario", required=True)
     p = sub.add_parser("kill-resume")
     p.add_argument("--provider", choices=["a3po", "hybrid"], required=True)
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--freq", type=int, default=2)
-    p.add_argument("--kill-after", type=int, default=3)
+    p.add_argument("--steps", type=int, default=7)
+    p.add_argument("--freq", type=int, default=2)  # checkpoints after steps 1, 3, 5
+    p.add_argument("--kill-after", type=int, default=4)  # between two: step 4 runs twice
     p = sub.add_parser("compare-resume")
     p.add_argument("--steps", type=int, default=3)
     p = sub.add_parser("dead-process")

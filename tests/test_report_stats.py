@@ -64,6 +64,20 @@ def test_difference_wide_interval_below_margin_says_no_claim():
     assert stats.reward_verdict(d, margin=0.5) == stats.noninferior_text(0.5)
 
 
+def test_difference_whole_interval_beyond_margin_says_worse():
+    # tiny-mb4's a3po against recompute (per-seed last-5 rewards): about [-0.40, -0.21]
+    arm = {1: 0.256, 2: 0.242, 3: 0.283, 4: 0.170, 5: 0.247}
+    base = {1: 0.502, 2: 0.666, 3: 0.594, 4: 0.469, 5: 0.477}
+    d = stats.difference_ci(arm, base)
+    assert d.high < -0.05
+    assert (
+        stats.reward_verdict(d)
+        == stats.inferior_text(0.05)
+        == "worse than baseline by more than 0.05"
+    )
+    assert stats.reward_verdict(d, margin=0.3) == stats.NO_CLAIM  # straddles -0.3
+
+
 def test_two_seeds_refuse_an_interval_with_a_clear_line():
     r = stats.ratio_ci({1: 1.8, 2: 1.9}, {1: 2.0, 2: 2.1})
     assert r.n_seeds == 2 and not r.has_interval and r.low is None

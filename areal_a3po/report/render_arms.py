@@ -54,7 +54,8 @@ def arms_tables(arms: list[ArmSeeds], margin: float, target: float | None) -> li
         f"on per-seed differences for reward. With fewer than {stats.MIN_SEEDS} paired seeds no "
         "interval is given. Reward verdict: non-inferiority with margin "
         f"{margin:g} ({stats.noninferior_text(margin)!r} when the lower bound is "
-        f"above -{margin:g}, {stats.NO_CLAIM!r} otherwise). {COVERAGE}",
+        f"above -{margin:g}, {stats.inferior_text(margin)!r} when the upper bound is below "
+        f"-{margin:g}, {stats.NO_CLAIM!r} otherwise). {COVERAGE}",
         "",
     ]
     time_rows = []

@@ -59,6 +59,10 @@ def noninferior_text(margin: float) -> str:
     return f"not worse than baseline by more than {margin:g}"
 
 
+def inferior_text(margin: float) -> str:
+    return f"worse than baseline by more than {margin:g}"
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate with its confidence interval (``None`` bounds: no interval)."""
@@ -198,8 +202,9 @@ def reward_verdict(difference: Interval, margin: float = DEFAULT_MARGIN) -> str:
     """Non-inferiority of a reward difference arm - baseline with margin ``margin`` (> 0).
 
     "not worse than baseline by more than <margin>" when the lower bound is above -margin;
-    "no claim" otherwise (an interval that reaches below -margin establishes nothing either way
-    at this n, whether or not it covers 0).
+    "worse than baseline by more than <margin>" when the upper bound is below -margin (the whole
+    interval beyond the margin: inferiority established); "no claim" otherwise (an interval that
+    straddles -margin establishes nothing either way at this n, whether or not it covers 0).
     """
     if margin <= 0:
         raise ValueError(f"the non-inferiority margin must be > 0, got {margin}")
@@ -207,6 +212,8 @@ def reward_verdict(difference: Interval, margin: float = DEFAULT_MARGIN) -> str:
         return no_interval_text(difference.n_seeds)
     if difference.low > -margin:
         return noninferior_text(margin)
+    if difference.high < -margin:
+        return inferior_text(margin)
     return NO_CLAIM
 
 
