@@ -126,8 +126,13 @@ def _wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int) -> int:
 
 def _error_lines(log: Path, n: int = 6) -> list[str]:
     lines = log.read_text(errors="replace").splitlines()
-    hits = [ln for ln in lines if re.search(r"Error|error|Traceback|failed|died|exited", ln)]
-    return [re.sub(r"\x1b\[[0-9;]*m", "", ln)[:300] for ln in hits[-n:]]
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln) for ln in lines]
+    hits = [
+        ln
+        for ln in lines
+        if re.search(r"Error|Traceback|failed|died|exited", ln) and " INFO: " not in ln
+    ]
+    return [ln[:300] for ln in hits[-n:]]
 
 
 # ------------------------------------------------------------------------------ kill-resume
@@ -158,7 +163,7 @@ def kill_resume(out: Path, provider: str, seed: int, steps: int, freq: int, kill
     second = _launch(out, "second", overrides)
     rc = second.wait(timeout=LIMIT_S + 60)
     second_s = time.monotonic() - t0
-    log = (out / "second.log").read_text(errors="replace")
+    log = re.sub(r"\x1b\[[0-9;]*m", "", (out / "second.log").read_text(errors="replace"))
     m = re.search(r"Recovering from StepInfo\(.*?global_step=(\d+)", log)
     resumed = int(m.group(1)) if m else None  # the step the relaunch starts at
     files = _per_file(run_dir)
@@ -226,14 +231,17 @@ def compare_resume(out: Path, seed: int, steps: int) -> dict:
     cmd = [*A3PO, "compare", "--providers", ",".join(providers), "--steps", str(steps)]
     cmd += ["--seeds", str(seed), "--out", str(out), "--no-progress"]
     out.mkdir(parents=True, exist_ok=True)
-    labels = [f"{p}_seed{seed}" for p in providers]
+    labels = list(providers)  # one seed: the arm labels are the provider names
     third = labels[2]
     t0 = time.monotonic()
     with open(out / "first.log", "wb") as log:
         first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        while first.poll() is None and not any(
-            "embedded.train" in line and third in line for line in _processes(str(out))
+        while not any(
+            "embedded.train" in line and f"trial_name={third}" in line
+            for line in _processes(str(out))
         ):
+            if first.poll() is not None:
+                raise SystemExit(f"a3po compare ended (exit {first.returncode}) before arm 3")
             time.sleep(0.5)
         time.sleep(30)  # the third arm's AReaL is starting its workers: an interrupted arm
         os.killpg(first.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends

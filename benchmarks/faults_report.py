@@ -4,6 +4,7 @@ docs/benchmarks.md shows it; ``benchmarks/update_docs.py`` calls :func:`markdown
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from areal_a3po.report.table import pipe_table
@@ -30,11 +31,12 @@ def markdown(path: Path) -> str:
             f"{r['steps_logged_at_kill']} steps logged; {len(r['processes_left_after_kill'])} "
             f"processes left; the same line again resumed at global step "
             f"{_fmt(r['resumed_at_global_step'])} (exit {r['second_exit_code']}, "
-            f"{r['second_launch_s']:.0f} s): {_fmt(r['steps_run_twice'])} steps run twice, "
-            f"{r['steps_lost']} lost, {r['event_files']} event files.",
+            f"{r['second_launch_s']:.0f} s); steps run twice: {_fmt(r['steps_run_twice'])}, steps "
+            f"lost: {r['steps_lost']}, event files: {r['event_files']}.",
         ]
         if r["hybrid_state"]:
-            lines += ["", "hybrid: " + "; ".join(f"`{s}`" for s in r["hybrid_state"])]
+            states = [re.sub(r"\x1b\[[0-9;]*m", "", s) for s in r["hybrid_state"]]  # older files
+            lines += ["", "hybrid: " + "; ".join(f"`{s}`" for s in states)]
         stats = sorted({k for row in r["per_step"] for run in ("first", "second")
                         for k in row.get(run, {}) if k != "token_lag"})  # fmt: skip
         header = ["step", "token lag (1st / 2nd launch)"] + [f"{k} (1st / 2nd)" for k in stats]
