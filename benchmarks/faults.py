@@ -70,13 +70,13 @@ def _plugin_stats(provider: str) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _processes(marker: str) -> list[str]:
-    """'pid command' of every process whose command line mentions ``marker`` (a run dir)."""
+def _processes(marker: str, width: int = 200) -> list[str]:
+    """'pid command' (cut at ``width``) of every process whose command line mentions ``marker``."""
     out = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
         if marker in cmd and proc.pid != os.getpid():
-            out.append(f"{proc.pid} {cmd[:200]}")
+            out.append(f"{proc.pid} {cmd[:width]}")
     return out
 
 
@@ -238,7 +238,7 @@ def compare_resume(out: Path, seed: int, steps: int) -> dict:
         first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         while not any(
             "embedded.train" in line and f"trial_name={third}" in line
-            for line in _processes(str(out))
+            for line in _processes(str(out), width=100_000)
         ):
             if first.poll() is not None:
                 raise SystemExit(f"a3po compare ended (exit {first.returncode}) before arm 3")
@@ -267,7 +267,7 @@ def compare_resume(out: Path, seed: int, steps: int) -> dict:
     rebuilt = json.loads((out / "rebuilt" / "report" / "report.json").read_text())
     first_log = (out / "first.log").read_text(errors="replace")
     return {
-        "command": _short(" ".join(cmd[2:]), out),
+        "command": _short(" ".join(["a3po", *cmd[3:]]), out),
         "first_invocation_s": round(first_s, 1),
         "first_exit_code": first.returncode,
         "first_last_line": first_log.strip().splitlines()[-1] if first_log.strip() else "",

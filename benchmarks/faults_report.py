@@ -49,7 +49,7 @@ def markdown(path: Path) -> str:
         lines += ["", pipe_table(header, rows, align_right_from=1)]
     elif name == "compare-resume":
         lines += [
-            f"`a3po {r['command']}`: interrupted with SIGINT after {r['first_invocation_s']:.0f} "
+            f"`{re.sub(r'^(areal_a3po.cli|a3po) ', 'a3po ', r['command'])}`: interrupted with SIGINT after {r['first_invocation_s']:.0f} "
             f"s (exit {r['first_exit_code']}: `{r['first_last_line']}`), "
             f"{len(r['processes_left_after_interrupt'])} processes left; the same command again: "
             f"exit {r['second_exit_code']} in {r['second_invocation_s']:.0f} s, skipped "
