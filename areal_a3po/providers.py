@@ -275,9 +275,7 @@ def check_update(inp: ProxInputs, provider_name: str, needs_versions: bool) -> N
         inp.shared[CHECKED_AT_VERSION] = inp.current_version
 
 
-def check_theta_after_update(
-    inputs: Sequence[ProxInputs], masks: Sequence[torch.Tensor], provider_name: str
-) -> None:
+def check_theta_after_update(inputs: Sequence[ProxInputs], provider_name: str) -> None:
     """pi_theta of a checked update's micro-batches, checked once at its end; raises ProxInputError.
 
     A checked update's micro-batches skip :func:`check_inputs`, so nothing stops a non-finite
@@ -285,18 +283,18 @@ def check_theta_after_update(
     optimizer step of a non-finite gradient norm (``FSDPEngine.train_batch``), so the weights
     are not lost; this check then ends the run with the error :func:`check_inputs` would have
     raised, one host sync per update. Micro-batches that were not checked are skipped (their
-    own check already ran).
+    own check already ran; with ``validate_inputs: false`` none is checked, here or anywhere).
     """
-    pairs = [(i, m) for i, m in zip(inputs, masks, strict=True) if checked(i)]
-    if not pairs or not (pairs[0][0].options is None or pairs[0][0].options.validate_inputs):
+    checked_inputs = [i for i in inputs if checked(i)]
+    if not checked_inputs:
         return
-    bad = [~torch.isfinite(i.theta_logp) & m for i, m in pairs]
+    bad = [~torch.isfinite(i.theta_logp) & i.loss_mask for i in checked_inputs]
     counts = torch.stack([b.sum() for b in bad]).tolist()  # the one host sync
     if not any(counts):
         return
     k = next(j for j, c in enumerate(counts) if c)
     where = [tuple(p) for p in bad[k].nonzero()[:5].tolist()]
-    total = sum(int(m.sum()) for _, m in pairs)
+    total = sum(int(i.loss_mask.sum()) for i in checked_inputs)
     raise ProxInputError(
         f"non-finite values in training log-probs (pi_theta): {sum(counts)} of {total} loss-mask "
         f"tokens in this PPO update (provider '{provider_name}'; first in micro-batch {k} at "

@@ -55,11 +55,7 @@ def per_update(scope: str = keys.UPDATE_SCOPE) -> Iterator[None]:
         _PENDING.reset(token)
     if records:
         # The update's micro-batches skipped their checks (check_update): pi_theta checked here.
-        providers.check_theta_after_update(
-            [s.inputs for s, _ in records],
-            [s.inputs.loss_mask for s, _ in records],
-            records[0][0].name,
-        )
+        providers.check_theta_after_update([s.inputs for s, _ in records], records[0][0].name)
         with stats_tracker.scope(scope):
             log_prox_stats(records)
 

@@ -124,9 +124,13 @@ def _wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int) -> int:
     return steps_logged(run_dir)
 
 
+def _plain_log(log: Path) -> str:
+    """A log's text without AReaL's colour codes."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace"))
+
+
 def _error_lines(log: Path, n: int = 6) -> list[str]:
-    lines = log.read_text(errors="replace").splitlines()
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln) for ln in lines]
+    lines = _plain_log(log).splitlines()
     hits = [
         ln
         for ln in lines
@@ -163,7 +167,7 @@ def kill_resume(out: Path, provider: str, seed: int, steps: int, freq: int, kill
     second = _launch(out, "second", overrides)
     rc = second.wait(timeout=LIMIT_S + 60)
     second_s = time.monotonic() - t0
-    log = re.sub(r"\x1b\[[0-9;]*m", "", (out / "second.log").read_text(errors="replace"))
+    log = _plain_log(out / "second.log")
     m = re.search(r"Recovering from StepInfo\(.*?global_step=(\d+)", log)
     resumed = int(m.group(1)) if m else None  # the step the relaunch starts at
     files = _per_file(run_dir)

@@ -35,8 +35,7 @@ def markdown(path: Path) -> str:
             f"lost: {r['steps_lost']}, event files: {r['event_files']}.",
         ]
         if r["hybrid_state"]:
-            states = [re.sub(r"\x1b\[[0-9;]*m", "", s) for s in r["hybrid_state"]]  # older files
-            lines += ["", "hybrid: " + "; ".join(f"`{s}`" for s in states)]
+            lines += ["", "hybrid: " + "; ".join(f"`{s}`" for s in r["hybrid_state"])]
         stats = sorted({k for row in r["per_step"] for run in ("first", "second")
                         for k in row.get(run, {}) if k != "token_lag"})  # fmt: skip
         header = ["step", "token lag (1st / 2nd launch)"] + [f"{k} (1st / 2nd)" for k in stats]

@@ -227,6 +227,12 @@ def hf_token_logprobs(model_path: str) -> LogpSource:
     return fn
 
 
+def processes_mentioning(text: str) -> list[str]:
+    """'pid args' of every running process whose command line mentions ``text`` (e.g. a run dir)."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
+    return [ln for ln in out.stdout.splitlines() if text in ln and "ps -eo" not in ln]
+
+
 def snapshot_params(engine) -> dict[str, torch.Tensor]:
     """A copy of the engine's full (un-sharded) parameters."""
     out = {}

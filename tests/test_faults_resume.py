@@ -49,11 +49,6 @@ pytestmark = [
 ]
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
-    return [ln for ln in out.stdout.splitlines() if text in ln and "ps -eo" not in ln]
-
-
 @pytest.fixture(scope="module")
 def killed_and_resumed(tmp_path_factory):
     out = tmp_path_factory.mktemp("resume")
@@ -93,7 +88,7 @@ def killed_and_resumed(tmp_path_factory):
     finally:
         first.wait(timeout=60)
     time.sleep(2.0)
-    left = _processes_mentioning(str(out))
+    left = H.processes_mentioning(str(out))
     before = load_scalars(str(run_dir))
     second = launch("second")
     try:
@@ -107,7 +102,7 @@ def killed_and_resumed(tmp_path_factory):
     return {
         "killed_at": killed_at, "left": left, "before": before,
         "after": load_scalars(str(run_dir)), "second_log": logs[-1].read_text(errors="replace"),
-        "leftovers": _processes_mentioning(str(out)), "fileroot": fileroot,
+        "leftovers": H.processes_mentioning(str(out)), "fileroot": fileroot,
     }  # fmt: skip
 
 

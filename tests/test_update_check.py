@@ -140,12 +140,12 @@ def test_check_theta_after_update_nonfinite_off_mask_passes_on_mask_raises():
     assert providers.checked(batch)
     off = (~batch.loss_mask).nonzero()[0]
     batch.theta_logp[tuple(off)] = float("nan")  # off the loss mask: ignored
-    providers.check_theta_after_update([batch], [batch.loss_mask], "a3po")
+    providers.check_theta_after_update([batch], "a3po")
     on = batch.loss_mask.nonzero()
     batch.theta_logp[tuple(on[0])] = float("inf")
     batch.theta_logp[tuple(on[1])] = float("nan")
     with pytest.raises(ProxInputError, match=r"pi_theta\): 2 of 64 loss-mask tokens"):
-        providers.check_theta_after_update([batch], [batch.loss_mask], "a3po")
+        providers.check_theta_after_update([batch], "a3po")
 
 
 @pytest.mark.parametrize("method", ["a3po-step", "behave"])
