@@ -16,9 +16,12 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
                      (written by ``benchmarks/fidelity.py``)
 * ``faults``         one section per kept fault scenario ``docs/benchmarks/faults/*.json``
                      (written by ``benchmarks/faults.py``)
+* ``smollm2_runs``   the SmolLM2 twins' kept runs ``docs/benchmarks/smollm2/{runs,facts}/``
+                     (written by ``benchmarks/smollm2_runs.py keep``)
 
 The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
-``--check`` recomputes every number from the runs, not from a kept report.
+``--check`` recomputes every number from the runs, not from a kept report. README.md's inline
+values (the SmolLM2 comparison's time) are filled the same way.
 
     python benchmarks/update_docs.py [--bench bench_trainer.txt] [--bench-smollm2 FILE]
                                      [--prox bench_prox.txt]
@@ -59,6 +62,7 @@ from areal_a3po.report.seeds import ArmSeeds, group_records, interval_text  # no
 from areal_a3po.report.table import pipe_table  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
+README = ROOT / "README.md"  # inline values only (its times), no generated blocks
 BENCH = KEPT / "bench_trainer.txt"
 BENCH_SMOLLM2 = KEPT / "bench_trainer_smollm2.txt"
 BENCH_FIRST_LINE = "\nmodel: "  # bench_trainer.py's first line
@@ -180,12 +184,19 @@ def faults_block() -> str:
     return "\n".join(faults_markdown(f) for f in files)
 
 
+def smollm2_runs_markdown() -> str:
+    from smollm2_runs import markdown
+
+    return markdown()
+
+
 def blocks(plots_dir: Path) -> dict[str, str]:
     out = {"choosing": choosing(), "repeat": repeat(), "bench": bench()}
     out["bench_smollm2"] = bench(BENCH_SMOLLM2)
     out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
     out["fidelity"] = fidelity_block()
     out["faults"] = faults_block()
+    out["smollm2_runs"] = smollm2_runs_markdown()
     for s in STUDIES.values():
         if s.evidence and not s.repeat_of:  # a repeat shows in the ``repeat`` block
             out[f"study:{s.name}"] = study_block(s, plots_dir / s.name)
@@ -224,6 +235,10 @@ VALUES = {
 
 
 def value(name: str) -> str:
+    if name.startswith("smollm2_compare_min:"):
+        from smollm2_runs import compare_minutes
+
+        return compare_minutes(int(name.split(":", 1)[1]))
     if name.startswith("expected_h:"):
         return f"{expected_seconds(STUDIES[name.split(':', 1)[1]]) / 3600:.1f}"
     if name.startswith("target:"):
@@ -239,7 +254,11 @@ def rewrite(doc: str, plots_dir: Path) -> str:
         if not pattern.search(doc):
             raise ValueError(f"{DOC}: no '<!-- generated: {name} -->' block")
         doc = pattern.sub(lambda m, t=text: m.group(1) + t + m.group(3), doc)
-    return _VALUE_RE.sub(lambda m: m.group(1) + value(m["name"]) + m.group(4), doc)
+    return _fill_values(doc)
+
+
+def _fill_values(text: str) -> str:
+    return _VALUE_RE.sub(lambda m: m.group(1) + value(m["name"]) + m.group(4), text)
 
 
 def main() -> int:
@@ -260,15 +279,18 @@ def main() -> int:
             if start < 0:
                 raise SystemExit(f"{given}: no '{first.strip()}' line")
             kept.write_text(text[start + 1 :])
-    doc = DOC.read_text()
+    doc, readme = DOC.read_text(), README.read_text()
+    new_readme = _fill_values(readme)
     if args.check:  # plots go to a scratch dir: built from the kept runs, not compared bytewise
         with tempfile.TemporaryDirectory() as tmp:
             new = rewrite(doc, Path(tmp))
-        if new != doc:
-            print(f"{DOC}: differs from what docs/benchmarks/ gives; run {__file__}")
+        differ = [str(p) for p, a, b in ((DOC, new, doc), (README, new_readme, readme)) if a != b]
+        if differ:
+            print(f"{', '.join(differ)}: differs from what docs/benchmarks/ gives; run {__file__}")
             return 1
         return 0
     DOC.write_text(rewrite(doc, KEPT))
+    README.write_text(new_readme)
     return 0
 
 

@@ -228,9 +228,20 @@ def hf_token_logprobs(model_path: str) -> LogpSource:
 
 
 def processes_mentioning(text: str) -> list[str]:
-    """'pid args' of every running process whose command line mentions ``text`` (e.g. a run dir)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True)
-    return [ln for ln in out.stdout.splitlines() if text in ln and "ps -eo" not in ln]
+    """'pid args' of every running process whose command line mentions ``text`` (e.g. a run dir).
+
+    Reads each command line whole through psutil (``/proc``): ``ps -eo args`` cuts lines at
+    ``$COLUMNS`` when that is set, so a long run dir would never match and a "no process left"
+    assert could not fail.
+    """
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        args = " ".join(proc.info["cmdline"] or [])
+        if text in args and proc.info["pid"] != os.getpid():
+            found.append(f"{proc.info['pid']} {args}")
+    return found
 
 
 def snapshot_params(engine) -> dict[str, torch.Tensor]:

@@ -16,6 +16,8 @@ import sys
 import psutil
 import pytest
 
+from tests import harness as H
+
 pytestmark = pytest.mark.version_independent
 
 SCRIPT = """
@@ -31,6 +33,22 @@ print(json.dumps({"pids": [polite.pid, stubborn.pid], "left": left}))
 """
 
 
+def test_processes_mentioning_long_command_line_with_columns_set_finds_it(tmp_path, monkeypatch):
+    """The "no process left" asserts must be able to fail: a run dir deep in a long command line
+    is found even where ``$COLUMNS`` is set (``ps -eo args`` would cut the line there)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    marker = str(tmp_path / ("d" * 120) / "run")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+    try:
+        found = H.processes_mentioning(marker)
+        assert [int(line.split()[0]) for line in found] == [proc.pid]
+        assert found[0].endswith(marker)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert H.processes_mentioning(marker) == []
+
+
 def test_stop_leftover_processes_terminates_then_kills_every_descendant():
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120
@@ -42,14 +60,6 @@ def test_stop_leftover_processes_terminates_then_kills_every_descendant():
     assert "sleep 120" in out["left"][0]
     # the stubborn one ignores SIGTERM: only the SIGKILL after the grace period ends it
     assert not any(psutil.pid_exists(pid) for pid in (polite, stubborn))
-
-
-def _run_processes(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        if any(marker in part for part in proc.info["cmdline"] or []):
-            found.append(proc)
-    return found
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
@@ -72,13 +82,12 @@ def test_compare_signal_while_arm_runs_stops_arm_group_and_says_rerun(tmp_path, 
     )
     deadline = time.monotonic() + 120
     # the arm's controller (AReaL's entry script, its own session) names the out dir
-    while not any(
-        "areal_a3po.embedded.train" in p.info["cmdline"] for p in _run_processes(str(out))
-    ):
+    # (the wait is also the helper's positive control: it does see an arm's processes)
+    while not any("areal_a3po.embedded.train" in p for p in H.processes_mentioning(str(out))):
         assert compare.poll() is None and time.monotonic() < deadline, compare.stdout.read()
         time.sleep(0.5)
     os.kill(compare.pid, getattr(signal, sig))
     text, _ = compare.communicate(timeout=120)
     assert compare.returncode == 130, text[-2000:]
     assert f"a3po compare: interrupted ({sig})" in text and "Run the same command again" in text
-    assert _run_processes(str(out)) == []
+    assert H.processes_mentioning(str(out)) == []

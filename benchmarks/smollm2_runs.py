@@ -1,0 +1,240 @@
+"""Runs of the SmolLM2 recipe twins (issue 19), kept and shown in docs/benchmarks.md.
+
+``keep`` reads one finished run of a twin's header line (``recipes/cpu_smollm2_*.yaml``, AReaL's
+local scheduler) and keeps, under ``docs/benchmarks/smollm2/``:
+
+* ``runs/<name>_seed<S>.json``: the run's scalars as ``a3po compare`` keeps them
+  (``areal_a3po.report.record``: timed stages per step, training and held-out reward);
+* ``facts/<name>_seed<S>.json``: what the run was: the command line, exit code and wall time
+  (written by the shell that ran it), the model it trained (from the converted checkpoint's
+  ``config.json``) and the ``ppo_actor/*`` statistics it logged.
+
+:func:`markdown` renders every kept run (``benchmarks/update_docs.py``, block ``smollm2_runs``):
+the per-step time breakdown, the recompute stage's share of trainer compute next to the tiny
+model's, and the held-out pass rate at each evaluation with Wilson 95 % intervals.
+
+    python benchmarks/smollm2_runs.py keep FILEROOT TRIAL --name NAME --seed S --run-json F
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from scipy.stats import binomtest
+
+from areal_a3po.embedded.gym_task import EVAL_SIZE, TASK, TASK_CONFIG
+from areal_a3po.embedded.smollm2 import STAMP
+from areal_a3po.report.load import load_scalars, step_total
+from areal_a3po.report.record import RunRecord, read_records, record_from_run, write_records
+from areal_a3po.report.table import pipe_table
+
+ROOT = Path(__file__).resolve().parents[1]
+KEPT = ROOT / "docs" / "benchmarks" / "smollm2"
+# The tiny model's recompute runs: its one-minibatch study (as the SmolLM2 recipes), else four.
+TINY_STUDIES = (("tiny-mb1", 1), ("tiny-mb4", 4))
+EXPERIMENT = "a3po-cpu-smollm2"
+MODEL_DIR = "models/smollm2-135m-instruct"
+STAGES = ("rollout", "recompute_logp", "train_step", "update_weights", "eval")
+MODEL_KEYS = ("model_type", "architectures", "num_hidden_layers", "hidden_size", "vocab_size")
+BUILD_KEYS = ("source", "source_version", "gguf_file", "architecture")
+
+
+def keep(fileroot: Path, trial: str, name: str, seed: int, run_json: Path) -> list[str]:
+    """Keep one finished run (see module doc); returns the written paths."""
+    run = json.loads(run_json.read_text())  # {"cmd": ..., "rc": ..., "start": ..., "end": ...}
+    tb = fileroot / "tensorboard" / EXPERIMENT / trial
+    data = load_scalars(str(tb))
+    provider = "recompute" if trial.startswith("recompute") else "a3po"
+    record = record_from_run(data, name, seed, provider=provider, overrides=run["cmd"].split()[1:])
+    config = json.loads((fileroot / MODEL_DIR / "config.json").read_text())
+    build = json.loads((fileroot / MODEL_DIR / STAMP).read_text())  # what the conversion built
+    facts = {
+        "produced_by": "benchmarks/smollm2_runs.py keep (the run's tensorboard logs and model)",
+        "cmd": run["cmd"],
+        "exit_code": run["rc"],
+        "wall_s": round(run["end"] - run["start"], 1),
+        "steps_logged": len(record.reward),
+        "model": {k: config.get(k) for k in MODEL_KEYS},
+        "model_build": {k: build.get(k) for k in BUILD_KEYS},
+        "ppo_actor_tags": sorted(t for t in data.scalars if t.startswith("ppo_actor/")),
+    }
+    facts_path = KEPT / "facts" / f"{name}_seed{seed}.json"
+    facts_path.parent.mkdir(parents=True, exist_ok=True)
+    facts_path.write_text(json.dumps(facts, indent=1) + "\n")
+    return [*write_records([record], str(KEPT / "runs")), str(facts_path)]
+
+
+def _median(series: dict[int, float], steps: list[int]) -> float | None:
+    vals = [series[s] for s in steps if s in series]
+    return statistics.median(vals) if vals else None
+
+
+def _share(record: RunRecord, steps: list[int]) -> float | None:
+    """Median over steps of recompute_logp / (recompute_logp + train_step)."""
+    rec, train = record.stages.get("recompute_logp", {}), record.stages.get("train_step", {})
+    vals = [rec[s] / (rec[s] + train[s]) for s in steps if s in rec and s in train]
+    return statistics.median(vals) if vals else None
+
+
+def _fmt(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _steps(record: RunRecord) -> list[int]:
+    """The steps a breakdown reads: all but step 0 (vLLM's first batch, nothing to overlap)."""
+    steps = sorted(record.reward)
+    return steps[1:] if len(steps) > 1 else steps
+
+
+def timings(kept: Path = KEPT) -> dict[str, tuple[float, float]]:
+    """Run name -> (start-up s, median step s): start-up = wall time less the logged steps' sum."""
+    facts = {p.stem: json.loads(p.read_text()) for p in sorted((kept / "facts").glob("*.json"))}
+    out = {}
+    for r in read_records(str(kept / "runs")):
+        f = facts.get(f"{r.arm}_seed{r.seed}")
+        if f is None:
+            continue
+        totals = [step_total(t) for t in r.step_times().values()]
+        out[r.arm] = (f["wall_s"] - sum(totals), statistics.median(totals[1:] or totals))
+    return out
+
+
+def compare_minutes(steps: int, kept: Path = KEPT) -> str:
+    """Minutes ``a3po compare --testbed smollm2 --steps N`` takes by the kept runs: per twin,
+    its start-up plus N median steps."""
+    t = timings(kept)
+    if not t:
+        return "not yet run"
+    runs = read_records(str(kept / "runs"))
+    recompute = [t[r.arm] for r in runs if r.provider == "recompute" and r.arm in t]
+    other = [t[r.arm] for r in runs if r.provider != "recompute" and r.arm in t]
+    if not recompute or not other:
+        return "not yet run"
+    startup = statistics.median(s for s, _ in t.values())
+    per_step = statistics.median(s for _, s in recompute) + statistics.median(s for _, s in other)
+    return f"{(2 * startup + steps * per_step) / 60:.0f}"
+
+
+def _before_training(kept: Path) -> tuple[float, int] | None:
+    """Greedy held-out pass rate of the converted model before training, at the recipes' task."""
+    path = kept / "initial_pass_rate.json"
+    if not path.is_file():
+        return None
+    for res in json.loads(path.read_text())["results"]:
+        if res["task"] == TASK and res["config"] == TASK_CONFIG:
+            return res["greedy"]["pass_rate"], res["greedy"]["n"]
+    return None
+
+
+def _wilson(rate: float, n: int = EVAL_SIZE) -> str:
+    ci = binomtest(round(rate * n), n).proportion_ci(0.95, method="wilson")
+    return f"{rate:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
+
+def markdown(kept: Path = KEPT) -> str:
+    """Every kept run: facts, time breakdown, recompute share, held-out pass rate."""
+    records = read_records(str(kept / "runs"))
+    facts = {p.stem: json.loads(p.read_text()) for p in sorted((kept / "facts").glob("*.json"))}
+    records = [r for r in records if f"{r.arm}_seed{r.seed}" in facts]
+    if not records:
+        return "*not yet run.*\n"
+    out = []
+    rows = []
+    for r in records:
+        f = facts[f"{r.arm}_seed{r.seed}"]
+        m, b = f["model"], f["model_build"]
+        rows.append([
+            f"`{r.arm}`", f"`{f['cmd']}`", str(f["exit_code"]), f"{f['wall_s']:.0f}",
+            str(f["steps_logged"]), str(len(f["ppo_actor_tags"])),
+            f"{b['gguf_file']} ({b['source']} {b['source_version']}): {m['num_hidden_layers']}"
+            f" layers, hidden {m['hidden_size']}, vocabulary {m['vocab_size']},"
+            f" as {m['architectures'][0]}",
+        ])  # fmt: skip
+    out += [
+        "Runs (each the header's local line with the overrides shown; the model is SmolLM2's"
+        " Llama, converted into a Qwen2 container that computes it exactly,"
+        " `areal_a3po/embedded/smollm2.py`):",
+        "",
+    ]
+    header = ["run", "command", "exit", "wall s", "steps", "`ppo_actor/*` tags", "model trained"]
+    out += [pipe_table(header, rows, align_right_from=2), ""]
+
+    rows = []
+    for r in records:
+        steps = _steps(r)
+        cells = [_fmt(_median(r.stages.get(s, {}), steps)) for s in STAGES[:-1]]
+        cells.append(_fmt(_median(r.stages.get("eval", {}), sorted(r.eval_reward))))
+        totals = {s: step_total({k: v[s] for k, v in r.stages.items() if s in v}) for s in steps}
+        rows.append([
+            f"`{r.arm}`", f"{steps[0]}-{steps[-1]}", _fmt(r.stages.get("rollout", {}).get(0)),
+            *cells, _fmt(statistics.median(totals.values())), _fmt(_share(r, steps), ".3f"),
+        ])  # fmt: skip
+    for study, minibatches in TINY_STUDIES:
+        runs = ROOT / "docs" / "benchmarks" / study / "runs"
+        tiny = [r for r in read_records(str(runs)) if r.arm == "recompute"] if runs.is_dir() else []
+        if tiny:
+            shares = [_share(r, _steps(r)) for r in tiny]
+            steps = _steps(tiny[0])
+            rows.append([
+                f"tiny model, `recompute` (median of {len(tiny)} {study} runs, {minibatches}"
+                f" minibatch{'es' if minibatches > 1 else ''})", f"{steps[0]}-{steps[-1]}",
+                *["-"] * 7, f"{statistics.median(shares):.3f}",
+            ])  # fmt: skip
+            break
+    out += [
+        "Per-step time breakdown, seconds, median over the steps shown (step 0 is left out: its"
+        " `rollout` wait is the first batch's whole generation, shown in its own column; after it,"
+        " generation overlaps training and `rollout` is only the trainer's wait). Recompute share"
+        " = `recompute_logp` / (`recompute_logp` + `train_step`), the trainer compute the"
+        " recompute forward takes; `eval` is the median over the evaluated steps:",
+        "",
+    ]
+    header = ["run", "steps", "step 0 generation", *STAGES, "step total", "recompute share"]
+    out += [pipe_table(header, rows, align_right_from=1), ""]
+
+    rows = []
+    before = _before_training(kept)
+    if before is not None:
+        rows.append(["before training (`initial_pass_rate.json`)", "-", _wilson(*before)])
+    for r in records:
+        rows += [[f"`{r.arm}`", str(s), _wilson(v)] for s, v in sorted(r.eval_reward.items())]
+    if rows:
+        out += [
+            f"Held-out reward (`eval-rollout/reward`: {EVAL_SIZE} held-out prompts of seed 1's"
+            " split, one greedy answer each, AReaL's evaluator after the step named): the mean"
+            " of reasoning-gym's score, 1 for the exact answer and partial credit"
+            " len(reference)/len(answer) for an answer that contains it, so nearly the pass rate."
+            " Wilson 95 % intervals at n = 64, approximately conservative for a score in [0, 1] (its"
+            " variance is at most p(1 - p)):",
+            "",
+            pipe_table(["run", "after step", "held-out reward [95 % CI]"], rows),
+            "",
+        ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    k = sub.add_parser("keep", help="keep one finished run under docs/benchmarks/smollm2/")
+    k.add_argument("fileroot", type=Path)
+    k.add_argument("trial")
+    k.add_argument("--name", required=True)
+    k.add_argument("--seed", type=int, required=True)
+    k.add_argument("--run-json", type=Path, required=True, help="cmd, rc, start, end of the run")
+    sub.add_parser("show", help="print the Markdown docs/benchmarks.md shows")
+    args = ap.parse_args(argv)
+    if args.cmd == "keep":
+        for p in keep(args.fileroot, args.trial, args.name, args.seed, args.run_json):
+            print(p)
+    else:
+        print(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

