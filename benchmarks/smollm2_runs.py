@@ -130,9 +130,31 @@ def _before_training(kept: Path) -> tuple[float, int] | None:
     return None
 
 
-def _wilson(rate: float, n: int = EVAL_SIZE) -> str:
+def _wilson_ci(rate: float, n: int) -> tuple[float, float]:
     ci = binomtest(round(rate * n), n).proportion_ci(0.95, method="wilson")
-    return f"{rate:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+    return ci.low, ci.high
+
+
+def _wilson(rate: float, n: int = EVAL_SIZE) -> str:
+    low, high = _wilson_ci(rate, n)
+    return f"{rate:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def newcombe_ci(after: float, before: tuple[float, int], n: int = EVAL_SIZE):
+    """(after - before, low, high): Newcombe's hybrid score interval (his method 10, the two
+    Wilson intervals combined) for independent samples; conservative here, where the prompts are
+    the same and the two outcomes correlate positively."""
+    p0, n0 = before
+    (l1, u1), (l0, u0) = _wilson_ci(after, n), _wilson_ci(p0, n0)
+    d = after - p0
+    low = d - ((after - l1) ** 2 + (u0 - p0) ** 2) ** 0.5
+    high = d + ((u1 - after) ** 2 + (p0 - l0) ** 2) ** 0.5
+    return d, low, high
+
+
+def _newcombe(after: float, before: tuple[float, int]) -> str:
+    d, low, high = newcombe_ci(after, before)
+    return f"{d:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def markdown(kept: Path = KEPT) -> str:
@@ -199,19 +221,24 @@ def markdown(kept: Path = KEPT) -> str:
     rows = []
     before = _before_training(kept)
     if before is not None:
-        rows.append(["before training (`initial_pass_rate.json`)", "-", _wilson(*before)])
+        rows.append(["before training (`initial_pass_rate.json`)", "-", _wilson(*before), "-"])
     for r in records:
-        rows += [[f"`{r.arm}`", str(s), _wilson(v)] for s, v in sorted(r.eval_reward.items())]
+        rows += [
+            [f"`{r.arm}`", str(s), _wilson(v), _newcombe(v, before) if before else "-"]
+            for s, v in sorted(r.eval_reward.items())
+        ]
     if rows:
+        diff = "change since before training [95 % CI]"
         out += [
             f"Held-out reward (`eval-rollout/reward`: {EVAL_SIZE} held-out prompts of seed 1's"
             " split, one greedy answer each, AReaL's evaluator after the step named): the mean"
             " of reasoning-gym's score, 1 for the exact answer and partial credit"
             " len(reference)/len(answer) for an answer that contains it, so nearly the pass rate."
             " Wilson 95 % intervals at n = 64, approximately conservative for a score in [0, 1] (its"
-            " variance is at most p(1 - p)):",
+            " variance is at most p(1 - p)); the change since before training with Newcombe's"
+            " interval for two proportions (conservative for the same prompts twice):",
             "",
-            pipe_table(["run", "after step", "held-out reward [95 % CI]"], rows),
+            pipe_table(["run", "after step", "held-out reward [95 % CI]", diff], rows),
             "",
         ]
     return "\n".join(out)

