@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from scipy.stats import binomtest
+from studies import RUNS, STUDIES, kept_dir  # the sibling script: the tiny studies' kept runs
 
 from areal_a3po.embedded.gym_task import EVAL_SIZE, TASK, TASK_CONFIG
 from areal_a3po.embedded.smollm2 import STAMP
@@ -32,8 +33,7 @@ from areal_a3po.report.load import load_scalars, step_total
 from areal_a3po.report.record import RunRecord, read_records, record_from_run, write_records
 from areal_a3po.report.table import pipe_table
 
-ROOT = Path(__file__).resolve().parents[1]
-KEPT = ROOT / "docs" / "benchmarks" / "smollm2"
+KEPT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "smollm2"
 # The tiny model's recompute runs: its one-minibatch study (as the SmolLM2 recipes), else four.
 TINY_STUDIES = (("tiny-mb1", 1), ("tiny-mb4", 4))
 EXPERIMENT = "a3po-cpu-smollm2"
@@ -90,32 +90,40 @@ def _steps(record: RunRecord) -> list[int]:
     return steps[1:] if len(steps) > 1 else steps
 
 
-def timings(kept: Path = KEPT) -> dict[str, tuple[float, float]]:
-    """Run name -> (start-up s, median step s): start-up = wall time less the logged steps' sum."""
+def _kept_runs(kept: Path) -> list[tuple[RunRecord, dict]]:
+    """Every kept run that has its facts file, with those facts."""
     facts = {p.stem: json.loads(p.read_text()) for p in sorted((kept / "facts").glob("*.json"))}
+    records = read_records(str(kept / "runs"))
+    return [
+        (r, facts[f"{r.arm}_seed{r.seed}"]) for r in records if f"{r.arm}_seed{r.seed}" in facts
+    ]
+
+
+def _step_totals(record: RunRecord) -> dict[int, float]:
+    return {s: step_total(t) for s, t in record.step_times().items()}
+
+
+def timings(kept: Path = KEPT) -> dict[str, tuple[str | None, float, float]]:
+    """Run name -> (provider, start-up s, median step s); start-up = wall time less the logged
+    steps' sum, the median over the breakdown's steps."""
     out = {}
-    for r in read_records(str(kept / "runs")):
-        f = facts.get(f"{r.arm}_seed{r.seed}")
-        if f is None:
-            continue
-        totals = [step_total(t) for t in r.step_times().values()]
-        out[r.arm] = (f["wall_s"] - sum(totals), statistics.median(totals[1:] or totals))
+    for r, f in _kept_runs(kept):
+        totals = _step_totals(r)
+        step = statistics.median(totals[s] for s in _steps(r) if s in totals)
+        out[r.arm] = (r.provider, f["wall_s"] - sum(totals.values()), step)
     return out
 
 
 def compare_minutes(steps: int, kept: Path = KEPT) -> str:
     """Minutes ``a3po compare --testbed smollm2 --steps N`` takes by the kept runs: per twin,
     its start-up plus N median steps."""
-    t = timings(kept)
-    if not t:
-        return "not yet run"
-    runs = read_records(str(kept / "runs"))
-    recompute = [t[r.arm] for r in runs if r.provider == "recompute" and r.arm in t]
-    other = [t[r.arm] for r in runs if r.provider != "recompute" and r.arm in t]
+    t = timings(kept).values()
+    recompute = [step for p, _, step in t if p == "recompute"]
+    other = [step for p, _, step in t if p != "recompute"]
     if not recompute or not other:
         return "not yet run"
-    startup = statistics.median(s for s, _ in t.values())
-    per_step = statistics.median(s for _, s in recompute) + statistics.median(s for _, s in other)
+    startup = statistics.median(s for _, s, _ in t)
+    per_step = statistics.median(recompute) + statistics.median(other)
     return f"{(2 * startup + steps * per_step) / 60:.0f}"
 
 
@@ -159,15 +167,13 @@ def _newcombe(after: float, before: tuple[float, int]) -> str:
 
 def markdown(kept: Path = KEPT) -> str:
     """Every kept run: facts, time breakdown, recompute share, held-out pass rate."""
-    records = read_records(str(kept / "runs"))
-    facts = {p.stem: json.loads(p.read_text()) for p in sorted((kept / "facts").glob("*.json"))}
-    records = [r for r in records if f"{r.arm}_seed{r.seed}" in facts]
-    if not records:
+    runs = _kept_runs(kept)
+    if not runs:
         return "*not yet run.*\n"
+    records = [r for r, _ in runs]
     out = []
     rows = []
-    for r in records:
-        f = facts[f"{r.arm}_seed{r.seed}"]
+    for r, f in runs:
         m, b = f["model"], f["model_build"]
         rows.append([
             f"`{r.arm}`", f"`{f['cmd']}`", str(f["exit_code"]), f"{f['wall_s']:.0f}",
@@ -190,14 +196,18 @@ def markdown(kept: Path = KEPT) -> str:
         steps = _steps(r)
         cells = [_fmt(_median(r.stages.get(s, {}), steps)) for s in STAGES[:-1]]
         cells.append(_fmt(_median(r.stages.get("eval", {}), sorted(r.eval_reward))))
-        totals = {s: step_total({k: v[s] for k, v in r.stages.items() if s in v}) for s in steps}
+        totals = _step_totals(r)
         rows.append([
             f"`{r.arm}`", f"{steps[0]}-{steps[-1]}", _fmt(r.stages.get("rollout", {}).get(0)),
-            *cells, _fmt(statistics.median(totals.values())), _fmt(_share(r, steps), ".3f"),
+            *cells, _fmt(statistics.median(totals[s] for s in steps)), _fmt(_share(r, steps), ".3f"),
         ])  # fmt: skip
     for study, minibatches in TINY_STUDIES:
-        runs = ROOT / "docs" / "benchmarks" / study / "runs"
-        tiny = [r for r in read_records(str(runs)) if r.arm == "recompute"] if runs.is_dir() else []
+        tiny_runs = kept_dir(STUDIES[study]) / RUNS
+        tiny = (
+            [r for r in read_records(str(tiny_runs)) if r.arm == "recompute"]
+            if tiny_runs.is_dir()
+            else []
+        )
         if tiny:
             shares = [_share(r, _steps(r)) for r in tiny]
             steps = _steps(tiny[0])
