@@ -41,10 +41,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
 from areal_a3po import keys
-from areal_a3po.embedded import runner, task
+from areal_a3po.embedded import procs, runner, task
 from areal_a3po.embedded.model import build_model_dir
 from areal_a3po.embedded.progress import steps_logged
 from areal_a3po.report import load_scalars
@@ -71,21 +69,8 @@ def _plugin_stats(provider: str) -> tuple[str, ...]:
 
 
 def _processes(marker: str, width: int = 200) -> list[str]:
-    """'pid command' (cut at ``width``) of every process whose command line mentions ``marker``."""
-    out = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if marker in cmd and proc.pid != os.getpid():
-            out.append(f"{proc.pid} {cmd[:width]}")
-    return out
-
-
-def _stop(marker: str) -> None:
-    for line in _processes(marker):
-        try:
-            psutil.Process(int(line.split()[0])).kill()
-        except psutil.Error:
-            pass
+    """'pid command', cut at ``width`` for the kept record, of what mentions ``marker``."""
+    return [line[:width] for line in procs.processes_mentioning(marker)]
 
 
 def _short(text: str, out: Path) -> str:
@@ -96,12 +81,7 @@ def _launch(out: Path, name: str, overrides: list[str]) -> subprocess.Popen:
     """The tiny a3po twin's local header line, as ``a3po compare`` runs it, in its own session."""
     cmd, cmd_env = runner.launch_command(runner.recipe_path("a3po"), overrides)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **cmd_env)
-    with open(out / f"{name}.log", "wb") as log:
-        return subprocess.Popen(
-            ["timeout", "--kill-after=15", str(LIMIT_S), *cmd], env=env, cwd=out,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    return procs.launch_bounded(cmd, LIMIT_S, out / f"{name}.log", env=env, cwd=out)
 
 
 def _overrides(out: Path, trial: str, seed: int, steps: int, *more: str) -> list[str]:
@@ -162,7 +142,7 @@ def kill_resume(out: Path, provider: str, seed: int, steps: int, freq: int, kill
         first.wait(timeout=60)
     time.sleep(2.0)
     left = _processes(str(out))
-    _stop(str(out))
+    procs.kill_processes_mentioning(str(out))
     t0 = time.monotonic()
     second = _launch(out, "second", overrides)
     rc = second.wait(timeout=LIMIT_S + 60)
@@ -242,7 +222,7 @@ def compare_resume(out: Path, seed: int, steps: int) -> dict:
         first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         while not any(
             "embedded.train" in line and f"trial_name={third}" in line
-            for line in _processes(str(out), width=100_000)
+            for line in procs.processes_mentioning(str(out))
         ):
             if first.poll() is not None:
                 raise SystemExit(f"a3po compare ended (exit {first.returncode}) before arm 3")
@@ -252,7 +232,7 @@ def compare_resume(out: Path, seed: int, steps: int) -> dict:
         first.wait(timeout=300)
     first_s = time.monotonic() - t0
     left = _processes(str(out))
-    _stop(str(out))
+    procs.kill_processes_mentioning(str(out))
     finished = {label: _digest(out / label) for label in labels[:2]}
     t1 = time.monotonic()
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=3 * LIMIT_S)
@@ -304,7 +284,7 @@ def dead_process(out: Path, role: str, seed: int, steps: int, kill_after: int) -
     proc = _launch(out, "controller", overrides)
     try:
         at = _wait_for_step(proc, run_dir, kill_after)
-        victims = [ln for ln in _processes(str(out)) if ROLES[role] in ln]
+        victims = [ln for ln in procs.processes_mentioning(str(out)) if ROLES[role] in ln]
         if not victims:
             raise SystemExit(f"dead-process: no process matching {ROLES[role]!r} to kill")
         pid = int(victims[0].split()[0])
@@ -320,7 +300,7 @@ def dead_process(out: Path, role: str, seed: int, steps: int, kill_after: int) -
             os.killpg(proc.pid, signal.SIGKILL)
     time.sleep(5.0)
     left = _processes(str(out))
-    _stop(str(out))
+    procs.kill_processes_mentioning(str(out))
     return {
         "role": role,
         "killed": _short(victims[0].split(maxsplit=1)[1][:120], out),

@@ -33,7 +33,8 @@ from areal_a3po.report.load import load_scalars, step_total
 from areal_a3po.report.record import RunRecord, read_records, record_from_run, write_records
 from areal_a3po.report.table import pipe_table
 
-KEPT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "smollm2"
+ROOT = Path(__file__).resolve().parents[1]
+KEPT = ROOT / "docs" / "benchmarks" / "smollm2"
 # The tiny model's recompute runs: its one-minibatch study (as the SmolLM2 recipes), else four.
 TINY_STUDIES = (("tiny-mb1", 1), ("tiny-mb4", 4))
 EXPERIMENT = "a3po-cpu-smollm2"
@@ -48,7 +49,7 @@ def keep(fileroot: Path, trial: str, name: str, seed: int, run_json: Path) -> li
     run = json.loads(run_json.read_text())  # {"cmd": ..., "rc": ..., "start": ..., "end": ...}
     tb = fileroot / "tensorboard" / EXPERIMENT / trial
     data = load_scalars(str(tb))
-    provider = "recompute" if trial.startswith("recompute") else "a3po"
+    provider = provider_of(run["cmd"])
     record = record_from_run(data, name, seed, provider=provider, overrides=run["cmd"].split()[1:])
     config = json.loads((fileroot / MODEL_DIR / "config.json").read_text())
     build = json.loads((fileroot / MODEL_DIR / STAMP).read_text())  # what the conversion built
@@ -66,6 +67,23 @@ def keep(fileroot: Path, trial: str, name: str, seed: int, run_json: Path) -> li
     facts_path.parent.mkdir(parents=True, exist_ok=True)
     facts_path.write_text(json.dumps(facts, indent=1) + "\n")
     return [*write_records([record], str(KEPT / "runs")), str(facts_path)]
+
+
+def provider_of(cmd: str, root: Path = ROOT) -> str:
+    """``actor.prox_logp_method`` of a header line: its ``--config`` recipe with the line's
+    ``KEY=VALUE`` overrides merged over it, as AReaL's loader merges them."""
+    from omegaconf import OmegaConf
+
+    args = cmd.split()
+    if "--config" not in args or args.index("--config") + 1 >= len(args):
+        raise ValueError(f"run command {cmd!r}: no '--config RECIPE' to read the provider from")
+    recipe = root / args[args.index("--config") + 1]
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    conf = OmegaConf.merge(OmegaConf.load(recipe), OmegaConf.from_dotlist(overrides))
+    method = OmegaConf.select(conf, "actor.prox_logp_method")
+    if method is None:
+        raise ValueError(f"{recipe}: no actor.prox_logp_method (nor in the line's overrides)")
+    return str(method)
 
 
 def _median(series: dict[int, float], steps: list[int]) -> float | None:

@@ -234,7 +234,26 @@ VALUES = {
 }
 
 
+def _choice(study_name: str, provider: str, what: str) -> str:
+    """One provider's row of a study, for the README's switch: ``ratio``, ``reward``, ``verdict``."""
+    arms = study_arms(STUDIES[study_name])
+    if arms is None:
+        return NOT_RUN
+    arm = next((a for a in arms[1:] if a.label == provider), None)
+    if arm is None:
+        raise ValueError(f"value choice:{study_name}:{provider}: {study_name} has no arm {provider}")
+    if what == "ratio":
+        return interval_text(arm.ratio.get("trainer_compute"))
+    if what == "reward":
+        return interval_text(arm.reward_difference)
+    if what == "verdict":
+        return _verdict(arm)
+    raise ValueError(f"value choice:...:{what}: one of ratio, reward, verdict")
+
+
 def value(name: str) -> str:
+    if name.startswith("choice:"):
+        return _choice(*name.split(":")[1:])
     if name.startswith("smollm2_compare_min:"):
         from smollm2_runs import compare_minutes
 

@@ -227,23 +227,6 @@ def hf_token_logprobs(model_path: str) -> LogpSource:
     return fn
 
 
-def processes_mentioning(text: str) -> list[str]:
-    """'pid args' of every running process whose command line mentions ``text`` (e.g. a run dir).
-
-    Reads each command line whole through psutil (``/proc``): ``ps -eo args`` cuts lines at
-    ``$COLUMNS`` when that is set, so a long run dir would never match and a "no process left"
-    assert could not fail.
-    """
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        args = " ".join(proc.info["cmdline"] or [])
-        if text in args and proc.info["pid"] != os.getpid():
-            found.append(f"{proc.info['pid']} {args}")
-    return found
-
-
 def snapshot_params(engine) -> dict[str, torch.Tensor]:
     """A copy of the engine's full (un-sharded) parameters."""
     out = {}

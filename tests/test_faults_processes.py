@@ -10,13 +10,16 @@ the process that calls it) with a child that ignores SIGTERM, as a stuck worker 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
 
-from tests import harness as H
+from areal_a3po.embedded import procs
 
 pytestmark = pytest.mark.version_independent
 
@@ -40,13 +43,13 @@ def test_processes_mentioning_long_command_line_with_columns_set_finds_it(tmp_pa
     marker = str(tmp_path / ("d" * 120) / "run")
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
     try:
-        found = H.processes_mentioning(marker)
+        found = procs.processes_mentioning(marker)
         assert [int(line.split()[0]) for line in found] == [proc.pid]
         assert found[0].endswith(marker)
     finally:
         proc.kill()
         proc.wait(timeout=30)
-    assert H.processes_mentioning(marker) == []
+    assert procs.processes_mentioning(marker) == []
 
 
 def test_stop_leftover_processes_terminates_then_kills_every_descendant():
@@ -66,10 +69,6 @@ def test_stop_leftover_processes_terminates_then_kills_every_descendant():
 def test_compare_signal_while_arm_runs_stops_arm_group_and_says_rerun(tmp_path, sig):
     """``a3po compare`` started as ``cmd &`` starts it (SIGINT ignored), then signalled while
     AReaL's controller of the first arm is up: exit 130, the resume hint, no arm process left."""
-    import os
-    import signal
-    import time
-
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "areal_a3po.cli", "compare", "--providers", "a3po"]
     cmd += ["--steps", "1", "--seeds", "31", "--out", str(out), "--no-progress"]
@@ -83,11 +82,35 @@ def test_compare_signal_while_arm_runs_stops_arm_group_and_says_rerun(tmp_path, 
     deadline = time.monotonic() + 120
     # the arm's controller (AReaL's entry script, its own session) names the out dir
     # (the wait is also the helper's positive control: it does see an arm's processes)
-    while not any("areal_a3po.embedded.train" in p for p in H.processes_mentioning(str(out))):
+    while not any("areal_a3po.embedded.train" in p for p in procs.processes_mentioning(str(out))):
         assert compare.poll() is None and time.monotonic() < deadline, compare.stdout.read()
         time.sleep(0.5)
     os.kill(compare.pid, getattr(signal, sig))
     text, _ = compare.communicate(timeout=120)
     assert compare.returncode == 130, text[-2000:]
     assert f"a3po compare: interrupted ({sig})" in text and "Run the same command again" in text
-    assert H.processes_mentioning(str(out)) == []
+    assert procs.processes_mentioning(str(out)) == []
+
+
+def test_launch_bounded_past_its_limit_is_ended_by_timeout(tmp_path):
+    """coreutils timeout ends a launch at its limit (exit 124), output in the log."""
+    cmd = [sys.executable, "-c", "print('started', flush=True); import time; time.sleep(60)"]
+    proc = procs.launch_bounded(cmd, 2, tmp_path / "run.log")
+    assert os.getpgid(proc.pid) == proc.pid  # leads its own group
+    assert proc.wait(timeout=30) == 124
+    assert (tmp_path / "run.log").read_text() == "started\n"
+
+
+def test_stop_group_child_ignoring_sigterm_leaves_no_member(tmp_path):
+    """stop_group ends the whole group: a child that ignores SIGTERM is killed after the grace."""
+    child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    parent = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(60)"
+    marker = str(tmp_path)
+    proc = procs.launch_bounded([sys.executable, "-c", parent, marker], 120, tmp_path / "log")
+    deadline = time.monotonic() + 30
+    while len(psutil.Process(proc.pid).children(recursive=True)) < 2:  # timeout -> parent -> child
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    procs.stop_group(proc, grace_s=1.0)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from areal_a3po import keys
-from areal_a3po.embedded import runner, task
+from areal_a3po.embedded import procs, runner, task
 from areal_a3po.embedded.model import build_model_dir
 from areal_a3po.embedded.progress import steps_logged
 from areal_a3po.report import load_scalars
@@ -67,12 +67,7 @@ def killed_and_resumed(tmp_path_factory):
 
     def launch(name: str) -> subprocess.Popen:
         logs.append(out / f"{name}.log")
-        with open(logs[-1], "wb") as log:
-            return subprocess.Popen(
-                ["timeout", "--kill-after=15", str(LIMIT_S), *cmd], env=env, cwd=out,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+        return procs.launch_bounded(cmd, LIMIT_S, logs[-1], env=env, cwd=out)
 
     first = launch("first")
     try:
@@ -88,7 +83,7 @@ def killed_and_resumed(tmp_path_factory):
     finally:
         first.wait(timeout=60)
     time.sleep(2.0)
-    left = H.processes_mentioning(str(out))
+    left = procs.processes_mentioning(str(out))
     before = load_scalars(str(run_dir))
     second = launch("second")
     try:
@@ -102,7 +97,7 @@ def killed_and_resumed(tmp_path_factory):
     return {
         "killed_at": killed_at, "left": left, "before": before,
         "after": load_scalars(str(run_dir)), "second_log": logs[-1].read_text(errors="replace"),
-        "leftovers": H.processes_mentioning(str(out)), "fileroot": fileroot,
+        "leftovers": procs.processes_mentioning(str(out)), "fileroot": fileroot,
     }  # fmt: skip
 
 

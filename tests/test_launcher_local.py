@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from areal_a3po.embedded import runner
+from areal_a3po.embedded import procs, runner
 from areal_a3po.report import load_scalars
 from tests import harness as H
 
@@ -90,7 +90,7 @@ def test_run_arm_controller_failure_raises_naming_arm_and_log(tmp_path):
     msg = str(e.value)
     assert "[a3po]" in msg and "exited with code 1 after 0/1 steps" in msg
     assert str(tmp_path / "a3po" / "controller.log") in msg and "gconfig.max_new_tokens=8" in msg
-    assert not H.processes_mentioning(str(tmp_path)), H.processes_mentioning(str(tmp_path))
+    assert not procs.processes_mentioning(str(tmp_path)), procs.processes_mentioning(str(tmp_path))
 
 
 def test_run_arm_over_time_limit_is_stopped_and_reported(tmp_path, monkeypatch):
@@ -98,7 +98,7 @@ def test_run_arm_over_time_limit_is_stopped_and_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "STEP_LIMIT_S", 0.0)
     with pytest.raises(runner.EmbeddedRunError, match=r"\[a3po\] AReaL's controller timed out"):
         runner.run_arm("a3po", tmp_path, steps=1, progress=False)
-    assert not H.processes_mentioning(str(tmp_path)), H.processes_mentioning(str(tmp_path))
+    assert not procs.processes_mentioning(str(tmp_path)), procs.processes_mentioning(str(tmp_path))
     summary = json.loads((tmp_path / "a3po" / "summary.json").read_text())
     assert summary["total_s"] < 60 and summary["rewards"] == []
 
@@ -120,7 +120,7 @@ def main_job(tmp_path_factory):
         cwd=REPO, capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    leftovers = H.processes_mentioning(str(out))
+    leftovers = procs.processes_mentioning(str(out))
     assert not leftovers, leftovers
     summaries = {t: json.loads((out / t / "summary.json").read_text()) for t in TWINS}
     return out, summaries, proc.stdout
@@ -232,7 +232,7 @@ def test_paced_arm_trains_every_token_at_the_cap_lag(tmp_path):
     for edge in ("min", "max"):
         lags = s[f"ppo_actor/a3po/token_lag/{edge}"]
         assert lags == {v: float(min(v, eta)) for v in range(steps)}, (edge, lags)
-    assert not H.processes_mentioning(str(tmp_path)), H.processes_mentioning(str(tmp_path))
+    assert not procs.processes_mentioning(str(tmp_path)), procs.processes_mentioning(str(tmp_path))
 
 
 def test_compare_prints_arms_and_expected_time_before_launching(tmp_path, capsys):

