@@ -241,7 +241,9 @@ def _choice(study_name: str, provider: str, what: str) -> str:
         return NOT_RUN
     arm = next((a for a in arms[1:] if a.label == provider), None)
     if arm is None:
-        raise ValueError(f"value choice:{study_name}:{provider}: {study_name} has no arm {provider}")
+        raise ValueError(
+            f"value choice:{study_name}:{provider}: {study_name} has no arm {provider}"
+        )
     if what == "ratio":
         return interval_text(arm.ratio.get("trainer_compute"))
     if what == "reward":
