@@ -51,6 +51,7 @@ from studies import (  # noqa: E402 - the sibling script
     Study,
     expected_seconds,
     meta,
+    recommended,
     study_arms,
 )
 
@@ -123,6 +124,15 @@ def study_block(study: Study, plots_dir: Path) -> str:
         f"({m['machine']['platform']}): `{cmd}`.",
         "",
     ]
+    if RECOMMENDED in study.providers:
+        chosen, rec = m["providers"][study.providers.index(RECOMMENDED)], recommended()
+        if chosen != rec:
+            why = f"`{rec}`" if rec else "none (no arm there is both faster and non-inferior)"
+            head += [
+                f"The provider under test, `{chosen}`, was given with `--provider`: "
+                f"{RECOMMEND_FROM}'s kept data recommends {why}.",
+                "",
+            ]
     plots_dir.mkdir(parents=True, exist_ok=True)
     paths = write_seed_plots(group_records_of(study), str(plots_dir))
     lines = head + arms_tables(arms, MARGIN, study.target)

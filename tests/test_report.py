@@ -786,3 +786,14 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
     assert update_docs.value("choice:tiny-mb4-repeat:a3po:reward") == "not yet run"
     with pytest.raises(ValueError, match="tiny-mb4 has no arm behave"):
         update_docs.value("choice:tiny-mb4:behave:ratio")
+    # a study of "the recommended provider" run with --provider another says so
+    shutil.copytree(kept / "tiny-mb4", kept / "tiny-stale8")
+    for path in (kept / "tiny-stale8" / studies.RUNS).glob("a3po_seed*.json"):
+        path.unlink()  # the arms: recompute and a3po-step
+    given = dict(meta, providers=["recompute", "a3po-step", "behave"])
+    (kept / "tiny-stale8" / studies.STUDY_JSON).write_text(json.dumps(given))
+    stale8 = update_docs.study_block(studies.STUDIES["tiny-stale8"], tmp_path / "plots8")
+    assert (
+        "The provider under test, `a3po-step`, was given with `--provider`: tiny-mb4's kept data "
+        "recommends `a3po`." in stale8
+    )
