@@ -146,10 +146,14 @@ def group_records_of(study: Study):
 
 
 def repeat() -> str:
-    rows = []
+    rows, ran = [], []
     for s in STUDIES.values():
         if not s.repeat_of:
             continue
+        for name in (s.repeat_of, s.name):
+            m = meta(STUDIES[name])
+            if m is not None:
+                ran.append(f"`{name}` ran {m['started_utc']} to {m['finished_utc']}")
         first, second = study_arms(STUDIES[s.repeat_of]), study_arms(s)
         by = [{a.label: a for a in (x or [])} for x in (first, second)]
         for p in s.providers[1:]:
@@ -160,12 +164,14 @@ def repeat() -> str:
             ):
                 for d in by:
                     cells.append(interval_text(get(d[p])) if p in d else NOT_RUN)
+            cells += [_verdict(d[p]) if p in d else NOT_RUN for d in by]
             rows.append([f"{s.repeat_of} / {s.name}", p, *cells])
     header = [
         "invocations", "provider", "trainer ratio, 1st", "trainer ratio, 2nd",
-        "reward difference, 1st", "reward difference, 2nd",
+        "reward difference, 1st", "reward difference, 2nd", "verdict, 1st", "verdict, 2nd",
     ]  # fmt: skip
-    return pipe_table(header, rows, align_right_from=2) + "\n"
+    table = pipe_table(header, rows, align_right_from=2) + "\n"
+    return (f"{'; '.join(ran)}.\n\n" if ran else "") + table
 
 
 def bench(path: Path = BENCH) -> str:
