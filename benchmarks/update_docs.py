@@ -269,7 +269,24 @@ def _choice(study_name: str, provider: str, what: str) -> str:
     raise ValueError(f"value choice:...:{what}: one of ratio, reward, verdict")
 
 
+def _stage_ratio(study_name: str, provider: str, stage: str) -> str:
+    """One timed stage of a provider's arm over recompute's: per-seed medians, paired t-interval."""
+    arms = study_arms(STUDIES[study_name])
+    if arms is None:
+        return NOT_RUN
+    by = {a.label: a for a in arms}
+    if provider not in by:
+        raise ValueError(f"value stage_ratio:{study_name}:{provider}: no such arm")
+    cols = [{s: x.time_s[stage] for s, x in a.per_seed.items() if stage in x.time_s}
+            for a in (by[provider], arms[0])]  # fmt: skip
+    if not all(cols):
+        raise ValueError(f"value stage_ratio:...:{stage}: not logged by both arms")
+    return interval_text(stats.ratio_ci(*cols))
+
+
 def value(name: str) -> str:
+    if name.startswith("stage_ratio:"):
+        return _stage_ratio(*name.split(":")[1:])
     if name.startswith("choice:"):
         return _choice(*name.split(":")[1:])
     if name.startswith("smollm2_compare_min:"):

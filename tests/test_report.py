@@ -747,6 +747,9 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
     import shutil
     import sys
 
+    from areal_a3po.report import stats as report_stats
+    from areal_a3po.report.seeds import interval_text
+
     sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "benchmarks")))
     import studies
     import update_docs
@@ -786,6 +789,13 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
     assert update_docs.value("choice:tiny-mb4-repeat:a3po:reward") == "not yet run"
     with pytest.raises(ValueError, match="tiny-mb4 has no arm behave"):
         update_docs.value("choice:tiny-mb4:behave:ratio")
+    arms = {a.label: a for a in studies.study_arms(studies.STUDIES["tiny-mb4"])}
+    train = [
+        {s: x.time_s["train_step"] for s, x in arms[k].per_seed.items()} for k in names.values()
+    ]
+    assert update_docs.value("stage_ratio:tiny-mb4:a3po:train_step") == interval_text(
+        report_stats.ratio_ci(train[2], train[0])
+    )
     # a study of "the recommended provider" run with --provider another says so
     shutil.copytree(kept / "tiny-mb4", kept / "tiny-stale8")
     for path in (kept / "tiny-stale8" / studies.RUNS).glob("a3po_seed*.json"):
