@@ -94,8 +94,8 @@ def test_compare_signal_while_arm_runs_stops_arm_group_and_says_rerun(tmp_path, 
 
 def test_launch_bounded_past_its_limit_is_ended_by_timeout(tmp_path):
     """coreutils timeout ends a launch at its limit (exit 124), output in the log."""
-    cmd = [sys.executable, "-c", "print('started', flush=True); import time; time.sleep(60)"]
-    proc = procs.launch_bounded(cmd, 2, tmp_path / "run.log")
+    cmd = ["sh", "-c", "echo started; exec sleep 60"]
+    proc = procs.launch_bounded(cmd, 5, tmp_path / "run.log")
     assert os.getpgid(proc.pid) == proc.pid  # leads its own group
     assert proc.wait(timeout=30) == 124
     assert (tmp_path / "run.log").read_text() == "started\n"
