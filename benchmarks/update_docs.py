@@ -250,16 +250,23 @@ VALUES = {
 }
 
 
-def _choice(study_name: str, provider: str, what: str) -> str:
-    """One provider's row of a study, for the README's switch: ``ratio``, ``reward``, ``verdict``."""
+def _arm(value_name: str, study_name: str, provider: str) -> tuple[ArmSeeds, ArmSeeds] | None:
+    """(the provider's arm, the baseline arm) of a kept study; None when it has not run."""
     arms = study_arms(STUDIES[study_name])
     if arms is None:
-        return NOT_RUN
+        return None
     arm = next((a for a in arms[1:] if a.label == provider), None)
     if arm is None:
-        raise ValueError(
-            f"value choice:{study_name}:{provider}: {study_name} has no arm {provider}"
-        )
+        raise ValueError(f"value {value_name}: {study_name} has no arm {provider}")
+    return arm, arms[0]
+
+
+def _choice(study_name: str, provider: str, what: str) -> str:
+    """One provider's row of a study, for the README's switch: ``ratio``, ``reward``, ``verdict``."""
+    found = _arm(f"choice:{study_name}:{provider}", study_name, provider)
+    if found is None:
+        return NOT_RUN
+    arm = found[0]
     if what == "ratio":
         return interval_text(arm.ratio.get("trainer_compute"))
     if what == "reward":
@@ -271,14 +278,11 @@ def _choice(study_name: str, provider: str, what: str) -> str:
 
 def _stage_ratio(study_name: str, provider: str, stage: str) -> str:
     """One timed stage of a provider's arm over recompute's: per-seed medians, paired t-interval."""
-    arms = study_arms(STUDIES[study_name])
-    if arms is None:
+    found = _arm(f"stage_ratio:{study_name}:{provider}", study_name, provider)
+    if found is None:
         return NOT_RUN
-    by = {a.label: a for a in arms}
-    if provider not in by:
-        raise ValueError(f"value stage_ratio:{study_name}:{provider}: no such arm")
     cols = [{s: x.time_s[stage] for s, x in a.per_seed.items() if stage in x.time_s}
-            for a in (by[provider], arms[0])]  # fmt: skip
+            for a in found]  # fmt: skip
     if not all(cols):
         raise ValueError(f"value stage_ratio:...:{stage}: not logged by both arms")
     return interval_text(stats.ratio_ci(*cols))

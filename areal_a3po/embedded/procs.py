@@ -67,6 +67,18 @@ def stop_group(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> None:
         pass
 
 
+def _mentioning(text: str) -> list[tuple[int, str]]:
+    """(pid, whole command line) of every other process whose command line mentions ``text``."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        args = " ".join(proc.info["cmdline"] or [])
+        if text in args and proc.info["pid"] != os.getpid():
+            found.append((proc.info["pid"], args))
+    return found
+
+
 def processes_mentioning(text: str) -> list[str]:
     """'pid args' of every running process whose command line mentions ``text`` (e.g. a run dir).
 
@@ -74,22 +86,15 @@ def processes_mentioning(text: str) -> list[str]:
     ``$COLUMNS`` when that is set, so a long run dir would never match and a "no process left"
     check could not fail.
     """
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        args = " ".join(proc.info["cmdline"] or [])
-        if text in args and proc.info["pid"] != os.getpid():
-            found.append(f"{proc.info['pid']} {args}")
-    return found
+    return [f"{pid} {args}" for pid, args in _mentioning(text)]
 
 
 def kill_processes_mentioning(text: str) -> None:
     """SIGKILL every process :func:`processes_mentioning` finds (a fault's leftovers)."""
     import psutil
 
-    for line in processes_mentioning(text):
+    for pid, _ in _mentioning(text):
         try:
-            psutil.Process(int(line.split()[0])).kill()
+            psutil.Process(pid).kill()
         except psutil.Error:
             pass

@@ -48,10 +48,11 @@ TESTBEDS = {
     "tiny": Testbed("tiny", "cpu_tiny", _tiny_model),
     "smollm2": Testbed(
         "smollm2", "cpu_smollm2", _smollm2_model, default_steps=20,
-        # measured alone on the 2-core machine (docs/benchmarks/smollm2/, the twins' kept runs,
-        # and smollm2-mb4's first arm): start-up ~100 s, a step (4 prompts x 8 samples, 24
-        # tokens) 65-70 s without the recompute stage and 90-100 s with it; 85 s is the two
-        # twins' mean. The GGUF conversion (~30 s) runs once per output directory.
+        # measured alone on the 2-core machine: start-up ~100 s; a step (4 prompts x 8 samples,
+        # 24 tokens) 64.9 s without the recompute stage and 93.4 s with it (the twins' kept
+        # runs, docs/benchmarks/smollm2/, one minibatch), a little more with four (smollm2-mb4's
+        # first arm, not kept yet): 85 s for a study of both. The GGUF conversion (~30 s) runs
+        # once per output directory.
         expected_start_s=100.0, expected_step_s={"free": 85.0, "cap": 90.0},
         start_limit_s=1200.0, step_limit_s=300.0,
     ),
