@@ -11,12 +11,9 @@ from collections import Counter
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("tensorboard")
-pytest.importorskip("matplotlib")
-
-from areal_a3po import report as rp  # noqa: E402
-from tests import report_logs as F  # noqa: E402
+from areal_a3po import report as rp
+from tests import report_logs as F
+from tests.report_logs import torch  # skips this module without torch, tensorboard, matplotlib
 
 
 @pytest.fixture(scope="module")
