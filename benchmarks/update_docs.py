@@ -60,6 +60,7 @@ from areal_a3po.report.plots import write_seed_plots  # noqa: E402
 from areal_a3po.report.record import read_records  # noqa: E402
 from areal_a3po.report.render_arms import arms_tables  # noqa: E402
 from areal_a3po.report.seeds import ArmSeeds, group_records, interval_text  # noqa: E402
+from areal_a3po.report.sittings import sittings  # noqa: E402
 from areal_a3po.report.table import pipe_table  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -119,9 +120,13 @@ def study_block(study: Study, plots_dir: Path) -> str:
             f"(expected ~{expected_seconds(study) / 3600:.1f} h on 2 cores).\n"
         )
     cmd = " ".join(["a3po", *m["command"][2:]])  # "-m areal_a3po.cli" -> a3po
+    records = read_records(str(KEPT / study.name / RUNS))
+    parts = sittings(records)
+    when = f"Ran {m['started_utc']} to {m['finished_utc']}"
+    if len(parts) > 1:  # resumed: the kept times are the last invocation's
+        when = f"Ran in {len(parts)} sittings (listed below), the last {when[4:]},"
     head = [
-        f"Ran {m['started_utc']} to {m['finished_utc']} on {m['machine']['cpus']} CPUs "
-        f"({m['machine']['platform']}): `{cmd}`.",
+        f"{when} on {m['machine']['cpus']} CPUs ({m['machine']['platform']}): `{cmd}`.",
         "",
     ]
     if RECOMMENDED in study.providers:
@@ -134,15 +139,11 @@ def study_block(study: Study, plots_dir: Path) -> str:
                 "",
             ]
     plots_dir.mkdir(parents=True, exist_ok=True)
-    paths = write_seed_plots(group_records_of(study), str(plots_dir))
-    lines = head + arms_tables(arms, MARGIN, study.target)
+    paths = write_seed_plots(group_records(records), str(plots_dir))
+    lines = head + arms_tables(arms, MARGIN, study.target, parts)
     if paths:
         lines += [f"![reward across seeds, {study.name}](benchmarks/{study.name}/{PLOT})", ""]
     return "\n".join(lines)
-
-
-def group_records_of(study: Study):
-    return group_records(read_records(str(KEPT / study.name / RUNS)))
 
 
 def repeat() -> str:

@@ -76,6 +76,9 @@ def test_kept_records_rebuild_the_same_arms_without_event_files(seed_runs, tmp_p
         os.path.getsize(tmp_path / rp.RECORDS_DIR / f) < 4000
         for f in os.listdir(tmp_path / rp.RECORDS_DIR)
     )  # compact: per-step scalars only
+    for rec in records:  # when each step was logged: one time per step, in step order
+        times = [rec.wall_time[s] for s in sorted(rec.wall_time)]
+        assert len(times) == F.N_STEPS and times == sorted(times)
     order = {a.label: i for i, a in enumerate(rep.arms)}
     grouped = group_records(sorted(records, key=lambda r: (order[r.arm], r.seed)))
     again = summarize_arms(grouped, None, 2, target=0.4)
@@ -278,3 +281,48 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
         "The provider under test, `a3po-step`, was given with `--provider`: tiny-mb4's kept data "
         "recommends `a3po`." in stale8
     )
+    assert stale8.startswith("Ran t0 to t1 ") and "one invocation" in stale8  # one sitting
+    # seed 3 logged two hours later (the study was resumed): two sittings, and the block says so
+    for path in (kept / "tiny-stale8" / studies.RUNS).glob("*_seed3.json"):
+        rec = json.loads(path.read_text())
+        rec["wall_time"] = {k: v + 7200.0 for k, v in rec["wall_time"].items()}
+        path.write_text(json.dumps(rec))
+    resumed = update_docs.study_block(studies.STUDIES["tiny-stale8"], tmp_path / "plots8")
+    assert resumed.startswith("Ran in 2 sittings (listed below), the last t0 to t1, on 2 CPUs")
+    assert ": recompute s3, a3po-step s3. What an interval covers" in resumed
+    assert "one invocation" not in resumed
+
+
+def _timed_record(arm: str, seed: int, times: list[float]):
+    from areal_a3po.report.record import RunRecord
+
+    return RunRecord(arm=arm, seed=seed, wall_time=dict(enumerate(times)))
+
+
+def test_sittings_pause_of_30_min_or_more_starts_one_and_a_continued_run_is_named():
+    from areal_a3po.report.sittings import SITTING_GAP_S, sittings, sittings_text, split_runs
+
+    t0 = 1764590400.0  # 2025-12-01 12:00 UTC
+    gap = SITTING_GAP_S
+    records = [
+        _timed_record("recompute", 1, [t0, t0 + 90, t0 + 180]),
+        _timed_record("a3po-step", 1, [t0 + 500, t0 + 600]),
+        # the next run starts just under the gap after the last step: the same sitting
+        _timed_record("recompute", 2, [t0 + 600 + gap - 1, t0 + 700 + gap]),
+        # interrupted after step 1, continued from its checkpoint in a later session
+        _timed_record("a3po-step", 2, [t0 + 800 + gap, t0 + 900 + gap, t0 + 900 + 3 * gap]),
+        _timed_record("recompute", 3, [t0 + 1000 + 3 * gap]),
+    ]
+    parts = sittings(records)
+    assert [p.runs for p in parts] == [
+        ("recompute s1", "a3po-step s1", "recompute s2", "a3po-step s2"),
+        ("a3po-step s2", "recompute s3"),
+    ]
+    assert (parts[0].start, parts[0].end) == (t0, t0 + 900 + gap)
+    assert split_runs(parts) == ["a3po-step s2"]
+    text = sittings_text(parts)
+    assert text.startswith("The runs took 2 sittings (first to last logged step; a pause of 30 min")
+    assert "1. 2025-12-01 12:00 to 12:45 UTC: recompute s1, a3po-step s1, recompute s2" in text
+    assert "2. 2025-12-01 13:45 to 13:46 UTC: a3po-step s2, recompute s3." in text
+    assert "a3po-step s2 continued from a checkpoint in a later sitting." in text
+    assert sittings_text(parts[:1]) == "" and sittings([_timed_record("x", 1, [])]) == []

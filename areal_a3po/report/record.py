@@ -2,7 +2,8 @@
 
 A :class:`RunRecord` is read out of a run's tensorboard logs (:func:`record_from_run`) and is all
 that :mod:`areal_a3po.report.seeds` and :mod:`areal_a3po.report.sweep` need: per step the timed
-stages, the training reward, the held-out (eval) reward where logged, and the token lag. ``a3po
+stages, the training reward, the held-out (eval) reward where logged, the token lag, and when
+the step was logged (:mod:`areal_a3po.report.sittings`; records kept before it have none). ``a3po
 compare`` writes one per run (``report/runs/<label>.json``), and ``benchmarks/update_docs.py``
 rebuilds docs/benchmarks.md's tables from the ones kept in docs/benchmarks/<study>/, without the
 event files. A record also says what ran: provider, seed, staleness, pace and the AReaL overrides.
@@ -23,6 +24,7 @@ from areal_a3po.report.summarise import summarize_staleness
 FORMAT = 1
 DIGITS = 6  # decimals kept: microseconds, and rewards/lags well below their noise
 Series = dict[int, float]  # step -> value
+SERIES = ("reward", "eval_reward", "lag_avg", "lag_max", "wall_time")  # the Series fields
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class RunRecord:
     lag_source: str | None = None
     lag_avg: Series = field(default_factory=dict)
     lag_max: Series = field(default_factory=dict)
+    wall_time: Series = field(default_factory=dict)  # step -> unix time its stats were logged
 
     def step_times(self) -> dict[int, dict[str, float]]:
         """Step -> {stage: seconds} (the shape of :meth:`RunData.step_times`)."""
@@ -54,7 +57,7 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        for key in ("reward", "eval_reward", "lag_avg", "lag_max"):
+        for key in SERIES:
             d[key] = _series_out(d[key])
         d["stages"] = {k: _series_out(v) for k, v in d["stages"].items()}
         return {"format": FORMAT, **d}
@@ -64,7 +67,7 @@ class RunRecord:
         if d.get("format") != FORMAT:
             raise ValueError(f"{where}: format {d.get('format')!r}, this code reads {FORMAT}")
         d = {k: v for k, v in d.items() if k != "format"}
-        for key in ("reward", "eval_reward", "lag_avg", "lag_max"):
+        for key in SERIES:
             d[key] = _series_in(d.get(key, {}))
         d["stages"] = {k: _series_in(v) for k, v in d.get("stages", {}).items()}
         return cls(**d)
@@ -112,6 +115,7 @@ def record_from_run(
         lag_source=lag.source,
         lag_avg=_finite(data.scalars[lag.avg_key]) if lag.avg_key else {},
         lag_max=_finite(data.scalars[lag.max_key]) if lag.max_key else {},
+        wall_time=_finite(data.wall_time),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from areal_a3po.report import stats
 from areal_a3po.report.result import Report
 from areal_a3po.report.seeds import STEP, TRAINER, ArmSeeds, interval_text
+from areal_a3po.report.sittings import Sitting, sittings, sittings_text
 from areal_a3po.report.sweep import LAG_TOLERANCE, sweep_rows
 from areal_a3po.report.table import pipe_table
 
@@ -39,12 +40,21 @@ def arms_section(report: Report) -> list[str]:
         return []
     base = report.arms[0].label
     return [f"## Across seeds (baseline arm: {base})", ""] + arms_tables(
-        report.arms, report.margin, report.target
+        report.arms, report.margin, report.target, sittings(report.records)
     )
 
 
-def arms_tables(arms: list[ArmSeeds], margin: float, target: float | None) -> list[str]:
-    """The method paragraph and the tables of the across-seeds section (also docs/benchmarks.md)."""
+def arms_tables(
+    arms: list[ArmSeeds],
+    margin: float,
+    target: float | None,
+    parts: list[Sitting] | None = None,
+) -> list[str]:
+    """The method paragraph and the tables of the across-seeds section (also docs/benchmarks.md).
+
+    ``parts``: the runs' sittings; with more than one, the paragraph lists them and says what the
+    intervals then cover instead of calling them one invocation's.
+    """
     pct = round(stats.CONFIDENCE * 100)
     out = [
         "The unit is the run. Each seed is summarised first (median trainer compute and step time "
@@ -55,7 +65,7 @@ def arms_tables(arms: list[ArmSeeds], margin: float, target: float | None) -> li
         "interval is given. Reward verdict: non-inferiority with margin "
         f"{margin:g} ({stats.noninferior_text(margin)!r} when the lower bound is "
         f"above -{margin:g}, {stats.inferior_text(margin)!r} when the upper bound is below "
-        f"-{margin:g}, {stats.NO_CLAIM!r} otherwise). {COVERAGE}",
+        f"-{margin:g}, {stats.NO_CLAIM!r} otherwise). {sittings_text(parts or []) or COVERAGE}",
         "",
     ]
     time_rows = []
