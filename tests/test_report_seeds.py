@@ -50,6 +50,8 @@ def test_compare_seeds_known_saving_detected_identical_within_noise(seed_runs, t
     assert [r.label for r in rep.runs][:3] == ["recompute s1", "same s1", "fast s1"]
     js = json.load(open(rep.paths["report_json"], encoding="utf-8"))
     assert js["arms"][2]["verdicts"]["reward"] == noninferior
+    (sitting,) = js["sittings"]  # the nine runs were logged one after another
+    assert len(sitting["runs"]) == 9 and sitting["start"] <= sitting["end"]
     assert "What an interval covers" in md and "training reward, mean of the last 2" in md
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from areal_a3po.report.columns import REWARD_SPLITS, TABLE_COLUMNS, cell, fmt
 from areal_a3po.report.render_arms import arms_section, settings_lines, sweep_section
 from areal_a3po.report.result import Report
+from areal_a3po.report.sittings import sittings
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import APPROX_TABLE_METRICS
 from areal_a3po.report.table import pipe_table
@@ -228,6 +229,7 @@ def json_dict(report: Report) -> dict[str, Any]:
             "arms": [dict(dataclasses.asdict(a), verdicts=a.verdicts) for a in report.arms],
             "sweep": None if report.sweep is None else dataclasses.asdict(report.sweep),
             "over_cap": [dataclasses.asdict(o) for o in report.over_cap],
+            "sittings": [dataclasses.asdict(x) for x in sittings(report.records)],
             "paths": report.paths,
             "notes": report.notes,
         }
