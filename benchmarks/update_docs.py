@@ -241,6 +241,7 @@ VALUES = {
     "margin": lambda: f"{MARGIN:g}",
     "confidence": lambda: f"{round(stats.CONFIDENCE * 100)} %",
     "min_seeds": lambda: str(stats.MIN_SEEDS),
+    "power": lambda: f"{round(stats.POWER * 100)} %",
     "last_n": lambda: str(LAST_N),
     "bench_cost_ratio": lambda: _bench_value(_RATIO),
     "bench_extra": lambda: _bench_value(_EXTRA),

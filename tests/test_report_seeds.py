@@ -328,3 +328,31 @@ def test_sittings_pause_of_30_min_or_more_starts_one_and_a_continued_run_is_name
     assert "2. 2025-12-01 13:45 to 13:46 UTC: a3po-step s2, recompute s3." in text
     assert "a3po-step s2 continued from a checkpoint in a later sitting." in text
     assert sittings_text(parts[:1]) == "" and sittings([_timed_record("x", 1, [])]) == []
+
+
+def test_arms_tables_no_claim_holding_zero_plans_seeds_and_below_zero_says_why():
+    from areal_a3po.report import stats
+    from areal_a3po.report.record import RunRecord
+    from areal_a3po.report.render_arms import arms_tables
+    from areal_a3po.report.seeds import group_records, summarize_arms
+
+    base = [0.41, 0.55, 0.38, 0.60, 0.47]
+    shifts = {
+        "a3po-step": [-0.10, 0.08, -0.05, 0.10, -0.03],  # mean 0: the interval holds 0
+        "behave": [-0.20, -0.01, -0.15, -0.05, -0.12],  # below 0, but not beyond -0.05
+    }
+    records = [RunRecord("recompute", s, reward={0: r}) for s, r in enumerate(base, 1)]
+    for arm, d in shifts.items():
+        records += [
+            RunRecord(arm, s, reward={0: r + x})
+            for s, (r, x) in enumerate(zip(base, d, strict=True), 1)
+        ]
+    arms = summarize_arms(group_records(records), None, 1)
+    assert [a.verdicts["reward"] for a in arms[1:]] == [stats.NO_CLAIM, stats.NO_CLAIM]
+    planned = stats.seeds_for_noninferiority(arms[1].reward_difference, 0.05)
+    text = "\n".join(arms_tables(arms, 0.05, None))
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in text.splitlines()]
+    row = {c[0]: c for c in cells if len(c) == 6}  # the reward table
+    assert row["a3po-step"][-1] == str(planned) and planned > 5
+    assert row["behave"][-1] == "n/a: below the baseline (interval under 0)"
+    assert "from 5 seeds that spread is known only to within 0.60 to 2.87 times itself" in text

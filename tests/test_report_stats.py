@@ -169,6 +169,47 @@ def test_ten_pct_saving_detected_at_five_seeds_in_most_studies():
     assert false_alarm / N_STUDIES <= _accept_range(1 - stats.CONFIDENCE)[1]
 
 
+def _claims_share(n_seeds: int, sd: float, margin: float, seed: int) -> float:
+    """Share of N_STUDIES simulated equal-arm studies whose reward verdict is non-inferior."""
+    rng = np.random.default_rng(seed)
+    claims = 0
+    for _ in range(N_STUDIES):
+        base = rng.uniform(0.2, 0.6, size=n_seeds)  # seeds differ; the arms do not
+        arm = base + sd * rng.standard_normal(n_seeds)
+        d = stats.difference_ci(dict(enumerate(arm)), dict(enumerate(base)))
+        claims += stats.reward_verdict(d, margin) == stats.noninferior_text(margin)
+    return claims / N_STUDIES
+
+
+def test_seeds_for_noninferiority_planned_n_gives_the_claim_in_power_share_of_equal_studies():
+    """From a 5-seed interval with spread 0.1, the planned n; simulated studies of that n claim
+    non-inferiority in about POWER of them, one seed fewer in fewer."""
+    diffs = np.array([-0.1, -0.05, 0.0, 0.05, 0.1])
+    diffs *= 0.1 / diffs.std(ddof=1)  # per-seed differences with sd exactly 0.1
+    base = {s: 0.5 for s in SEEDS5}
+    d = stats.difference_ci({s: 0.5 + x for s, x in zip(SEEDS5, diffs, strict=True)}, base)
+    n = stats.seeds_for_noninferiority(d, 0.05)
+    assert n == 34  # (1.96 + 0.84)^2 (0.1 / 0.05)^2 = 31.4 by the normal approximation; t adds
+    lo, hi = _accept_range(stats.POWER)
+    assert lo <= _claims_share(n, 0.1, 0.05, seed=21) <= hi
+    before = st.nct.sf(st.t.ppf(0.975, n - 2), n - 2, 0.05 * np.sqrt(n - 1) / 0.1)
+    assert before < stats.POWER  # the smallest such n
+    assert stats.seeds_for_noninferiority(stats.difference_ci(base, base), 0.05) == 3
+    assert stats.seeds_for_noninferiority(stats.difference_ci({1: 0.4}, {1: 0.5})) is None
+    tiny_margin = stats.seeds_for_noninferiority(d, 0.001)
+    assert tiny_margin is None  # beyond MAX_PLANNED_SEEDS
+
+
+def test_sd_interval_factors_cover_the_true_sd_by_simulation():
+    rng = np.random.default_rng(23)
+    low, high = stats.sd_interval_factors(5)
+    np.testing.assert_allclose((low, high), (0.599, 2.874), atol=1e-3)
+    s = rng.standard_normal((N_STUDIES, 5)).std(axis=1, ddof=1)  # true sd 1
+    covered = np.mean((s * low <= 1.0) & (1.0 <= s * high))
+    lo, hi = _accept_range(stats.CONFIDENCE)
+    assert lo <= covered <= hi
+
+
 # ----------------------------------------------------------------------------- benchmarks
 
 

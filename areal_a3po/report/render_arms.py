@@ -100,14 +100,41 @@ def arms_tables(
             interval_text(a.reward),
             interval_text(a.reward_difference) if a.reward_difference else "(baseline)",
             a.verdicts.get("reward", "") if a.reward_difference else "",
+            _seeds_for_claim(a),
         ]
         for a in arms
     ]
-    header = ["arm", "reward per seed", "mean over seeds", "difference vs baseline", "reward"]
+    header = [
+        "arm", "reward per seed", "mean over seeds", "difference vs baseline", "reward",
+        "seeds a claim would need",
+    ]  # fmt: skip
     out += [pipe_table(header, reward_rows), ""]
+    planned = [a for a in arms if _seeds_for_claim(a).isdigit()]
+    if planned:
+        n = planned[0].reward_difference.n_seeds
+        low, high = stats.sd_interval_factors(n)
+        out += [
+            f"Seeds a claim would need (where the verdict is {stats.NO_CLAIM!r} and the "
+            "interval holds 0): the seeds at which the interval's lower bound would clear "
+            f"-{margin:g} with {round(stats.POWER * 100)} % probability if the arms were equal and the "
+            "per-seed differences had the spread seen here (noncentral t). A planning figure: from "
+            f"{n} seeds that spread is known only to within {low:.2f} to {high:.2f} times "
+            f"itself ({round(stats.CONFIDENCE * 100)} % interval), and the seeds needed go "
+            "with its square.",
+            "",
+        ]
     if target is not None:
         out += _target_rows(arms, target)
     return out
+
+
+def _seeds_for_claim(a: ArmSeeds) -> str:
+    if a.reward_difference is None or a.verdicts.get("reward") != stats.NO_CLAIM:
+        return ""
+    if a.reward_difference.high < 0.0:
+        return "n/a: below the baseline (interval under 0)"
+    n = stats.seeds_for_noninferiority(a.reward_difference, a.margin)
+    return f"more than {stats.MAX_PLANNED_SEEDS}" if n is None else str(n)
 
 
 def _target_rows(arms: list[ArmSeeds], target: float) -> list[str]:

@@ -217,6 +217,45 @@ def reward_verdict(difference: Interval, margin: float = DEFAULT_MARGIN) -> str:
     return NO_CLAIM
 
 
+POWER = 0.8  # planning: chance that the interval clears the margin when the arms are equal
+MAX_PLANNED_SEEDS = 1000
+
+
+def seeds_for_noninferiority(
+    difference: Interval, margin: float = DEFAULT_MARGIN, *, power: float = POWER
+) -> int | None:
+    """Seeds a non-inferiority claim would need, planned from this interval's spread.
+
+    The smallest n at which the paired t-interval's lower bound clears ``-margin`` with
+    probability ``power`` if the true difference were 0 and the per-seed differences had the
+    standard deviation this interval implies: under those assumptions ``(mean + margin) /
+    (s / sqrt(n))`` has a noncentral t distribution (df n - 1, noncentrality
+    ``margin sqrt(n) / sd``). A planning figure: the sd is itself estimated from few seeds
+    (:func:`sd_interval_factors`), and n goes with its square. None without an interval, or above
+    :data:`MAX_PLANNED_SEEDS`.
+    """
+    if not difference.has_interval:
+        return None
+    n0 = difference.n_seeds
+    crit0 = float(_st.t.ppf(0.5 + difference.confidence / 2, n0 - 1))
+    sd = (difference.high - difference.low) / 2 * math.sqrt(n0) / crit0
+    if sd == 0.0:
+        return MIN_SEEDS
+    for n in range(MIN_SEEDS, MAX_PLANNED_SEEDS + 1):
+        crit = float(_st.t.ppf(0.5 + difference.confidence / 2, n - 1))
+        if float(_st.nct.sf(crit, n - 1, margin * math.sqrt(n) / sd)) >= power:
+            return n
+    return None
+
+
+def sd_interval_factors(n_seeds: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The interval of a normal sd estimated from ``n_seeds`` values, as factors of the estimate."""
+    df = n_seeds - 1
+    tail = (1 - confidence) / 2
+    low = math.sqrt(df / float(_st.chi2.ppf(1 - tail, df)))
+    return low, math.sqrt(df / float(_st.chi2.ppf(tail, df)))
+
+
 # ----------------------------------------------------------------------------- benchmarks
 
 
