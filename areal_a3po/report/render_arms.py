@@ -100,7 +100,7 @@ def arms_tables(
             interval_text(a.reward),
             interval_text(a.reward_difference) if a.reward_difference else "(baseline)",
             a.verdicts.get("reward", "") if a.reward_difference else "",
-            _seeds_for_claim(a),
+            seeds_for_claim(a),
         ]
         for a in arms
     ]
@@ -109,7 +109,7 @@ def arms_tables(
         "seeds a claim would need",
     ]  # fmt: skip
     out += [pipe_table(header, reward_rows), ""]
-    planned = [a for a in arms if _seeds_for_claim(a).isdigit()]
+    planned = [a for a in arms if seeds_for_claim(a).isdigit()]
     if planned:
         n = planned[0].reward_difference.n_seeds
         low, high = stats.sd_interval_factors(n)
@@ -128,7 +128,8 @@ def arms_tables(
     return out
 
 
-def _seeds_for_claim(a: ArmSeeds) -> str:
+def seeds_for_claim(a: ArmSeeds) -> str:
+    """The seeds a reward claim would need where the verdict is "no claim" (else "")."""
     if a.reward_difference is None or a.verdicts.get("reward") != stats.NO_CLAIM:
         return ""
     if a.reward_difference.high < 0.0:
