@@ -58,7 +58,11 @@ from studies import (  # noqa: E402 - the sibling script
 from areal_a3po.report import stats  # noqa: E402
 from areal_a3po.report.plots import write_seed_plots  # noqa: E402
 from areal_a3po.report.record import read_records  # noqa: E402
-from areal_a3po.report.render_arms import arms_tables, seeds_for_claim  # noqa: E402
+from areal_a3po.report.render_arms import (  # noqa: E402
+    BELOW_BASELINE,
+    arms_tables,
+    seeds_for_claim,
+)
 from areal_a3po.report.seeds import ArmSeeds, group_records, interval_text  # noqa: E402
 from areal_a3po.report.sittings import sittings  # noqa: E402
 from areal_a3po.report.table import pipe_table  # noqa: E402
@@ -82,10 +86,10 @@ _VALUE_RE = re.compile(r"(<!-- value: (?P<name>[\w:.-]+) -->)(.*?)(<!-- end valu
 def _verdict(a: ArmSeeds) -> str:
     speed = a.verdicts.get("faster (trainer_compute)", "n/a")
     reward = a.verdicts.get("reward", "n/a").replace("baseline", BASELINE)
-    if (planned := seeds_for_claim(a)).isdigit():
-        reward += f" (planned: {planned} seeds for one)"
-    elif planned:
+    if (planned := seeds_for_claim(a)) == BELOW_BASELINE:
         reward += " (interval under 0)"
+    elif planned:
+        reward += f" (planned: {planned} seeds for one)"
     return f"trainer: {speed}; reward: {reward}"
 
 

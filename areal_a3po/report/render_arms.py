@@ -93,6 +93,7 @@ def arms_tables(
     if stage_names:
         rows = [[a.label] + [interval_text(a.time.get(m)) for m in stage_names] for a in arms]
         out += [pipe_table(["arm"] + [f"{m} (s)" for m in stage_names], rows), ""]
+    planned_seeds = [seeds_for_claim(a) for a in arms]
     reward_rows = [
         [
             a.label,
@@ -100,16 +101,16 @@ def arms_tables(
             interval_text(a.reward),
             interval_text(a.reward_difference) if a.reward_difference else "(baseline)",
             a.verdicts.get("reward", "") if a.reward_difference else "",
-            seeds_for_claim(a),
+            planned,
         ]
-        for a in arms
+        for a, planned in zip(arms, planned_seeds, strict=True)
     ]
     header = [
         "arm", "reward per seed", "mean over seeds", "difference vs baseline", "reward",
         "seeds a claim would need",
     ]  # fmt: skip
     out += [pipe_table(header, reward_rows), ""]
-    planned = [a for a in arms if seeds_for_claim(a).isdigit()]
+    planned = [a for a, p in zip(arms, planned_seeds, strict=True) if p not in ("", BELOW_BASELINE)]
     if planned:
         n = planned[0].reward_difference.n_seeds
         low, high = stats.sd_interval_factors(n)
@@ -128,12 +129,15 @@ def arms_tables(
     return out
 
 
+BELOW_BASELINE = "n/a: below the baseline (interval under 0)"
+
+
 def seeds_for_claim(a: ArmSeeds) -> str:
     """The seeds a reward claim would need where the verdict is "no claim" (else "")."""
     if a.reward_difference is None or a.verdicts.get("reward") != stats.NO_CLAIM:
         return ""
     if a.reward_difference.high < 0.0:
-        return "n/a: below the baseline (interval under 0)"
+        return BELOW_BASELINE
     n = stats.seeds_for_noninferiority(a.reward_difference, a.margin)
     return f"more than {stats.MAX_PLANNED_SEEDS}" if n is None else str(n)
 
