@@ -76,9 +76,17 @@ def log_proximal_approximation_stats(*args: Any, **kwargs: Any) -> None:
 
 
 def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """One 1-D tensor over the records (the tracker reduces over tokens, not over shapes)."""
+    """The records' tensors as one: a single record's in its own layout, several concatenated 1-D.
+
+    ``stats_tracker`` pairs the i-th entry of a statistic with the i-th entry of its denominator
+    and asserts equal shapes. AReaL logs ``compute_logp/n_valid_tokens``, ``prox_logp_gt`` and
+    ``kl_div_*`` itself (its own methods) in the micro-batch's layout, packed 1-D or padded
+    (batch, seq); a micro-batch logged alone therefore keeps its layout, so the plugin's entries
+    pair with AReaL's wherever AReaL's own would (flattened, a padded micro-batch's entries broke
+    the tracker after AReaL's). Several micro-batches (one update) reduce over tokens: 1-D.
+    """
     if len(tensors) == 1:
-        return tensors[0].reshape(-1)
+        return tensors[0]
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
@@ -89,7 +97,7 @@ def _provider_rows(
     theta: torch.Tensor,
     gt: torch.Tensor | None,
 ) -> dict[str, torch.Tensor]:
-    """One provider's per-token statistics (float32, 1-D), keyed by local name."""
+    """One provider's per-token statistics (float32, the records' layout), keyed by local name."""
     values = [prox, torch.exp(prox - behave), torch.exp(theta - prox)]  # pi_prox/pi_behave, ...
     if gt is not None:
         diff = (gt - prox).abs()
