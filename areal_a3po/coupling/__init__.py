@@ -10,7 +10,10 @@ AReaL module                   what changes (module here)
 ``areal.api.cli_args``         ``PPOActorConfig`` gains ``actor.a3po``, validates the provider,
                                asks it whether the recompute runs (:mod:`.config`);
                                ``vLLMConfig.build_cmd_from_args`` names the CPU bridge when vLLM
-                               is the CPU build (:mod:`.vllm`)
+                               is the CPU build (:mod:`.vllm`); ``vLLMConfig`` gains
+                               ``vllm.logprobs_mode`` (``--logprobs-mode processed_logprobs``
+                               where vLLM accepts it), ``load_expr_config`` warns when
+                               top-p/top-k renormalise vLLM's log-probs (:mod:`.vllm_logprobs`)
 ``areal.trainer.ppo.actor``    versions rolled with logprobs, minibatch index for providers,
                                the plugin's loss and metrics (:mod:`.actor`); stats exports fed
                                to ``hybrid``'s calibrators (:mod:`.stats`)
@@ -46,10 +49,11 @@ from areal_a3po.coupling import (
     rpc_guard,
     stats,
     vllm,
+    vllm_logprobs,
 )
 
 PATCHERS: dict[str, tuple[Callable[[ModuleType], None], ...]] = {
-    "areal.api.cli_args": (config.patch, vllm.patch),
+    "areal.api.cli_args": (config.patch, vllm_logprobs.patch, vllm.patch),
     "areal.trainer.ppo.actor": (actor.patch, stats.patch),
     "areal.utils.network": (network.patch,),
     "areal.infra.rpc.guard.app": (rpc_guard.patch,),

@@ -14,6 +14,10 @@ every one of those processes. ``sys.executable``: ``python3`` on PATH need not b
 
 On any other vLLM (a CUDA build, distribution ``vllm``) AReaL's original method is called and its
 command returned untouched. The build is detected from package metadata, without importing vLLM.
+
+On both builds the arguments first go through :func:`.vllm_logprobs.checked_args`: the plugin's
+``vllm.logprobs_mode`` becomes ``--logprobs-mode`` where the installed vLLM accepts it, and is
+dropped with a warning where it does not.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from areal_a3po.coupling import gate
+from areal_a3po.coupling import gate, vllm_logprobs
 
 AREAL_SERVER_MODULE = "areal.engine.vllm_ext.areal_vllm_server"
 # The CPU bridge (areal_a3po.embedded.vllm_cpu.SERVER_MODULE; named, not imported: the coupling
@@ -68,12 +72,13 @@ def patch(module) -> None:
 
     @functools.wraps(original)
     def build_cmd_from_args(args: dict[str, Any]) -> list[str]:
-        cmd = original(args)
+        cmd = original(vllm_logprobs.checked_args(args, cls))
         return cpu_server_cmd(cmd) if vllm_is_cpu_build() else cmd
 
     setattr(build_cmd_from_args, _MARK, True)
     cls.build_cmd_from_args = staticmethod(build_cmd_from_args)
     gate.record(
         "areal.api.cli_args.vLLMConfig.build_cmd_from_args",
-        "the CPU bridge when the installed vLLM is the CPU build; AReaL's command otherwise",
+        "the CPU bridge when the installed vLLM is the CPU build; AReaL's command otherwise; "
+        "vllm.logprobs_mode checked against the installed vLLM",
     )
