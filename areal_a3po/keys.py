@@ -117,6 +117,24 @@ def lag_keys(bins: int) -> set[str]:
     return out | {LAG_PREFIX + c for c in counts}
 
 
+# ------------------------------------- train-inference mismatch, every method (worker)
+# On tokens the trainer evaluates with the very weights that generated them (lag 0 on PPO
+# minibatch 0; lag 0 on every minibatch where the recompute ran): log pi_trainer - log pi_behave
+# is the inference engine's mismatch with the trainer, not staleness (areal_a3po.mismatch).
+# Under LAG_SCOPE, once per update.
+MISMATCH_TOKENS = "mismatch/n_tokens"  # denominator: the fresh loss tokens
+MISMATCH_ABS = "mismatch/abs_dlogp"  # stat: |log pi_trainer - log pi_behave|
+MISMATCH_SIGNED = "mismatch/dlogp"  # stat: log pi_trainer - log pi_behave
+MISMATCH_OUTSIDE_CLIP = "mismatch/outside_clip"  # stat: ratio outside the PPO clip range
+MISMATCH_STATS = (MISMATCH_ABS, MISMATCH_SIGNED, MISMATCH_OUTSIDE_CLIP)
+
+
+def mismatch_keys() -> set[str]:
+    """Every full key of the mismatch monitor."""
+    out = {LAG_PREFIX + s + f"/{x}" for s in MISMATCH_STATS for x in STAT_SUFFIXES}
+    return out | {LAG_PREFIX + MISMATCH_TOKENS}
+
+
 # ------------------------------------------------------------------------- controller
 HYBRID_RECOMPUTE = "a3po/hybrid/recompute"  # scalar: this step runs the recompute
 HYBRID_ESCALATED = "a3po/hybrid/escalated"  # scalar: the fallback's last error was too high
@@ -141,4 +159,4 @@ def worker_stats(providers: list[str], bins: int, n_minibatches: int = 1) -> set
         for k, lag in buckets
         for m in FIDELITY_METRICS
     }
-    return out | {full(N_VALID_TOKENS), full(RECOMPUTED)} | lag_keys(bins)
+    return out | {full(N_VALID_TOKENS), full(RECOMPUTED)} | lag_keys(bins) | mismatch_keys()

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from areal_a3po import registry
+from areal_a3po import mismatch, registry
 from areal_a3po.api import Provider, ProxInputError, ProxInputs
 from areal_a3po.approx import detached_f32
 from areal_a3po.config import A3POConfig
@@ -101,9 +101,12 @@ def keeps_finite(provider: Provider, options: A3POConfig) -> bool:
 def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict, **kwargs):
     """AReaL's ``grpo_loss_fn`` with plugin providers resolved first (same signature)."""
     method = kwargs.get("prox_logp_method", "recompute")
-    if not kwargs.get("use_decoupled_loss", False) or not registry.is_plugin_provider(method):
-        return areal_grpo_loss_fn(logprobs, entropy, input_data, **kwargs)
+    plugin = kwargs.get("use_decoupled_loss", False) and registry.is_plugin_provider(method)
     ctx = UPDATE.get()
+    # Every method: the train-inference mismatch monitor keeps this micro-batch (no torch op).
+    mismatch.record(logprobs, input_data, kwargs, ctx.minibatch if ctx else 0, aligned=plugin)
+    if not plugin:
+        return areal_grpo_loss_fn(logprobs, entropy, input_data, **kwargs)
     options = ctx.options if ctx is not None else A3POConfig()
     provider = registry.get_provider(method)
     mask = input_data["loss_mask"].bool()

@@ -17,6 +17,11 @@ update so every arm sees the same state:
 * ``provider``       ``Provider.compute`` alone on the same micro-batches, in a checked update
                      (its provider time includes the check, untimed apart below)
 * ``validation``     ``check_update`` alone: the update's one check of the whole batch
+* ``monitor``        the train-inference mismatch monitor alone (``areal_a3po/mismatch.py``), as
+                     it runs for AReaL's recompute (every method pays it, so the loss rows both
+                     leave it out of their difference: ``loss a3po`` includes it, as the update
+                     does, and so is an upper bound on what the plugin adds): every micro-batch
+                     of the recompute's update recorded, versions rolled, statistics, export
 
 Each timed call is one trainer step's worth of work; the loss rows include the step's
 ``stats_tracker.export`` (the trainer exports once per step), the other rows empty the tracker
@@ -82,6 +87,7 @@ ARMS = (
     "loss extra",
     "provider",
     "validation",
+    "monitor",
 )
 
 
@@ -120,7 +126,7 @@ def main() -> None:
     from areal.utils import stats_tracker
     from areal.utils.data import concat_batch
 
-    from areal_a3po import loss, prox_metrics, registry
+    from areal_a3po import loss, mismatch, prox_metrics, registry
     from areal_a3po.config import A3POConfig
     from areal_a3po.providers import check_update
 
@@ -197,10 +203,18 @@ def main() -> None:
             loss.begin_update(ctx, {**whole, "versions": versions}, "a3po", CURRENT_VERSION)
             token = loss.UPDATE.set(ctx)
             try:
-                with prox_metrics.per_update():
-                    loss_calls(cap_a3po)
+                with mismatch.per_update(cfg.eps_clip, cfg.eps_clip_higher, cfg.temperature):
+                    with prox_metrics.per_update():
+                        loss_calls(cap_a3po)
             finally:
                 loss.UPDATE.reset(token)
+
+        def monitor_alone():
+            """One step's mismatch monitor on AReaL's recompute path (every micro-batch counted:
+            the recompute ran; versions one position off, rolled by the monitor)."""
+            with mismatch.per_update(cfg.eps_clip, cfg.eps_clip_higher, cfg.temperature):
+                for lp, _, data, kw in cap_prox:
+                    mismatch.record(lp, data, kw, 0, aligned=False)
 
         provider = registry.get_provider("a3po")
         rolled = {**whole, "versions": torch.roll(whole["versions"], shifts=-1, dims=-1)}
@@ -291,6 +305,9 @@ def main() -> None:
                 else:
                     for key, fn in (("provider", provider_alone), ("validation", validation_alone)):
                         put(key, r, [timed(fn) for _ in range(args.inner)])
+                    put(
+                        "monitor", r, [timed(monitor_alone, export=True) for _ in range(args.inner)]
+                    )
         wall = time.perf_counter() - t0
         cpu_share = (time.process_time() - cpu0) / wall  # < 1: other processes took the core
 
@@ -309,6 +326,8 @@ def main() -> None:
         stats_tracker.export()
         mem["provider"] = peak_bytes(provider_alone)
         mem["validation"] = peak_bytes(validation_alone)
+        stats_tracker.export()
+        mem["monitor"] = peak_bytes(monitor_alone)
         stats_tracker.export()
     tmp.cleanup()
     report(times, mem, rounds, (wall, cpu_share), args, traj, n_params, (setting, sizes, cfg))
@@ -387,6 +406,14 @@ def report(times, mem, rounds, clock, args, traj, n_params, setup) -> None:
     ratio = stats.repeats_ratio_ci(times["cpu"]["loss extra"], times["cpu"]["recompute"])
     interval = f"[{ratio.low:.6f}, {ratio.high:.6f}]" if ratio.has_interval else "(no interval)"
     print(f"provider cost / recompute stage = {ratio.estimate:.6f} {interval}")
+    ratio = stats.repeats_ratio_ci(times["cpu"]["monitor"], times["cpu"]["recompute"])
+    interval = f"[{ratio.low:.6f}, {ratio.high:.6f}]" if ratio.has_interval else "(no interval)"
+    print(
+        "mismatch monitor (every method, recompute included; in loss a3po above), CPU time: "
+        f"{_ms(cpu['monitor'].estimate)} [{_ms(cpu['monitor'].low)}, {_ms(cpu['monitor'].high)}]"
+        " per step, export included"
+    )
+    print(f"monitor cost / recompute stage = {ratio.estimate:.6f} {interval}")
 
 
 def _width(iv) -> float | None:

@@ -101,6 +101,19 @@ def reduce_run(run_dir: str) -> dict:
     return out
 
 
+def reduce_mismatch(run_dir: str) -> dict | None:
+    """The run's train-inference mismatch (areal_a3po/mismatch.py): mean |dlogp| over every
+    fresh token of the run, and their number; None where the run did not log it."""
+    from areal_a3po.report.load import load_scalars
+    from areal_a3po.report.summarise import mismatch_steps
+
+    cells = mismatch_steps(load_scalars(run_dir)).values()
+    n = sum(c["n_tokens"] for c in cells)
+    if not n:
+        return None
+    return {"abs_dlogp": sum(c["abs_dlogp"] * c["n_tokens"] for c in cells) / n, "n_tokens": n}
+
+
 def reduce_study(out_dir: str, name: str, note: str = "") -> Path:
     """Every arm under ``out_dir`` (the runner's layout, ``<arm>/summary.json``) -> kept file."""
     runs = []
@@ -117,6 +130,7 @@ def reduce_study(out_dir: str, name: str, note: str = "") -> Path:
                 "steps": arm["steps"],
                 "command": arm["command"],
                 "scores": reduce_run(arm["run_dir"]),
+                "mismatch": reduce_mismatch(arm["run_dir"]),
             }
         )
     if not runs:
@@ -138,6 +152,21 @@ def _mean_ci(values: list[float]) -> str:
         return f"{mean:.3g}"
     half = stats.t.ppf(0.975, n - 1) * stats.tstd(values) / n**0.5
     return f"{mean:.3g} [{mean - half:.3g}, {mean + half:.3g}]"
+
+
+def _mismatch_line(runs: list[dict]) -> str:
+    """The train-inference mismatch of the same runs, beside the providers' scores."""
+    measured = [r["mismatch"]["abs_dlogp"] for r in runs if r.get("mismatch")]
+    if len(measured) < len(runs):
+        return (
+            "Train-inference mismatch: not logged by these runs (kept before the monitor, "
+            "`ppo_actor/a3po/mismatch/*`), so a lag-0 score here cannot be told from it."
+        )
+    return (
+        f"Train-inference mismatch of the same runs (lag-0 tokens; the recompute ran, so every "
+        f"minibatch counts): mean |log π_trainer − log π_behave| = {_mean_ci(measured)} nats. "
+        "A provider that reads π_behave cannot score below it at lag 0."
+    )
 
 
 def _lag_key(bucket: str) -> tuple[int, int]:
@@ -191,6 +220,7 @@ def markdown(path: str | Path) -> str:
                     f"| `{provider}` | {_mean_ci(per_seed['abs_dlogp'])} | "
                     f"{_mean_ci(per_seed['clip_mismatch'])} | {_mean_ci(per_seed['reject_mismatch'])} |"
                 )
+        lines += ["", _mismatch_line(runs)]
         buckets = sorted(
             {b for r in runs for cells in r["scores"].values() for b in cells}, key=_lag_key
         )

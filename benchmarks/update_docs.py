@@ -14,6 +14,8 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 * ``prox``           the kept output of ``python benchmarks/bench_prox.py`` (its own text)
 * ``fidelity``       the fidelity tables, one per kept file ``docs/benchmarks/fidelity/*.json``
                      (written by ``benchmarks/fidelity.py``)
+* ``mismatch``       the train-inference mismatch runs ``docs/benchmarks/mismatch/*.json``
+                     (written by ``benchmarks/mismatch.py``)
 * ``faults``         one section per kept fault scenario ``docs/benchmarks/faults/*.json``
                      (written by ``benchmarks/faults.py``)
 * ``smollm2_runs``   the SmolLM2 twins' kept runs ``docs/benchmarks/smollm2/{runs,facts}/``
@@ -21,7 +23,8 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 
 The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
 ``--check`` recomputes every number from the runs, not from a kept report. README.md's inline
-values (the SmolLM2 comparison's time) are filled the same way.
+values (the SmolLM2 comparison's time) and docs/metrics.md's (the mismatch it measured) are
+filled the same way.
 
     python benchmarks/update_docs.py [--bench bench_trainer.txt] [--bench-smollm2 FILE]
                                      [--prox bench_prox.txt]
@@ -69,6 +72,7 @@ from areal_a3po.report.table import pipe_table  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 README = ROOT / "README.md"  # inline values only (its times), no generated blocks
+METRICS = ROOT / "docs" / "metrics.md"  # inline values only (the mismatch it measured)
 BENCH = KEPT / "bench_trainer.txt"
 BENCH_SMOLLM2 = KEPT / "bench_trainer_smollm2.txt"
 BENCH_FIRST_LINE = "\nmodel: "  # bench_trainer.py's first line
@@ -199,6 +203,12 @@ def fidelity_block() -> str:
     return "\n".join(f"### `{f.stem}`\n\n{fidelity_markdown(f)}" for f in files)
 
 
+def mismatch_markdown() -> str:
+    from mismatch import markdown
+
+    return markdown()
+
+
 def faults_block() -> str:
     from faults_report import KEPT as FAULTS_KEPT
     from faults_report import markdown as faults_markdown
@@ -220,6 +230,7 @@ def blocks(plots_dir: Path) -> dict[str, str]:
     out["bench_smollm2"] = bench(BENCH_SMOLLM2)
     out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
     out["fidelity"] = fidelity_block()
+    out["mismatch"] = mismatch_markdown() + "\n"
     out["faults"] = faults_block()
     out["smollm2_runs"] = smollm2_runs_markdown()
     for s in STUDIES.values():
@@ -299,6 +310,10 @@ def _stage_ratio(study_name: str, provider: str, stage: str) -> str:
 
 
 def value(name: str) -> str:
+    if name.startswith("mismatch:"):
+        from mismatch import value as mismatch_value
+
+        return mismatch_value(*name.split(":")[1:])
     if name.startswith("stage_ratio:"):
         return _stage_ratio(*name.split(":")[1:])
     if name.startswith("choice:"):
@@ -347,18 +362,21 @@ def main() -> int:
             if start < 0:
                 raise SystemExit(f"{given}: no '{first.strip()}' line")
             kept.write_text(text[start + 1 :])
-    doc, readme = DOC.read_text(), README.read_text()
-    new_readme = _fill_values(readme)
+    doc = DOC.read_text()
+    inline = {p: p.read_text() for p in (README, METRICS)}  # pages with inline values only
+    filled = {p: _fill_values(text) for p, text in inline.items()}
     if args.check:  # plots go to a scratch dir: built from the kept runs, not compared bytewise
         with tempfile.TemporaryDirectory() as tmp:
             new = rewrite(doc, Path(tmp))
-        differ = [str(p) for p, a, b in ((DOC, new, doc), (README, new_readme, readme)) if a != b]
+        pages = [(DOC, new, doc), *((p, filled[p], inline[p]) for p in inline)]
+        differ = [str(p) for p, a, b in pages if a != b]
         if differ:
             print(f"{', '.join(differ)}: differs from what docs/benchmarks/ gives; run {__file__}")
             return 1
         return 0
     DOC.write_text(rewrite(doc, KEPT))
-    README.write_text(new_readme)
+    for p, text in filled.items():
+        p.write_text(text)
     return 0
 
 

@@ -44,6 +44,8 @@ BASE_STALENESS = [(0.5, 1.0), (1.0, 2.0), (1.25, 3.0), (1.0, 2.0), (0.75, 2.0)] 
 # per-token lag of the a3po run (our provider's histogram/avg/max keys)
 A3PO_LAGS = [[0, 0, 1, 1, 2], [0, 1, 1, 2, 3], [1, 1, 2, 9, 0], [0, 1, 2, 2, 8], [0, 1, 1, 1, 1]]
 A3PO_RECOMPUTED = [1, 0, 1, 0, 0]
+# log pi_trainer - log pi_behave on the a3po run's fresh tokens (the mismatch monitor's input)
+A3PO_MISMATCH = [[0.25, -0.25], [0.5, 0.0], [0.125, 0.125], [0.0, 0.0], [-0.5, 0.25]]
 A3PO_ABS_ERR = {0: [0.5, 0.25, 0.25, 0.0, 0.0], 2: [0.125, 0.125, 0.25, 0.5, 0.0]}
 
 
@@ -94,6 +96,14 @@ def a3po_stats(step: int) -> dict:
             counts = {f"token_lag_{k}": (lag == k).float() for k in range(8)}
             counts["token_lag_ge8"] = (lag >= 8).float()
             tr.stat(**counts, denominator="n_tokens", reduce_type=ReduceType.SUM)
+            d = torch.tensor(A3PO_MISMATCH[step])  # as areal_a3po.mismatch logs it
+            tr.denominator(**{"mismatch/n_tokens": torch.ones_like(d, dtype=torch.bool)})
+            outside = ((d.exp() > 1.2) | (d.exp() < 0.8)).float()
+            tr.stat(
+                **{"mismatch/abs_dlogp": d.abs(), "mismatch/dlogp": d},
+                **{"mismatch/outside_clip": outside},
+                denominator="mismatch/n_tokens",
+            )
         with tr.scope("update"), tr.scope("compute_logp"):
             tr.denominator(n_valid_tokens=torch.ones_like(lag, dtype=torch.bool))
             tr.stat(exact_token_share=(lag <= 1).float(), denominator="n_valid_tokens")

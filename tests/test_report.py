@@ -171,6 +171,22 @@ def test_staleness_ours_histogram_counts_equal_fed_lags(report):
     assert st.max == pytest.approx(9.0)
 
 
+def test_staleness_mismatch_beside_the_lag_equals_fed_values(report):
+    st = _run(report, "a3po").staleness
+    per_step = [statistics.fmean(abs(x) for x in step) for step in F.A3PO_MISMATCH]
+    assert st.mismatch_key == "ppo_actor/a3po/mismatch/abs_dlogp/avg"
+    assert st.mismatch_avg == pytest.approx(statistics.fmean(per_step))
+    assert st.mismatch_max == pytest.approx(max(per_step))
+    assert _run(report, "recompute").staleness.mismatch_avg is None  # not logged: no value
+    out = os.path.dirname(report.paths["report_md"])
+    kept = {r.arm: r for r in rp.read_records(os.path.join(out, rp.RECORDS_DIR))}
+    assert list(kept["a3po"].mismatch.values()) == pytest.approx(per_step)  # the record keeps it
+    assert kept["recompute"].mismatch == {}
+    with open(report.paths["report_md"], encoding="utf-8") as fh:
+        section = fh.read().split("## Staleness")[1].split("\n## ")[0]
+    assert "train-inference mismatch, lag 0" in section and "It is not staleness" in section
+
+
 def test_staleness_areal_fallback_when_ours_absent(report):
     st = _run(report, "recompute").staleness
     assert st.source == "areal version_stats"

@@ -4,8 +4,9 @@
   ``loss_mask``, so every token is paired with its own version (AReaL leaves it one position off).
 * ``PPOActor._ppo_update`` checks the update's batch once (:func:`areal_a3po.loss.begin_update`),
   exposes the PPO minibatch index to providers (:data:`loss.UPDATE`),
-  logs the trained tokens' version lag for every method (``ppo_actor/a3po/token_lag``), and logs
-  the plugin's per-micro-batch statistics once, at the end of the update
+  logs the trained tokens' version lag for every method (``ppo_actor/a3po/token_lag``), the
+  train-inference mismatch for every method (:func:`areal_a3po.mismatch.per_update`), and the
+  plugin's per-micro-batch statistics, each once, at the end of the update
   (:func:`areal_a3po.prox_metrics.per_update`).
 * ``grpo_loss_fn`` dispatches plugin providers and losses (:mod:`areal_a3po.loss`);
   ``_log_proximal_approximation_stats`` logs the plugin's metrics (:mod:`areal_a3po.prox_metrics`).
@@ -16,13 +17,14 @@ AReaL's own methods (``recompute``, ``loglinear``, ``metrics``) keep AReaL's unt
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from types import ModuleType
 from typing import Any
 
 import torch
 
-from areal_a3po import loss, prox_metrics, registry
+from areal_a3po import loss, mismatch, prox_metrics, registry
 from areal_a3po.coupling import gate
 from areal_a3po.coupling.config import plugin_selected
 from areal_a3po.coupling.gate import logger
@@ -62,15 +64,14 @@ def _with_minibatch_context(ppo_update):
     @functools.wraps(ppo_update)
     def _ppo_update(self, data: dict[str, Any], *args, **kwargs) -> None:
         _log_token_lag(self, data)
-        if not plugin_selected(self.config):
-            return ppo_update(self, data, *args, **kwargs)
-        ctx = loss.UpdateContext(
-            options=self.config.a3po, n_minibatches=self.config.ppo_n_minibatches
-        )
+        cfg = self.config
+        ctx = loss.UpdateContext(options=cfg.a3po, n_minibatches=cfg.ppo_n_minibatches)
         engine = self.engine
-        # The whole batch checked once, so its micro-batches need not be (AReaL passes this same
-        # engine version to every micro-batch's loss as current_version).
-        loss.begin_update(ctx, data, self.config.prox_logp_method, engine.get_version())
+        plugin = plugin_selected(cfg)
+        if plugin:
+            # The whole batch checked once, so its micro-batches need not be (AReaL passes this
+            # same engine version to every micro-batch's loss as current_version).
+            loss.begin_update(ctx, data, cfg.prox_logp_method, engine.get_version())
         train_batch = engine.train_batch
 
         def counting_train_batch(*a, **kw):  # AReaL calls it once per PPO minibatch
@@ -79,8 +80,14 @@ def _with_minibatch_context(ppo_update):
 
         token = loss.UPDATE.set(ctx)
         engine.train_batch = counting_train_batch
+        # Every method: the train-inference mismatch monitor, logged once, at the end.
+        monitor = mismatch.per_update(
+            cfg.eps_clip, cfg.eps_clip_higher, getattr(cfg, "temperature", None)
+        )
+        # Plugin providers: their statistics, logged once, at the end.
+        stats = prox_metrics.per_update() if plugin else contextlib.nullcontext()
         try:
-            with prox_metrics.per_update():  # the plugin's statistics: logged once, at the end
+            with monitor, stats:
                 return ppo_update(self, data, *args, **kwargs)
         finally:
             del engine.train_batch

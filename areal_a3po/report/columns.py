@@ -147,6 +147,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("staleness_avg", "staleness avg", "ratio", lambda r: r.staleness.avg),
     Metric("staleness_max", "staleness max", "ratio", lambda r: r.staleness.max),
     Metric("staleness_source", "staleness source", "str", lambda r: r.staleness.source),
+    Metric("mismatch_avg", "mismatch avg", "err", lambda r: r.staleness.mismatch_avg),
+    Metric("mismatch_max", "mismatch max", "err", lambda r: r.staleness.mismatch_max),
     # proximal approximation
     Metric(
         "approx_abs_error",

@@ -3,7 +3,8 @@
 A :class:`RunRecord` is read out of a run's tensorboard logs (:func:`record_from_run`) and is all
 that :mod:`areal_a3po.report.seeds` and :mod:`areal_a3po.report.sweep` need: per step the timed
 stages, the training reward, the held-out (eval) reward where logged, the token lag, and when
-the step was logged (:mod:`areal_a3po.report.sittings`; records kept before it have none). ``a3po
+the step was logged (:mod:`areal_a3po.report.sittings`; records kept before it have none), and the
+train-inference mismatch (records kept before the monitor have none). ``a3po
 compare`` writes one per run (``report/runs/<label>.json``), and ``benchmarks/update_docs.py``
 rebuilds docs/benchmarks.md's tables from the ones kept in docs/benchmarks/<study>/, without the
 event files. A record also says what ran: provider, seed, staleness, pace and the AReaL overrides.
@@ -24,7 +25,7 @@ from areal_a3po.report.summarise import summarize_staleness
 FORMAT = 1
 DIGITS = 6  # decimals kept: microseconds, and rewards/lags well below their noise
 Series = dict[int, float]  # step -> value
-SERIES = ("reward", "eval_reward", "lag_avg", "lag_max", "wall_time")  # the Series fields
+SERIES = ("reward", "eval_reward", "lag_avg", "lag_max", "mismatch", "wall_time")  # Series fields
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class RunRecord:
     lag_avg: Series = field(default_factory=dict)
     lag_max: Series = field(default_factory=dict)
     wall_time: Series = field(default_factory=dict)  # step -> unix time its stats were logged
+    mismatch: Series = field(default_factory=dict)  # train-inference mismatch per step (nats)
 
     def step_times(self) -> dict[int, dict[str, float]]:
         """Step -> {stage: seconds} (the shape of :meth:`RunData.step_times`)."""
@@ -116,6 +118,7 @@ def record_from_run(
         lag_avg=_finite(data.scalars[lag.avg_key]) if lag.avg_key else {},
         lag_max=_finite(data.scalars[lag.max_key]) if lag.max_key else {},
         wall_time=_finite(data.wall_time),
+        mismatch=_finite(data.scalars[lag.mismatch_key]) if lag.mismatch_key else {},
     )
 
 

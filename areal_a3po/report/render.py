@@ -67,6 +67,15 @@ STALENESS_SECTION: tuple[Column, ...] = (
     ("source", "staleness_source"),
     ("avg (mean over steps)", "staleness_avg"),
     ("max", "staleness_max"),
+    ("train-inference mismatch, lag 0 (nats, mean over steps)", "mismatch_avg"),
+    ("mismatch, worst step", "mismatch_max"),
+)
+MISMATCH_NOTE = (
+    "Train-inference mismatch: mean |log pi_trainer - log pi_behave| on the tokens the trainer "
+    "evaluates with the very weights that generated them (lag 0 on PPO minibatch 0; every "
+    "minibatch where the recompute ran), from `ppo_actor/a3po/mismatch/abs_dlogp`. It is not "
+    "staleness: it measures the behaviour log-probs themselves (healthy: ~0 in fp32, 0.01 to 0.04 "
+    "in bf16; above 0.05 the plugin warns, docs/metrics.md)."
 )
 RECOMPUTED_SECTION: tuple[Column, ...] = (
     ("run", "label"),
@@ -136,6 +145,8 @@ def _reward(report: Report) -> list[str]:
 def _staleness(report: Report) -> list[str]:
     out = ["## Staleness (policy versions behind)", ""]
     out.append(_section(STALENESS_SECTION, report.runs, align_right_from=2))
+    if any(r.staleness.mismatch_key for r in report.runs):
+        out += ["", MISMATCH_NOTE]
     hists = [(r.label, r.staleness.histogram) for r in report.runs if r.staleness.histogram]
     if hists:
         labels = list(dict.fromkeys(lbl for _, h in hists for lbl in h.labels))

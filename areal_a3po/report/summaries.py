@@ -66,6 +66,11 @@ class StalenessSummary:
     avg: float | None = None  # mean over steps of the per-step token average
     max: float | None = None  # max over steps of the per-step max
     histogram: StalenessHistogram | None = None
+    # Train-inference mismatch beside it (areal_a3po.mismatch): per-step mean |log pi_trainer -
+    # log pi_behave| on fresh tokens; its mean and max over the steps that logged it.
+    mismatch_key: str | None = None
+    mismatch_avg: float | None = None
+    mismatch_max: float | None = None
 
 
 @dataclass(frozen=True)

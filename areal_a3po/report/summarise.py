@@ -26,6 +26,7 @@ from areal_a3po.report.summaries import (
 TOKEN_LAG_RE = re.compile(r"(?:^|/)" + keys.LAG_SCOPE + "/" + keys.TOKEN_LAG_PATTERN + "$")
 TOKEN_LAG_AVG_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/avg",)
 TOKEN_LAG_MAX_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/max",)
+MISMATCH_KEYS = (keys.LAG_PREFIX + keys.MISMATCH_ABS + "/avg",)
 RECOMPUTED_KEYS = (keys.full(keys.RECOMPUTED), keys.full(keys.RECOMPUTED, "avg"))
 EXACT_TOKEN_SHARE_KEYS = (
     keys.full(keys.EXACT_TOKEN_SHARE, "avg"),
@@ -142,6 +143,8 @@ def summarize_staleness(data: RunData) -> StalenessSummary:
     if source is None:
         avg_tag, max_tag = data.find(ak.STALENESS_AVG_KEYS), data.find(ak.STALENESS_MAX_KEYS)
         source = "areal version_stats" if (avg_tag or max_tag) else None
+    mismatch = data.find(MISMATCH_KEYS)
+    mismatch_values = list(data.scalars[mismatch].values()) if mismatch else []
     return StalenessSummary(
         source=source,
         avg_key=avg_tag,
@@ -149,7 +152,22 @@ def summarize_staleness(data: RunData) -> StalenessSummary:
         avg=_mean(data.scalars[avg_tag].values()) if avg_tag else None,
         max=max(data.scalars[max_tag].values()) if max_tag else None,
         histogram=_staleness_histogram(data),
+        mismatch_key=mismatch,
+        mismatch_avg=_mean(mismatch_values) if mismatch_values else None,
+        mismatch_max=max(mismatch_values) if mismatch_values else None,
     )
+
+
+def mismatch_steps(data: RunData) -> dict[int, dict[str, float]]:
+    """Step -> the train-inference mismatch monitor's values that step: ``abs_dlogp``,
+    ``dlogp``, ``outside_clip`` (averages over the fresh tokens) and ``n_tokens``."""
+    tags = {s.split("/")[-1]: keys.LAG_PREFIX + s + "/avg" for s in keys.MISMATCH_STATS}
+    tags["n_tokens"] = keys.LAG_PREFIX + keys.MISMATCH_TOKENS
+    steps: dict[int, dict[str, float]] = {}
+    for name, tag in tags.items():
+        for step, value in data.scalars.get(tag, {}).items():
+            steps.setdefault(int(step), {})[name] = float(value)
+    return dict(sorted(steps.items()))
 
 
 def summarize_approx(data: RunData) -> ApproxSummary:
