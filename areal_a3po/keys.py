@@ -123,16 +123,15 @@ def lag_keys(bins: int) -> set[str]:
 # is the inference engine's mismatch with the trainer, not staleness (areal_a3po.mismatch).
 # Under LAG_SCOPE, once per update.
 MISMATCH_TOKENS = "mismatch/n_tokens"  # denominator: the fresh loss tokens
-MISMATCH_ABS = "mismatch/abs_dlogp"  # stat: |log pi_trainer - log pi_behave|
-MISMATCH_SIGNED = "mismatch/dlogp"  # stat: log pi_trainer - log pi_behave
-MISMATCH_OUTSIDE_CLIP = "mismatch/outside_clip"  # stat: ratio outside the PPO clip range
+MISMATCH_ABS = "mismatch/abs_dlogp"  # stat (avg): |log pi_trainer - log pi_behave|
+MISMATCH_SIGNED = "mismatch/dlogp"  # stat (avg): log pi_trainer - log pi_behave
+MISMATCH_OUTSIDE_CLIP = "mismatch/outside_clip"  # stat (avg): ratio outside the PPO clip range
 MISMATCH_STATS = (MISMATCH_ABS, MISMATCH_SIGNED, MISMATCH_OUTSIDE_CLIP)
 
 
 def mismatch_keys() -> set[str]:
-    """Every full key of the mismatch monitor."""
-    out = {LAG_PREFIX + s + f"/{x}" for s in MISMATCH_STATS for x in STAT_SUFFIXES}
-    return out | {LAG_PREFIX + MISMATCH_TOKENS}
+    """Every full key of the mismatch monitor (averages: no suffix)."""
+    return {LAG_PREFIX + s for s in (MISMATCH_TOKENS, *MISMATCH_STATS)}
 
 
 # ------------------------------------------------------------------------- controller

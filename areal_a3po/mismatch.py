@@ -17,7 +17,8 @@ of the update :func:`per_update` computes, over the fresh tokens, in one pass:
 * ``mismatch/outside_clip``: share of tokens whose ratio pi_trainer/pi_behave leaves the PPO clip
   range [1 - eps_clip, 1 + eps_clip_higher]: tokens the mismatch alone would clip;
 
-logged under AReaL's ``ppo_actor`` scope as ``ppo_actor/a3po/mismatch/*`` (:mod:`keys`). Once per
+averages over the fresh tokens (one key each), logged under AReaL's ``ppo_actor`` scope as
+``ppo_actor/a3po/mismatch/*`` (:mod:`keys`). Once per
 process, an update whose mean |dlogp| exceeds :data:`WARN_ABS_DLOGP` on at least
 :data:`WARN_MIN_TOKENS` fresh tokens logs one warning naming the likely causes and their fixes.
 
@@ -31,9 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -46,11 +48,10 @@ WARN_ABS_DLOGP = 0.05
 WARN_MIN_TOKENS = 32  # fewer fresh tokens in an update: too few to judge (no warning)
 
 
-@dataclass(frozen=True)
-class Fresh:
+class Fresh(NamedTuple):
     """One micro-batch's tensors, as the loss sees them (any shape, all alike)."""
 
-    theta: torch.Tensor  # log pi_theta at the training forward
+    theta: torch.Tensor  # log pi_theta at the training forward (may require grad)
     behave: torch.Tensor  # log pi_behave from the inference engine
     mask: torch.Tensor  # the loss mask
     versions: torch.Tensor  # the token versions as the loss got them
@@ -112,7 +113,7 @@ def record(
     reference = input_data.get("prox_logp") if kwargs.get("use_decoupled_loss") else None
     update.records.append(
         Fresh(
-            theta=theta.detach(),
+            theta=theta,  # detached by fresh_delta's no_grad
             behave=input_data["logprobs"],
             mask=input_data["loss_mask"],
             versions=versions,
@@ -125,11 +126,15 @@ def record(
 
 
 def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One 1-D tensor over the micro-batches (packed ones are 1-D already: no view per tensor)."""
     if len(tensors) == 1:
         return tensors[0].reshape(-1)
+    if tensors[0].dim() == 1:  # packed micro-batches (one update's are all alike)
+        return torch.cat(tensors)
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
+@torch.no_grad()
 def fresh_delta(records: Sequence[Fresh]) -> tuple[torch.Tensor, torch.Tensor]:
     """log pi_trainer - log pi_behave (float32, flat) and the mask of fresh loss tokens.
 
@@ -156,21 +161,25 @@ def log_mismatch(update: _Update) -> None:
     """The monitor's statistics for one update (``stats_tracker``, caller's scope), and the
     warning while none has been given in this process."""
     from areal.utils import stats_tracker
+    from areal.utils.stats_tracker import ReduceType
 
     delta, fresh = fresh_delta(update.records)
+    if fresh.numel() == 0:  # no micro-batch counted (AReaL's tracker refuses empty tensors)
+        return
     high = 1.0 + (update.eps_clip if update.eps_clip_higher is None else update.eps_clip_higher)
-    ratio = delta.exp()
-    outside = ((ratio > high) | (ratio < 1.0 - update.eps_clip)) & fresh
+    # ratio = exp(delta) outside [1 - eps_clip, high], compared in log space
+    outside = (delta > math.log(high)) | (delta < math.log(1.0 - update.eps_clip))  # 0 off fresh
     abs_delta = delta.abs()
     with stats_tracker.scope(keys.LAG_SCOPE):
         stats_tracker.denominator(**{keys.MISMATCH_TOKENS: fresh})
-        stats_tracker.stat(
+        stats_tracker.stat(  # averages over the fresh tokens (one key each, as fidelity's)
             **{
                 keys.MISMATCH_ABS: abs_delta,
                 keys.MISMATCH_SIGNED: delta,
                 keys.MISMATCH_OUTSIDE_CLIP: outside.float(),
             },
             denominator=keys.MISMATCH_TOKENS,
+            reduce_type=ReduceType.AVG,
         )
     if not _WARNED[0]:
         _maybe_warn(update, fresh, abs_delta, delta, outside)

@@ -166,8 +166,8 @@ def markdown(directory: Path = KEPT) -> str:
     lines += [
         "",
         "Each cell: mean |log π_trainer − log π_behave| (nats) on the step's fresh tokens "
-        "(`ppo_actor/a3po/mismatch/abs_dlogp/avg`), then the share of them outside the clip range "
-        "from the mismatch alone, and their number. Runs: "
+        "(`ppo_actor/a3po/mismatch/abs_dlogp`), then the share of them outside the clip range "
+        "from the mismatch alone, and their number (values kept to 1e-6). Runs: "
         + "; ".join(
             f"{label(r['testbed'], r['logprobs_mode'])} `{r['provider']}` seed "
             f"{r['seed']}, {r['steps']} steps"

@@ -103,6 +103,7 @@ def a3po_stats(step: int) -> dict:
                 **{"mismatch/abs_dlogp": d.abs(), "mismatch/dlogp": d},
                 **{"mismatch/outside_clip": outside},
                 denominator="mismatch/n_tokens",
+                reduce_type=ReduceType.AVG,
             )
         with tr.scope("update"), tr.scope("compute_logp"):
             tr.denominator(n_valid_tokens=torch.ones_like(lag, dtype=torch.bool))

@@ -14,9 +14,9 @@ import torch
 from areal_a3po import keys, mismatch
 from tests import harness as H
 
-ABS = keys.LAG_PREFIX + keys.MISMATCH_ABS + "/avg"
-SIGNED = keys.LAG_PREFIX + keys.MISMATCH_SIGNED + "/avg"
-OUTSIDE = keys.LAG_PREFIX + keys.MISMATCH_OUTSIDE_CLIP + "/avg"
+ABS = keys.LAG_PREFIX + keys.MISMATCH_ABS
+SIGNED = keys.LAG_PREFIX + keys.MISMATCH_SIGNED
+OUTSIDE = keys.LAG_PREFIX + keys.MISMATCH_OUTSIDE_CLIP
 N = keys.LAG_PREFIX + keys.MISMATCH_TOKENS
 FRESH_PER_SEQ = H.RESPONSE_LEN  # loss tokens per sequence after AReaL's roll
 

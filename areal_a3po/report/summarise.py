@@ -26,7 +26,7 @@ from areal_a3po.report.summaries import (
 TOKEN_LAG_RE = re.compile(r"(?:^|/)" + keys.LAG_SCOPE + "/" + keys.TOKEN_LAG_PATTERN + "$")
 TOKEN_LAG_AVG_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/avg",)
 TOKEN_LAG_MAX_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/max",)
-MISMATCH_KEYS = (keys.LAG_PREFIX + keys.MISMATCH_ABS + "/avg",)
+MISMATCH_KEYS = (keys.LAG_PREFIX + keys.MISMATCH_ABS,)
 RECOMPUTED_KEYS = (keys.full(keys.RECOMPUTED), keys.full(keys.RECOMPUTED, "avg"))
 EXACT_TOKEN_SHARE_KEYS = (
     keys.full(keys.EXACT_TOKEN_SHARE, "avg"),
@@ -161,7 +161,7 @@ def summarize_staleness(data: RunData) -> StalenessSummary:
 def mismatch_steps(data: RunData) -> dict[int, dict[str, float]]:
     """Step -> the train-inference mismatch monitor's values that step: ``abs_dlogp``,
     ``dlogp``, ``outside_clip`` (averages over the fresh tokens) and ``n_tokens``."""
-    tags = {s.split("/")[-1]: keys.LAG_PREFIX + s + "/avg" for s in keys.MISMATCH_STATS}
+    tags = {s.split("/")[-1]: keys.LAG_PREFIX + s for s in keys.MISMATCH_STATS}
     tags["n_tokens"] = keys.LAG_PREFIX + keys.MISMATCH_TOKENS
     steps: dict[int, dict[str, float]] = {}
     for name, tag in tags.items():
