@@ -203,7 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument("runs", nargs="*", metavar="RUN", help="AReaL run / tensorboard dirs")
     p_cmp.add_argument("--out", default="runs/compare", help="output directory")
     p_cmp.add_argument("--labels", default=None, help="comma-separated labels, one per run")
-    p_cmp.add_argument("--last", type=int, default=5, help="reward spread over the last N steps")
+    p_cmp.add_argument(
+        "--last",
+        type=int,
+        default=5,
+        help="the last N steps: the reward spread, and the training reward of record (their mean)",
+    )
     p_cmp.add_argument(
         "--warmup", type=int, default=None, help="timed steps skipped (default: auto)"
     )
@@ -258,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         default=0.05,
         help="non-inferiority margin of the reward difference vs the baseline (absolute reward, "
         "default 0.05): 'not worse by more than MARGIN' when the interval's lower bound is "
-        "above -MARGIN, else 'no claim'",
+        "above -MARGIN, 'worse by more than MARGIN' when its upper bound is below -MARGIN, "
+        "'worse' when its upper bound is below 0, else 'no claim'",
     )
     p_cmp.add_argument(
         "--testbed",
@@ -266,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         default="tiny",
         help="embedded default: 'tiny' = recipes/cpu_tiny_*.yaml (2-layer model, synthetic task, "
         "seconds per step); 'smollm2' = recipes/cpu_smollm2_*.yaml (SmolLM2-135M-Instruct on a "
-        "reasoning-gym task, held-out evaluation as the reward of record; ~40 s per step)",
+        "reasoning-gym task, the mean of the last held-out evaluations as the reward of record; "
+        "~40 s per step)",
     )
     p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_cmp.set_defaults(fn=_compare)

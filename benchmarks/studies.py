@@ -57,6 +57,7 @@ class Study:
     target: float | None = None  # reward of record for the time-to-target comparison
     evidence: bool = True  # False: a pipeline check, never in the page's tables
     repeat_of: str | None = None  # a second invocation of that study (cross-invocation check)
+    withdrawn: str | None = None  # why its data no longer count as evidence (kept, shown as such)
     extra: tuple[str, ...] = field(default_factory=tuple)  # more AReaL overrides
 
     @property
@@ -70,6 +71,10 @@ class Study:
 # recompute mid-run at the default size; SmolLM2's held-out reward (eval-rollout/reward) of 0.25:
 # above the untrained model's 0.141 [0.076, 0.246] (docs/benchmarks/smollm2/), reached at the
 # second evaluation (step 4) by both twins' kept runs.
+SMOLLM2_RAW = (
+    "its behaviour log-probs were vLLM's raw ones, before temperature, against the trainer's at "
+    "T = 0.7, and its held-out split differed per seed"
+)
 STUDIES = {
     s.name: s
     for s in (
@@ -81,7 +86,8 @@ STUDIES = {
               ("recompute", "a3po", "a3po-step", "loglinear"), minibatches=4, target=0.3,
               repeat_of="tiny-mb4"),
         Study("smollm2-mb4", "SmolLM2-135M, four PPO minibatches, held-out reward",
-              ("recompute", RECOMMENDED), minibatches=4, testbed="smollm2", target=0.25),
+              ("recompute", RECOMMENDED), minibatches=4, testbed="smollm2", target=0.25,
+              withdrawn=SMOLLM2_RAW),
         Study("tiny-stale8", "tiny, staleness 8 paced at the cap, four PPO minibatches",
               ("recompute", RECOMMENDED, "behave"), seeds=(1, 2, 3), minibatches=4,
               staleness=8, pace="cap", target=0.3),
@@ -101,10 +107,14 @@ def meta(study: Study) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def study_arms(study: Study):
-    """The study's arms (``ArmSeeds``) from its kept records, baseline first; None if not run."""
+def study_arms(study: Study, last_evals: int | None = None):
+    """The study's arms (``ArmSeeds``) from its kept records, baseline first; None if not run.
+
+    ``last_evals``: the held-out reward of record's window (default: the report's
+    ``LAST_EVALS``, as every table uses; another only to show what the choice changes).
+    """
     from areal_a3po.report.record import read_records
-    from areal_a3po.report.seeds import group_records, summarize_arms
+    from areal_a3po.report.seeds import LAST_EVALS, group_records, summarize_arms
 
     m, runs = meta(study), kept_dir(study) / RUNS
     if m is None or not runs.is_dir():
@@ -115,7 +125,10 @@ def study_arms(study: Study):
     if unknown:
         raise ValueError(f"{runs}: records of arms {unknown} not in {STUDY_JSON}'s providers")
     grouped = group_records(sorted(records, key=lambda r: (order[r.arm], r.seed)))
-    return summarize_arms(grouped, None, LAST_N, target=study.target, margin=MARGIN)
+    return summarize_arms(
+        grouped, None, LAST_N, target=study.target, margin=MARGIN,
+        last_evals=LAST_EVALS if last_evals is None else last_evals,
+    )  # fmt: skip
 
 
 def recommended() -> str | None:

@@ -4,7 +4,8 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 ``<!-- end generated: NAME -->`` and each inline value between ``<!-- value: NAME -->`` and
 ``<!-- end value -->`` is computed here from kept data:
 
-* ``choosing``       the "Choosing a provider" table, one row per (study, provider)
+* ``choosing``       the "Choosing a provider" table, one row per (study, provider), a
+                     repeated study's rows included and labelled
 * ``study:<name>``   a study's across-seeds tables, from its per-run records
                      (``docs/benchmarks/<name>/runs/*.json``, written by ``benchmarks/studies.py``)
 * ``repeat``         the same study from two invocations, intervals side by side
@@ -14,6 +15,8 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 * ``prox``           the kept output of ``python benchmarks/bench_prox.py`` (its own text)
 * ``fidelity``       the fidelity tables, one per kept file ``docs/benchmarks/fidelity/*.json``
                      (written by ``benchmarks/fidelity.py``)
+* ``validity``       whether the SmolLM2 baseline learns on held-out data
+                     ``docs/benchmarks/smollm2-validity/`` (written by ``benchmarks/validity.py``)
 * ``mismatch``       the train-inference mismatch runs ``docs/benchmarks/mismatch/*.json``
                      (written by ``benchmarks/mismatch.py``)
 * ``faults``         one section per kept fault scenario ``docs/benchmarks/faults/*.json``
@@ -23,8 +26,9 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 
 The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
 ``--check`` recomputes every number from the runs, not from a kept report. README.md's inline
-values (the SmolLM2 comparison's time) and docs/metrics.md's (the mismatch it measured) are
-filled the same way.
+values (the SmolLM2 comparison's time, the rows its switch quotes), docs/metrics.md's (the
+mismatch it measured) and docs/compare.md's (what the held-out reward of record's window changes)
+are filled the same way.
 
     python benchmarks/update_docs.py [--bench bench_trainer.txt] [--bench-smollm2 FILE]
                                      [--prox bench_prox.txt]
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -61,18 +66,22 @@ from studies import (  # noqa: E402 - the sibling script
 from areal_a3po.report import stats  # noqa: E402
 from areal_a3po.report.plots import write_seed_plots  # noqa: E402
 from areal_a3po.report.record import read_records  # noqa: E402
-from areal_a3po.report.render_arms import (  # noqa: E402
-    BELOW_BASELINE,
-    arms_tables,
-    seeds_for_claim,
+from areal_a3po.report.render_arms import arms_tables, planning_text  # noqa: E402
+from areal_a3po.report.seeds import (  # noqa: E402
+    LAST_EVALS,
+    ArmSeeds,
+    group_records,
+    held_out_source,
+    interval_text,
+    train_source,
 )
-from areal_a3po.report.seeds import ArmSeeds, group_records, interval_text  # noqa: E402
 from areal_a3po.report.sittings import sittings  # noqa: E402
 from areal_a3po.report.table import pipe_table  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 README = ROOT / "README.md"  # inline values only (its times), no generated blocks
 METRICS = ROOT / "docs" / "metrics.md"  # inline values only (the mismatch it measured)
+COMPARE = ROOT / "docs" / "compare.md"  # inline values only (why the held-out window)
 BENCH = KEPT / "bench_trainer.txt"
 BENCH_SMOLLM2 = KEPT / "bench_trainer_smollm2.txt"
 BENCH_FIRST_LINE = "\nmodel: "  # bench_trainer.py's first line
@@ -87,41 +96,49 @@ _VALUE_RE = re.compile(r"(<!-- value: (?P<name>[\w:.-]+) -->)(.*?)(<!-- end valu
 # ----------------------------------------------------------------------------- blocks
 
 
-def _verdict(a: ArmSeeds) -> str:
+def _verdict(a: ArmSeeds, study: Study | None = None) -> str:
+    if study is not None and study.withdrawn:
+        return f"withdrawn: {study.withdrawn}"
     speed = a.verdicts.get("faster (trainer_compute)", "n/a")
     reward = a.verdicts.get("reward", "n/a").replace("baseline", BASELINE)
-    if (planned := seeds_for_claim(a)) == BELOW_BASELINE:
-        reward += " (interval under 0)"
-    elif planned:
-        reward += f" (planned: {planned} seeds for one)"
+    if planned := planning_text(a):
+        reward += f" ({planned})"
     return f"trainer: {speed}; reward: {reward}"
 
 
+def study_label(study: Study) -> str:
+    """A study's name in the tables; a repeat says which study it repeats."""
+    return f"{study.name} (repeat of {study.repeat_of})" if study.repeat_of else study.name
+
+
 def choosing() -> str:
+    """One row per (study, provider); a repeated study's rows follow its own, labelled."""
     header = [
-        "testbed", "provider", "ppo_n_minibatches", "staleness", "seeds",
-        "trainer-compute ratio [95 % CI]", f"reward difference vs {BASELINE} [95 % CI]", "verdict",
+        "study", "testbed", "provider", "ppo_n_minibatches", "staleness", "seeds",
+        "reward of record", "trainer-compute ratio [95 % CI]",
+        f"reward difference vs {BASELINE} [95 % CI]", "verdict",
     ]  # fmt: skip
     rows = []
     for s in STUDIES.values():
-        if not s.evidence or s.repeat_of:
+        if not s.evidence:
             continue
         arms = study_arms(s)
-        setting = [f"{s.testbed}, {s.pace}", "", str(s.minibatches), str(s.staleness)]
+        setting = [study_label(s), f"{s.testbed}, {s.pace}", "", str(s.minibatches),
+                   str(s.staleness)]  # fmt: skip
         if arms is None:
             for p in s.providers[1:]:
                 name = f"recommended by {RECOMMEND_FROM}" if p == RECOMMENDED else p
-                rows.append([setting[0], name, *setting[2:], NOT_RUN, NOT_RUN, NOT_RUN, NOT_RUN])
+                rows.append([*setting[:2], name, *setting[3:], *[NOT_RUN] * 5])
             continue
         for a in arms[1:]:
             rows.append(
                 [
-                    setting[0], a.label, *setting[2:], str(len(a.seeds)),
+                    *setting[:2], a.label, *setting[3:], str(len(a.seeds)), a.reward_source,
                     interval_text(a.ratio.get("trainer_compute")),
-                    interval_text(a.reward_difference), _verdict(a),
+                    interval_text(a.reward_difference), _verdict(a, s),
                 ]
             )  # fmt: skip
-    return pipe_table(header, rows, align_right_from=2) + "\n"
+    return pipe_table(header, rows, align_right_from=3) + "\n"
 
 
 def study_block(study: Study, plots_dir: Path) -> str:
@@ -140,6 +157,11 @@ def study_block(study: Study, plots_dir: Path) -> str:
     head = [
         f"{when} on {m['machine']['cpus']} CPUs ({m['machine']['platform']}): `{cmd}`.",
         "",
+        *(
+            [f"**Withdrawn**: {study.withdrawn}. Kept as it ran, no longer evidence.", ""]
+            if study.withdrawn
+            else []
+        ),  # fmt: skip
     ]
     if RECOMMENDED in study.providers:
         chosen, rec = m["providers"][study.providers.index(RECOMMENDED)], recommended()
@@ -178,12 +200,13 @@ def repeat() -> str:
                 for d in by:
                     cells.append(interval_text(get(d[p])) if p in d else NOT_RUN)
             cells += [_verdict(d[p]) if p in d else NOT_RUN for d in by]
-            rows.append([f"{s.repeat_of} / {s.name}", p, *cells])
+            record = next((d[p].reward_source for d in by if p in d), NOT_RUN)
+            rows.append([f"{s.repeat_of} / {s.name}", p, record, *cells])
     header = [
-        "invocations", "provider", "trainer ratio, 1st", "trainer ratio, 2nd",
+        "invocations", "provider", "reward of record", "trainer ratio, 1st", "trainer ratio, 2nd",
         "reward difference, 1st", "reward difference, 2nd", "verdict, 1st", "verdict, 2nd",
     ]  # fmt: skip
-    table = pipe_table(header, rows, align_right_from=2) + "\n"
+    table = pipe_table(header, rows, align_right_from=3) + "\n"
     return (f"{'; '.join(ran)}.\n\n" if ran else "") + table
 
 
@@ -201,6 +224,12 @@ def fidelity_block() -> str:
     if not files:
         return f"*{NOT_RUN}.*\n"
     return "\n".join(f"### `{f.stem}`\n\n{fidelity_markdown(f)}" for f in files)
+
+
+def validity_markdown() -> str:
+    from validity import markdown
+
+    return markdown()
 
 
 def mismatch_markdown() -> str:
@@ -231,6 +260,7 @@ def blocks(plots_dir: Path) -> dict[str, str]:
     out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
     out["fidelity"] = fidelity_block()
     out["mismatch"] = mismatch_markdown() + "\n"
+    out["validity"] = validity_markdown()
     out["faults"] = faults_block()
     out["smollm2_runs"] = smollm2_runs_markdown()
     for s in STUDIES.values():
@@ -242,10 +272,19 @@ def blocks(plots_dir: Path) -> dict[str, str]:
 # ----------------------------------------------------------------------------- values
 
 
-def _bench_value(pattern: str, path: Path = BENCH) -> str:
+def _eval_size() -> int:
+    from areal_a3po.embedded.gym_task import EVAL_SIZE  # SmolLM2's held-out prompts
+
+    return EVAL_SIZE
+
+
+def _bench_value(pattern: str, path: Path = BENCH, optional: bool = False) -> str:
+    """A number from a kept bench output; ``optional``: a line older outputs lack (not yet run)."""
     if not path.exists():
         return NOT_RUN
     m = re.search(pattern, path.read_text())
+    if not m and optional:
+        return NOT_RUN
     if not m:
         raise ValueError(f"{path}: no match for {pattern!r}: was it written by bench_trainer.py?")
     return m.group(1)
@@ -254,6 +293,7 @@ def _bench_value(pattern: str, path: Path = BENCH) -> str:
 _RATIO = r"provider cost / recompute stage = (-?[0-9.e-]+(?: \[[^\]]*\])?)"
 _EXTRA = r"loss-level extra (-?[0-9.]+ ms \[[^\]]*\])"
 _RECOMPUTE = r"CPU time of this process:\n.*\nrecompute\s+([0-9.]+ ms)"
+_MONITOR = r"monitor cost / recompute stage = (-?[0-9.e-]+(?: \[[^\]]*\])?)"
 
 
 VALUES = {
@@ -262,9 +302,14 @@ VALUES = {
     "min_seeds": lambda: str(stats.MIN_SEEDS),
     "power": lambda: f"{round(stats.POWER * 100)} %",
     "last_n": lambda: str(LAST_N),
+    "last_evals": lambda: str(LAST_EVALS),
+    "eval_size": lambda: str(_eval_size()),
+    "train_record": lambda: train_source(LAST_N),
+    "held_out_record": lambda: held_out_source(LAST_EVALS),
     "bench_cost_ratio": lambda: _bench_value(_RATIO),
     "bench_extra": lambda: _bench_value(_EXTRA),
     "bench_recompute": lambda: _bench_value(_RECOMPUTE),
+    "bench_monitor_ratio": lambda: _bench_value(_MONITOR, optional=True),
     "bench_smollm2_cost_ratio": lambda: _bench_value(_RATIO, BENCH_SMOLLM2),
     "bench_smollm2_extra": lambda: _bench_value(_EXTRA, BENCH_SMOLLM2),
     "bench_smollm2_recompute": lambda: _bench_value(_RECOMPUTE, BENCH_SMOLLM2),
@@ -293,7 +338,7 @@ def _choice(study_name: str, provider: str, what: str) -> str:
     if what == "reward":
         return interval_text(arm.reward_difference)
     if what == "verdict":
-        return _verdict(arm)
+        return _verdict(arm, STUDIES[study_name])
     raise ValueError(f"value choice:...:{what}: one of ratio, reward, verdict")
 
 
@@ -309,7 +354,56 @@ def _stage_ratio(study_name: str, provider: str, stage: str) -> str:
     return interval_text(stats.ratio_ci(*cols))
 
 
+def _record(study_name: str) -> str:
+    """The reward of record of a kept study's tables (its name, as the tables give it)."""
+    arms = study_arms(STUDIES[study_name])
+    return NOT_RUN if arms is None else arms[0].reward_source
+
+
+def _window(study_name: str, provider: str, last_evals: str, what: str) -> str:
+    """A provider's reward difference (``reward``) or the seeds planned for a claim if the arms
+    were equal (``planned``), with the held-out reward of record over the last ``last_evals``
+    evaluations: what the window changes (docs/compare.md)."""
+    arms = study_arms(STUDIES[study_name], last_evals=int(last_evals))
+    if arms is None:
+        return NOT_RUN
+    arm = next((a for a in arms[1:] if a.label == provider), None)
+    if arm is None or not arm.held_out:
+        raise ValueError(f"value window:{study_name}:{provider}: no held-out arm {provider}")
+    if what == "reward":
+        return interval_text(arm.reward_difference)
+    if what == "planned":
+        n = stats.seeds_for_noninferiority(arm.reward_difference, arm.margin)
+        return f"more than {stats.MAX_PLANNED_SEEDS}" if n is None else str(n)
+    raise ValueError(f"value window:...:{what}: one of reward, planned")
+
+
+def _eval_variance_ratio(study_name: str, arm: str | None = None) -> str:
+    """Within a run, the variance of its held-out evaluations over the binomial variance at the
+    testbed's prompts: the mean over the study's runs (or one arm's) of each run's sample variance
+    across its evaluations, over p (1 - p) / n at their mean score p."""
+    from areal_a3po.embedded.gym_task import EVAL_SIZE
+
+    runs = KEPT / study_name / RUNS
+    if not runs.is_dir():
+        return NOT_RUN
+    series = [
+        list(r.eval_reward.values()) for r in read_records(str(runs)) if arm is None or r.arm == arm
+    ]
+    if not series or any(len(x) < 2 for x in series):
+        raise ValueError(f"value eval_variance:{study_name}: runs with fewer than 2 evaluations")
+    within = statistics.fmean(statistics.variance(x) for x in series)
+    p = statistics.fmean(v for x in series for v in x)
+    return f"{within / (p * (1 - p) / EVAL_SIZE):.1f}"
+
+
 def value(name: str) -> str:
+    if name.startswith("record:"):
+        return _record(name.split(":", 1)[1])
+    if name.startswith("window:"):
+        return _window(*name.split(":")[1:])
+    if name.startswith("eval_variance:"):
+        return _eval_variance_ratio(*name.split(":")[1:])
     if name.startswith("mismatch:"):
         from mismatch import value as mismatch_value
 
@@ -363,7 +457,7 @@ def main() -> int:
                 raise SystemExit(f"{given}: no '{first.strip()}' line")
             kept.write_text(text[start + 1 :])
     doc = DOC.read_text()
-    inline = {p: p.read_text() for p in (README, METRICS)}  # pages with inline values only
+    inline = {p: p.read_text() for p in (README, METRICS, COMPARE)}  # pages with inline values only
     filled = {p: _fill_values(text) for p, text in inline.items()}
     if args.check:  # plots go to a scratch dir: built from the kept runs, not compared bytewise
         with tempfile.TemporaryDirectory() as tmp:

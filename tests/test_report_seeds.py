@@ -5,6 +5,7 @@ logs written by AReaL's StatsLogger (``tests/report_logs.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -122,12 +123,74 @@ def test_held_out_reward_is_the_reward_of_record_when_every_run_evaluated(tmp_pa
             seeds.append(seed)
     rep = rp.compare(dirs, str(tmp_path / "out"), labels=labels, seeds=seeds, margin=0.05)
     a3po = rep.arms[1]
-    assert a3po.reward_source == "held-out reward, final evaluation"
-    torch.testing.assert_close(a3po.reward_difference.estimate, -0.02, rtol=0.0, atol=1e-6)
+    # two evaluations per run, fewer than LAST_EVALS: the mean of both, and the name says so
+    assert a3po.reward_source == (
+        "held-out reward, mean of the last 3 evaluations (all of a run's where it has fewer; "
+        "the fewest: 2)"
+    )
+    # mean of final/2 and final: 0.75 x the final rewards' difference of -0.02
+    torch.testing.assert_close(a3po.reward_difference.estimate, -0.015, rtol=0.0, atol=1e-6)
     assert a3po.verdicts["reward"] == "not worse than baseline by more than 0.05"
     tight = rp.compare(dirs, str(tmp_path / "out2"), labels=labels, seeds=seeds, margin=0.01)
-    # -0.02 with a tight interval: beyond a 0.01 margin as a whole, inferiority established
+    # -0.015 with a tight interval: beyond a 0.01 margin as a whole, inferiority established
     assert tight.arms[1].verdicts["reward"] == "worse than baseline by more than 0.01"
+    md = open(rep.paths["report_md"], encoding="utf-8").read()
+    assert "reward of record: held-out reward, mean of the last 3 evaluations" in md
+
+
+def _eval_records(evals: dict[str, list[list[float]]], every: int = 5):
+    """RunRecords whose held-out reward per seed is the given list, one evaluation per ``every``
+    steps (step 0 first), with one timed stage of 1 s per step."""
+    from areal_a3po.report.record import RunRecord
+
+    out = []
+    for arm, per_seed in evals.items():
+        for seed, values in enumerate(per_seed, 1):
+            steps = range(every * (len(values) - 1) + 1)
+            out.append(
+                RunRecord(
+                    arm, seed,
+                    stages={"train_step": {s: 1.0 for s in steps}},
+                    reward={s: 0.9 for s in steps},
+                    eval_reward={every * i: v for i, v in enumerate(values)},
+                )
+            )  # fmt: skip
+    return out
+
+
+def test_held_out_reward_of_record_many_evaluations_is_mean_of_last_evals_not_the_final():
+    """Five evaluations per run: the reward of record is the mean of the last LAST_EVALS (3), and
+    time to target the first step where that window's mean reaches the target."""
+    from areal_a3po.report import stats
+    from areal_a3po.report.seeds import (
+        LAST_EVALS,
+        group_records,
+        held_out_source,
+        summarize_arms,
+    )
+
+    assert LAST_EVALS == 3
+    base = [[0.1, 0.2, 0.3, 0.3, 0.3], [0.1, 0.2, 0.2, 0.3, 0.4], [0.1, 0.3, 0.3, 0.2, 0.4]]
+    # the final evaluation alone would put this arm 0.2 below the baseline on every seed
+    arm = [[0.1, 0.4, 0.4, 0.4, 0.1], [0.1, 0.4, 0.3, 0.3, 0.2], [0.1, 0.3, 0.4, 0.4, 0.2]]
+    arms = summarize_arms(group_records(_eval_records({"recompute": base, "a3po": arm})), None, 5,
+                          target=0.3)  # fmt: skip
+    b, a = arms
+    assert a.held_out and a.reward_source == held_out_source() == (
+        "held-out reward, mean of the last 3 evaluations"
+    )
+    for x, values in ((b, base), (a, arm)):
+        for seed, v in enumerate(values, 1):
+            torch.testing.assert_close(x.per_seed[seed].reward, sum(v[-3:]) / 3, rtol=0, atol=1e-12)
+    assert a.reward_difference.estimate == pytest.approx(0.0, abs=1e-12)
+    assert a.verdicts["reward"] == stats.NO_CLAIM  # not "worse by more than 0.05" (final alone)
+    # time to target 0.3: the window's mean first at or above it; one second per step
+    # baseline seed 1: windows 0.1, 0.15, 0.2, 0.267, 0.3 -> step 20 (21 steps of 1 s)
+    assert b.per_seed[1].time_to_target_s == pytest.approx(21.0)
+    assert a.per_seed[1].time_to_target_s == pytest.approx(11.0)  # (0.1 + 0.4 + 0.4) / 3 at 10
+    assert summarize_arms(group_records(_eval_records({"x": base})), None, 5, last_evals=1)[
+        0
+    ].per_seed[2].reward == pytest.approx(0.4)  # the window is a parameter: 1 = the final one
 
 
 def test_cli_set_with_run_dirs_refused(seed_runs, tmp_path):
@@ -250,9 +313,9 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
     assert studies.providers(studies.STUDIES["smollm2-mb4"]) == ["recompute", "a3po"]
     table = update_docs.choosing()
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
-    row = next(r for r in rows if r[1] == "a3po" and r[2] == "4")
-    assert row[4] == "3" and row[5].startswith("0.6")  # seeds; trainer ratio 1.0 / 1.5 s
-    assert row[7] == "trainer: faster; reward: not worse than recompute by more than 0.05"
+    row = next(r for r in rows if r[2] == "a3po" and r[3] == "4")
+    assert row[5] == "3" and row[7].startswith("0.6")  # seeds; trainer ratio 1.0 / 1.5 s
+    assert row[9] == "trainer: faster; reward: not worse than recompute by more than 0.05"
     assert "not yet run" in table  # tiny-mb1 and the others have no kept data here
     block = update_docs.study_block(studies.STUDIES["tiny-mb4"], tmp_path / "plots")
     assert block.startswith("Ran t0 to t1 on 2 CPUs (test): `a3po compare --seeds 1,2,3`.")
@@ -260,8 +323,8 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
     assert (tmp_path / "plots" / update_docs.PLOT).is_file()
     assert "not yet run" in update_docs.repeat()
     # the README's switch quotes the same row
-    assert update_docs.value("choice:tiny-mb4:a3po:ratio") == row[5]
-    assert update_docs.value("choice:tiny-mb4:a3po:verdict") == row[7]
+    assert update_docs.value("choice:tiny-mb4:a3po:ratio") == row[7]
+    assert update_docs.value("choice:tiny-mb4:a3po:verdict") == row[9]
     assert update_docs.value("choice:tiny-mb4-repeat:a3po:reward") == "not yet run"
     with pytest.raises(ValueError, match="tiny-mb4 has no arm behave"):
         update_docs.value("choice:tiny-mb4:behave:ratio")
@@ -330,16 +393,20 @@ def test_sittings_pause_of_30_min_or_more_starts_one_and_a_continued_run_is_name
     assert sittings_text(parts[:1]) == "" and sittings([_timed_record("x", 1, [])]) == []
 
 
-def test_arms_tables_no_claim_holding_zero_plans_seeds_and_below_zero_says_why():
+def test_arms_tables_no_claim_plans_seeds_equal_and_seen_and_below_zero_says_worse():
+    """Planned seeds where the verdict is "no claim", under equal arms and under the difference
+    seen ("never" at or below -margin), with what they assume; an interval wholly below 0 (but
+    not below -margin) reads "worse than baseline" and plans nothing."""
     from areal_a3po.report import stats
     from areal_a3po.report.record import RunRecord
-    from areal_a3po.report.render_arms import arms_tables
+    from areal_a3po.report.render_arms import PLAN_COLUMNS, arms_tables, planning_text
     from areal_a3po.report.seeds import group_records, summarize_arms
 
     base = [0.41, 0.55, 0.38, 0.60, 0.47]
     shifts = {
-        "a3po-step": [-0.10, 0.08, -0.05, 0.10, -0.03],  # mean 0: the interval holds 0
+        "a3po-step": [-0.10, 0.08, -0.05, 0.10, 0.02],  # mean 0.01: the interval holds 0
         "behave": [-0.20, -0.01, -0.15, -0.05, -0.12],  # below 0, but not beyond -0.05
+        "a3po": [-0.30, 0.25, -0.20, 0.15, -0.20],  # mean -0.06, the interval holds 0
     }
     records = [RunRecord("recompute", s, reward={0: r}) for s, r in enumerate(base, 1)]
     for arm, d in shifts.items():
@@ -348,11 +415,156 @@ def test_arms_tables_no_claim_holding_zero_plans_seeds_and_below_zero_says_why()
             for s, (r, x) in enumerate(zip(base, d, strict=True), 1)
         ]
     arms = summarize_arms(group_records(records), None, 1)
-    assert [a.verdicts["reward"] for a in arms[1:]] == [stats.NO_CLAIM, stats.NO_CLAIM]
-    planned = stats.seeds_for_noninferiority(arms[1].reward_difference, 0.05)
+    by = {a.label: a for a in arms}
+    assert [a.verdicts["reward"] for a in arms[1:]] == [stats.NO_CLAIM, stats.WORSE, stats.NO_CLAIM]
+    step = by["a3po-step"].reward_difference
+    equal = stats.seeds_for_noninferiority(step, 0.05)
+    seen = stats.seeds_for_noninferiority(step, 0.05, true_difference=step.estimate)
     text = "\n".join(arms_tables(arms, 0.05, None))
     cells = [[c.strip() for c in r.strip("|").split("|")] for r in text.splitlines()]
-    row = {c[0]: c for c in cells if len(c) == 6}  # the reward table
-    assert row["a3po-step"][-1] == str(planned) and planned > 5
-    assert row["behave"][-1] == "n/a: below the baseline (interval under 0)"
+    header = next(c for c in cells if c[0] == "arm" and "reward" in c)
+    assert header[1] == "reward of record per seed (training reward, mean of the last 1 steps)"
+    assert tuple(header[-2:]) == PLAN_COLUMNS
+    row = {c[0]: c for c in cells if len(c) == 7}  # the reward table
+    assert row["a3po-step"][-2:] == [str(equal), str(seen)] and equal > seen > 5
+    assert row["behave"][-3:] == ["worse than baseline", "", ""]
+    assert row["a3po"][-1] == "never" and row["a3po"][-2].isdigit()
+    assert "n/a: below the baseline" not in text
+    assert "two-sided 95 % interval's lower bound (a one-sided 2.5 % test) clears -0.05" in text
+    assert "with 80 % probability, if the arms were equal" in text
     assert "from 5 seeds that spread is known only to within 0.60 to 2.87 times itself" in text
+    assert planning_text(by["a3po-step"]) == (
+        "planned seeds for one at 80 % power, 95 % two-sided (2.5 % one-sided) interval, spread "
+        f"seen: {equal} if the arms are equal, {seen} if the difference seen is true"
+    )
+    assert planning_text(by["behave"]) == ""
+    assert planning_text(by["a3po"]).endswith("never if the difference seen is true")
+
+
+def _kept_study(kept, name: str, records, providers: list[str]) -> None:
+    from areal_a3po.report.record import write_records
+
+    write_records(records, str(kept / name / "runs"))
+    meta = {
+        "providers": providers,
+        "command": ["-m", "areal_a3po.cli", "compare", "--seeds", "1,2,3"],
+        "started_utc": "t0", "finished_utc": "t1",
+        "machine": {"cpus": 2, "platform": "test"},
+    }  # fmt: skip
+    (kept / name / "study.json").write_text(json.dumps(meta))
+
+
+def _update_docs(kept, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "benchmarks")))
+    import studies
+    import update_docs
+
+    monkeypatch.setattr(studies, "KEPT", kept)
+    monkeypatch.setattr(update_docs, "KEPT", kept)
+    return studies, update_docs
+
+
+def _rows(table: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+
+
+def test_update_docs_choosing_repeated_study_rows_are_labelled_as_the_repeat(
+    seed_runs, tmp_path, monkeypatch
+):
+    """A study with ``repeat_of`` has its own rows in the Choosing table, labelled as the repeat,
+    after the rows of the study it repeats."""
+    import shutil
+
+    dirs, labels, seeds = seed_runs
+    names = {"recompute": "recompute", "same": "a3po-step", "fast": "a3po"}
+    out = tmp_path / "out"
+    rp.compare(dirs, str(out), labels=[names[x] for x in labels], seeds=seeds, last_n=2)
+    kept = tmp_path / "kept"
+    providers = ["recompute", "a3po", "a3po-step", "loglinear"]
+    for name in ("tiny-mb4", "tiny-mb4-repeat"):
+        shutil.copytree(out / rp.RECORDS_DIR, kept / name / "runs")
+        _kept_study(kept, name, [], providers)
+    # the repeat: a3po-step's seed 2 a little lower, so that its row differs from the first's
+    path = kept / "tiny-mb4-repeat" / "runs" / "a3po-step_seed2.json"
+    rec = json.loads(path.read_text())
+    rec["reward"] = {k: v - 0.02 for k, v in rec["reward"].items()}
+    path.write_text(json.dumps(rec))
+    _, update_docs = _update_docs(kept, monkeypatch)
+    rows = _rows(update_docs.choosing())
+    first = [r for r in rows if r[0] == "tiny-mb4"]
+    again = [r for r in rows if r[0] == "tiny-mb4-repeat (repeat of tiny-mb4)"]
+    assert [r[2] for r in first] == [r[2] for r in again] == ["a3po", "a3po-step"]
+    assert rows.index(again[0]) == rows.index(first[-1]) + 1
+    assert all(r[6] == "training reward, mean of the last 5 steps" for r in first + again)
+    assert first[0][7:] == again[0][7:]  # a3po: the same records, the same row
+    assert first[1][8] != again[1][8]  # a3po-step: the repeat's own reward difference
+    assert again[1][8] == update_docs.value("choice:tiny-mb4-repeat:a3po-step:reward")
+
+
+def test_update_docs_held_out_study_tables_name_the_mean_of_last_evals(tmp_path, monkeypatch):
+    """A held-out study (smollm2-mb4) in every table: the Choosing row, the study block's
+    paragraph and reward table, and the inline values name the reward of record; the window's
+    values (docs/compare.md) give the final evaluation alone with last_evals 1."""
+    from areal_a3po.report import stats
+    from areal_a3po.report.seeds import interval_text
+
+    base = [[0.1, 0.2, 0.3, 0.3, 0.3], [0.1, 0.2, 0.2, 0.3, 0.4], [0.1, 0.3, 0.3, 0.2, 0.4]]
+    arm = [[0.1, 0.4, 0.4, 0.4, 0.1], [0.1, 0.4, 0.3, 0.3, 0.2], [0.1, 0.3, 0.4, 0.4, 0.2]]
+    kept = tmp_path / "kept"
+    records = _eval_records({"recompute": base, "a3po-step": arm})
+    _kept_study(kept, "smollm2-mb4", records, ["recompute", "a3po-step"])
+    studies, update_docs = _update_docs(kept, monkeypatch)
+    study = studies.STUDIES["smollm2-mb4"]
+    # the kept smollm2-mb4 is withdrawn (its behaviour log-probs): the verdict is read unwithdrawn
+    monkeypatch.setitem(studies.STUDIES, study.name, dataclasses.replace(study, withdrawn=None))
+    source = "held-out reward, mean of the last 3 evaluations"
+    row = next(r for r in _rows(update_docs.choosing()) if r[0] == "smollm2-mb4")
+    last3 = stats.difference_ci({1: 0.3, 2: 0.8 / 3, 3: 1.0 / 3}, {1: 0.3, 2: 0.3, 3: 0.3})
+    assert row[6] == source and row[8] == interval_text(last3) == "0.000 [-0.083, 0.083]"
+    assert row[9].startswith("trainer: within noise; reward: no claim (planned seeds for one at ")
+    block = update_docs.study_block(studies.STUDIES["smollm2-mb4"], tmp_path / "plots")
+    assert f"reward of record: {source});" in block
+    assert f"reward of record per seed ({source})" in block
+    assert update_docs.value("record:smollm2-mb4") == source
+    assert update_docs.value("window:smollm2-mb4:a3po-step:3:reward") == row[8]
+    final = stats.difference_ci({1: 0.1, 2: 0.2, 3: 0.2}, {1: 0.3, 2: 0.4, 3: 0.4})
+    assert update_docs.value("window:smollm2-mb4:a3po-step:1:reward") == interval_text(final)
+    assert update_docs.value("window:smollm2-mb4:a3po-step:3:planned").isdigit()
+
+
+def test_update_docs_withdrawn_study_keeps_its_numbers_and_says_withdrawn(tmp_path, monkeypatch):
+    """A withdrawn study stays in the tables with its intervals, its verdict replaced by why."""
+    base = [[0.1, 0.2, 0.3, 0.3, 0.3], [0.1, 0.2, 0.2, 0.3, 0.4], [0.1, 0.3, 0.3, 0.2, 0.4]]
+    kept = tmp_path / "kept"
+    records = _eval_records({"recompute": base, "a3po-step": base})
+    _kept_study(kept, "smollm2-mb4", records, ["recompute", "a3po-step"])
+    studies, update_docs = _update_docs(kept, monkeypatch)
+    study = dataclasses.replace(studies.STUDIES["smollm2-mb4"], withdrawn="a reason")
+    monkeypatch.setitem(studies.STUDIES, study.name, study)
+    row = next(r for r in _rows(update_docs.choosing()) if r[0] == "smollm2-mb4")
+    assert row[8] == "0.000 [0.000, 0.000]" and row[9] == "withdrawn: a reason"
+    assert update_docs.value("choice:smollm2-mb4:a3po-step:verdict") == "withdrawn: a reason"
+    block = update_docs.study_block(study, tmp_path / "plots")
+    assert "**Withdrawn**: a reason. Kept as it ran, no longer evidence." in block
+
+
+def test_update_docs_eval_variance_constructed_runs_gives_ratio_to_binomial(tmp_path, monkeypatch):
+    """Within-run variance of the held-out evaluations over p (1 - p) / EVAL_SIZE."""
+    import statistics
+
+    from areal_a3po.embedded.gym_task import EVAL_SIZE
+
+    runs = {"recompute": [[0.1, 0.3, 0.2], [0.2, 0.2, 0.2]], "a3po-step": [[0.0, 0.4, 0.2]] * 2}
+    kept = tmp_path / "kept"
+    _kept_study(kept, "smollm2-mb4", _eval_records(runs), list(runs))
+    _, update_docs = _update_docs(kept, monkeypatch)
+    binomial = 0.2 * 0.8 / EVAL_SIZE  # every run's mean is 0.2
+    for arm, series in [(None, [x for v in runs.values() for x in v]), *runs.items()]:
+        within = statistics.fmean(statistics.variance(x) for x in series)
+        name = "eval_variance:smollm2-mb4" + (f":{arm}" if arm else "")
+        assert update_docs.value(name) == f"{within / binomial:.1f}"
+    assert update_docs.value("eval_variance:smollm2-mb4:a3po-step") != update_docs.value(
+        "eval_variance:smollm2-mb4:recompute"
+    )

@@ -75,7 +75,27 @@ def test_difference_whole_interval_beyond_margin_says_worse():
         == stats.inferior_text(0.05)
         == "worse than baseline by more than 0.05"
     )
-    assert stats.reward_verdict(d, margin=0.3) == stats.NO_CLAIM  # straddles -0.3
+    # straddles -0.3 but wholly below 0: a loss established, its size against 0.3 not known
+    assert stats.reward_verdict(d, margin=0.3) == stats.WORSE == "worse than baseline"
+
+
+def _iv(low: float, high: float) -> stats.Interval:
+    return stats.Interval((low + high) / 2, low, high, 5, "constructed")
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "expected"),
+    [
+        (-0.04, -0.01, "not worse than baseline by more than 0.05"),  # the first rung wins
+        (-0.20, -0.06, "worse than baseline by more than 0.05"),
+        (-0.20, -0.01, "worse than baseline"),  # below 0, holds -0.05: a loss, size unknown
+        (-0.20, 0.0, "no claim"),  # touches 0: no loss established
+        (-0.20, 0.05, "no claim"),
+    ],
+)
+def test_reward_verdict_interval_wholly_below_zero_says_worse_than_baseline(low, high, expected):
+    """The ladder: lower bound > -margin, upper < -margin, upper < 0, else no claim."""
+    assert stats.reward_verdict(_iv(low, high), 0.05) == expected
 
 
 def test_two_seeds_refuse_an_interval_with_a_clear_line():
@@ -169,13 +189,14 @@ def test_ten_pct_saving_detected_at_five_seeds_in_most_studies():
     assert false_alarm / N_STUDIES <= _accept_range(1 - stats.CONFIDENCE)[1]
 
 
-def _claims_share(n_seeds: int, sd: float, margin: float, seed: int) -> float:
-    """Share of N_STUDIES simulated equal-arm studies whose reward verdict is non-inferior."""
+def _claims_share(n_seeds: int, sd: float, margin: float, seed: int, true: float = 0.0) -> float:
+    """Share of N_STUDIES simulated studies (true difference ``true``; 0: equal arms) whose reward
+    verdict is non-inferior."""
     rng = np.random.default_rng(seed)
     claims = 0
     for _ in range(N_STUDIES):
-        base = rng.uniform(0.2, 0.6, size=n_seeds)  # seeds differ; the arms do not
-        arm = base + sd * rng.standard_normal(n_seeds)
+        base = rng.uniform(0.2, 0.6, size=n_seeds)  # seeds differ; the arms by ``true``
+        arm = base + true + sd * rng.standard_normal(n_seeds)
         d = stats.difference_ci(dict(enumerate(arm)), dict(enumerate(base)))
         claims += stats.reward_verdict(d, margin) == stats.noninferior_text(margin)
     return claims / N_STUDIES
@@ -198,6 +219,29 @@ def test_seeds_for_noninferiority_planned_n_gives_the_claim_in_power_share_of_eq
     assert stats.seeds_for_noninferiority(stats.difference_ci({1: 0.4}, {1: 0.5})) is None
     tiny_margin = stats.seeds_for_noninferiority(d, 0.001)
     assert tiny_margin is None  # beyond MAX_PLANNED_SEEDS
+
+
+@pytest.mark.parametrize("true", [-0.02, 0.02])
+def test_seeds_for_noninferiority_at_observed_difference_gives_claim_in_power_share(true):
+    """Planned at a true difference other than 0 (the one seen): simulated studies of that n, with
+    that difference and the spread, claim non-inferiority in about POWER of them (binomial
+    tolerance at 99.9 %); one seed fewer has less than POWER; the figure moves the right way
+    against the equal-arms one; and at or below -margin no n gives the claim ("never": None)."""
+    diffs = np.array([-0.1, -0.05, 0.0, 0.05, 0.1])
+    diffs *= 0.1 / diffs.std(ddof=1)  # per-seed differences with sd exactly 0.1
+    base = {s: 0.5 for s in SEEDS5}
+    d = stats.difference_ci({s: 0.5 + x for s, x in zip(SEEDS5, diffs, strict=True)}, base)
+    equal = stats.seeds_for_noninferiority(d, 0.05)
+    n = stats.seeds_for_noninferiority(d, 0.05, true_difference=true)
+    # the normal approximation (1.96 + 0.84)^2 (0.1 / (true + 0.05))^2: 87 and 16; t adds a few
+    assert (n > equal and 87 <= n <= 92) if true < 0 else (n < equal and 16 <= n <= 20)
+    lo, hi = _accept_range(stats.POWER)
+    share = _claims_share(n, 0.1, 0.05, seed=31, true=true)
+    assert lo <= share <= hi, f"planned {n}: claims in {share:.3f}, not in [{lo}, {hi}]"
+    nc_before = (true + 0.05) * np.sqrt(n - 1) / 0.1
+    assert st.nct.sf(st.t.ppf(0.975, n - 2), n - 2, nc_before) < stats.POWER  # the smallest n
+    for never in (-0.05, -0.08):
+        assert stats.seeds_for_noninferiority(d, 0.05, true_difference=never) is None
 
 
 def test_sd_interval_factors_cover_the_true_sd_by_simulation():

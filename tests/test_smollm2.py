@@ -5,8 +5,8 @@
   in a Qwen2 container (zero q/k/v biases; why: ``smollm2.convert``) without quantisation config
   and with untied embeddings, and is never written over a directory it did not build.
 * reasoning-gym's scorer, through the task's reward function (``embedded/gym_task.py``): 1 for the
-  reference answer in a chat completion, 0 for a wrong one or none; the held-out split shares no
-  generator seed and no question with the training split.
+  reference answer in a chat completion, 0 for a wrong one or none; one held-out set for every
+  seed, sharing no generator seed and no question with any seed's training split.
 * The ``single-controller, local`` header line of ``recipes/cpu_smollm2_recompute.yaml``, run as
   written for 2 steps (slow; areal 1.0.4 leg only): ``ppo_actor`` stats and the held-out
   ``eval-rollout/reward`` in tensorboard. One launcher run per CI: the converted model is built
@@ -137,21 +137,56 @@ def test_reward_reference_answer_scores_one_wrong_or_missing_zero():
         assert reward("") == 0.0
 
 
+SEEDS = (1, 2, 3, 7, 42)
+
+
 @pytest.mark.version_independent
-def test_heldout_split_disjoint_seeds_and_questions():
+def test_heldout_set_several_seeds_identical_rows():
+    from areal_a3po.embedded import gym_task, train_gym
+
+    held = {seed: train_gym.build_splits(seed, 256)[1] for seed in SEEDS}
+    first = held[SEEDS[0]]
+    assert len(first) == gym_task.EVAL_SIZE
+    assert len({gym_task.question(r) for r in first}) == gym_task.EVAL_SIZE  # distinct questions
+    assert {r["rg_seed"] for r in first} == {gym_task.HELDOUT_SEED}
+    assert all(rows == first for rows in held.values())  # the same prompts, answers and indices
+    for seed in SEEDS:  # while each seed trains on its own reasoning-gym seed's items
+        assert {r["rg_seed"] for r in train_gym.build_splits(seed, 256)[0]} == {seed}
+    assert gym_task.heldout_digest(first) == gym_task.heldout_digest()
+
+
+@pytest.mark.version_independent
+def test_training_splits_several_seeds_exclude_heldout_questions_and_keep_size():
     from areal_a3po.embedded import gym_task
 
-    train = gym_task.build_rows(seed=1, size=1024)
-    held = gym_task.build_heldout_rows(1, train)
-    assert len(held) == gym_task.EVAL_SIZE
-    train_seeds = {r["rg_seed"] + r["rg_index"] for r in train}  # reasoning-gym: Random(seed + i)
-    held_seeds = {r["rg_seed"] + r["rg_index"] for r in held}
-    assert not train_seeds & held_seeds
-    assert not {r["messages"][0]["content"] for r in train} & {
-        r["messages"][0]["content"] for r in held
-    }
+    held = gym_task.build_heldout_rows()
+    held_q = {gym_task.question(r) for r in held}
+    held_gen = {r["rg_seed"] + r["rg_index"] for r in held}  # reasoning-gym: Random(seed + i)
+    skipped = 0
+    for seed in SEEDS:
+        train = gym_task.build_train_rows(seed, 1024)
+        assert len(train) == 1024
+        assert not {gym_task.question(r) for r in train} & held_q
+        assert not {r["rg_seed"] + r["rg_index"] for r in train} & held_gen
+        assert train == gym_task.build_train_rows(seed, 1024)  # deterministic
+        drawn = train[0]["rg_size"]
+        raw = gym_task.build_rows(seed, drawn)  # the same items, held-out questions kept
+        assert train == [{**r, "rg_size": drawn} for r in raw if gym_task.question(r) not in held_q]
+        skipped += drawn - len(train)
+    assert skipped > 0  # without the filter, training would have shown held-out questions
+
+
+@pytest.mark.version_independent
+def test_split_meeting_heldout_generator_seeds_raises():
+    from areal_a3po.embedded import gym_task
+
     with pytest.raises(ValueError, match="overlaps the held-out split"):
-        gym_task.build_rows(seed=1, size=gym_task.EVAL_SEED_OFFSET)
+        gym_task.build_rows(seed=gym_task.HELDOUT_SEED - 10, size=100)
+    with pytest.raises(ValueError, match="overlaps the held-out split"):
+        gym_task.build_train_rows(seed=gym_task.HELDOUT_SEED - 1000, size=1024)
+    with pytest.raises(ValueError, match="overlaps the held-out split"):
+        gym_task.build_rows(seed=1, size=gym_task.HELDOUT_SEED)
+    assert len(gym_task.build_rows(seed=gym_task.HELDOUT_SEED - 100, size=100)) == 100
 
 
 @pytest.mark.version_independent  # the recipe against the task: leg 1 builds the model once
@@ -159,8 +194,8 @@ def test_recipe_micro_batch_cap_holds_one_sequence_of_the_task(load_recipe, tmp_
     from areal_a3po.embedded import gym_task, train_gym
 
     cfg = load_recipe(RECIPE, tmp_path, f"actor.path={smollm2_dir}")
-    train = gym_task.build_rows(cfg.seed, train_gym.DATASET_SIZE)
-    lens = gym_task.prompt_lengths(smollm2_dir, [*train, *gym_task.build_heldout_rows(1, train)])
+    train, held = train_gym.build_splits(cfg.seed, train_gym.DATASET_SIZE)
+    lens = gym_task.prompt_lengths(smollm2_dir, [*train, *held])
     train_gym.check_micro_batches(cfg, lens)
     cfg.gconfig.max_new_tokens = 200
     with pytest.raises(ValueError, match="actor.mb_spec.max_tokens_per_mb=96: must be >="):

