@@ -206,13 +206,20 @@ def run(study: Study, out: Path, kept: Path, chosen: str | None = None) -> int:
         "study": asdict(study),
         "providers": providers(study, chosen),
         "command": cmd[1:],
-        "started_utc": started.isoformat(timespec="seconds"),
-        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        **stamp(started),
     }
     (kept / STUDY_JSON).write_text(json.dumps(meta, indent=1) + "\n")
     print(f"{study.name}: kept {len(list((kept / RUNS).glob('*.json')))} run records in {kept}")
     return 0
+
+
+def stamp(started: datetime.datetime) -> dict:
+    """When a kept study ran (UTC, from ``started`` to now) and on what machine."""
+    return {
+        "started_utc": started.isoformat(timespec="seconds"),
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    }
 
 
 def main() -> int:

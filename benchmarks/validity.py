@@ -28,8 +28,6 @@ import argparse
 import datetime
 import json
 import math
-import os
-import platform
 import shutil
 import sys
 from dataclasses import dataclass
@@ -227,6 +225,8 @@ def expected_seconds(n_seeds: int, steps: int = STEPS) -> float:
 
 def run(seeds: list[int], steps: int, out: Path, kept: Path, minibatches: int = MINIBATCHES) -> int:
     """The recompute twin once per seed (resumable), then its records kept in ``kept/runs``."""
+    from studies import stamp  # the sibling script: when and where a kept study ran
+
     from areal_a3po.embedded import runner
     from areal_a3po.report.load import load_scalars
 
@@ -267,9 +267,7 @@ def run(seeds: list[int], steps: int, out: Path, kept: Path, minibatches: int = 
         "staleness": STALENESS,
         "overrides": extra,
         "untrained": str(UNTRAINED.relative_to(ROOT)),
-        "started_utc": started.isoformat(timespec="seconds"),
-        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        **stamp(started),
     }
     (kept / META_JSON).write_text(json.dumps(meta, indent=1) + "\n")
     print(f"validity: kept {len(records)} run records in {kept}\n{result.verdict}")
