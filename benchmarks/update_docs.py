@@ -63,6 +63,7 @@ from studies import (  # noqa: E402 - the sibling script
     study_arms,
 )
 
+from areal_a3po.mismatch import WARN_ABS_DLOGP, WARN_MIN_TOKENS  # noqa: E402
 from areal_a3po.report import stats  # noqa: E402
 from areal_a3po.report.plots import write_seed_plots  # noqa: E402
 from areal_a3po.report.record import read_records  # noqa: E402
@@ -310,6 +311,8 @@ VALUES = {
     "bench_extra": lambda: _bench_value(_EXTRA),
     "bench_recompute": lambda: _bench_value(_RECOMPUTE),
     "bench_monitor_ratio": lambda: _bench_value(_MONITOR, optional=True),
+    "mismatch_warn": lambda: f"{WARN_ABS_DLOGP:g}",
+    "mismatch_min_tokens": lambda: str(WARN_MIN_TOKENS),
     "bench_smollm2_cost_ratio": lambda: _bench_value(_RATIO, BENCH_SMOLLM2),
     "bench_smollm2_extra": lambda: _bench_value(_EXTRA, BENCH_SMOLLM2),
     "bench_smollm2_recompute": lambda: _bench_value(_RECOMPUTE, BENCH_SMOLLM2),

@@ -75,7 +75,7 @@ MISMATCH_NOTE = (
     "evaluates with the very weights that generated them (lag 0 on PPO minibatch 0; every "
     "minibatch where the recompute ran), from `ppo_actor/a3po/mismatch/abs_dlogp`. It is not "
     "staleness: it measures the behaviour log-probs themselves (healthy: ~0 in fp32, 0.01 to 0.04 "
-    "in bf16; above 0.05 the plugin warns, docs/metrics.md)."
+    "in bf16; the plugin warns above its threshold, docs/metrics.md)."
 )
 RECOMPUTED_SECTION: tuple[Column, ...] = (
     ("run", "label"),
