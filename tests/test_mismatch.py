@@ -90,3 +90,26 @@ def test_mismatch_warning_text_names_the_causes_in_order_and_the_keys():
         "ppo_actor/a3po/mismatch",
     ):
         assert part in text, part
+
+
+def test_mismatch_eps_clip_at_least_one_has_no_lower_clip_bound():
+    """CISPO-style eps_clip >= 1: the clip range has no lower bound (was a math domain error)."""
+    from areal.utils import stats_tracker
+
+    delta = torch.tensor([-3.0, -0.5, 0.0, 0.25, 4.0])  # log pi_trainer - log pi_behave
+    n = len(delta)
+    data = {
+        "logprobs": torch.zeros(n),
+        "loss_mask": torch.ones(n, dtype=torch.bool),
+        "versions": torch.full((n,), 5, dtype=torch.int32),
+    }
+    stats_tracker.export()
+    mismatch._WARNED[0] = True  # the statistics only
+    with stats_tracker.scope("ppo_actor"), mismatch.per_update(eps_clip=10.0, eps_clip_higher=1.0):
+        mismatch.record(delta, data, {"current_version": 5}, 0, aligned=True)
+    stats = stats_tracker.export()
+    assert stats[OUTSIDE] == pytest.approx(1 / n)  # only exp(4) > 1 + 1: nothing below
+    assert stats[ABS] == pytest.approx(float(delta.abs().mean()))
+    assert stats[N] == n
+    update = mismatch._Update(10.0, 1.0, None, [])
+    assert "[0, 2]" in mismatch.warning_text(n, 1.0, 0.0, 0.2, update)
