@@ -195,13 +195,12 @@ def _maybe_warn(
     delta: torch.Tensor,
     outside: torch.Tensor,
 ) -> None:
-    """One host sync per update, only until the process has warned."""
-    n, abs_sum, sum_, n_out = torch.stack(
-        [fresh.sum(), abs_delta.sum(), delta.sum(), outside.sum()]
-    ).tolist()
+    """One host sync of two sums per update, only until the process has warned."""
+    n, abs_sum = torch.stack([fresh.sum(), abs_delta.sum()]).tolist()
     if n < WARN_MIN_TOKENS or abs_sum / n <= WARN_ABS_DLOGP:
         return
     _WARNED[0] = True
+    sum_, n_out = torch.stack([delta.sum(), outside.sum()]).tolist()
     from areal.utils import logging
 
     logging.getLogger("A3POMismatch").warning(
