@@ -279,13 +279,10 @@ def _eval_size() -> int:
     return EVAL_SIZE
 
 
-def _bench_value(pattern: str, path: Path = BENCH, optional: bool = False) -> str:
-    """A number from a kept bench output; ``optional``: a line older outputs lack (not yet run)."""
+def _bench_value(pattern: str, path: Path = BENCH) -> str:
     if not path.exists():
         return NOT_RUN
     m = re.search(pattern, path.read_text())
-    if not m and optional:
-        return NOT_RUN
     if not m:
         raise ValueError(f"{path}: no match for {pattern!r}: was it written by bench_trainer.py?")
     return m.group(1)
@@ -310,7 +307,7 @@ VALUES = {
     "bench_cost_ratio": lambda: _bench_value(_RATIO),
     "bench_extra": lambda: _bench_value(_EXTRA),
     "bench_recompute": lambda: _bench_value(_RECOMPUTE),
-    "bench_monitor_ratio": lambda: _bench_value(_MONITOR, optional=True),
+    "bench_monitor_ratio": lambda: _bench_value(_MONITOR),
     "mismatch_warn": lambda: f"{WARN_ABS_DLOGP:g}",
     "mismatch_min_tokens": lambda: str(WARN_MIN_TOKENS),
     "bench_smollm2_cost_ratio": lambda: _bench_value(_RATIO, BENCH_SMOLLM2),
