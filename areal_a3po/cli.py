@@ -87,7 +87,11 @@ def _compare(args: argparse.Namespace) -> int:
     if not runs:  # the embedded default: the CPU recipe twins through AReaL's local scheduler
         from areal_a3po.embedded import runner, testbeds
 
-        providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+        providers = (
+            [p.strip() for p in args.providers.split(",") if p.strip()]
+            if args.providers
+            else runner.default_providers()
+        )
         stalenesses = _int_list(args.staleness or str(runner.DEFAULT_STALENESS), "--staleness")
         seeds = _int_list(args.seed or "1", "--seeds")
         bed = testbeds.get(args.testbed)
@@ -165,6 +169,7 @@ def _compare(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             target=args.target_reward,
             margin=args.margin,
+            provider_notes=_provider_notes(run_providers),
         )
     except (FileNotFoundError, RunDataError) as exc:  # a run dir that cannot be read: no report
         print(f"a3po compare: error: {exc}", file=sys.stderr)
@@ -175,6 +180,18 @@ def _compare(args: argparse.Namespace) -> int:
         if path.endswith(".png"):
             print(f"plot {name}: {path}")
     return 0
+
+
+def _provider_notes(providers: list[str] | None) -> dict[str, str]:
+    """Provider -> the first line of its registered description, for the report."""
+    from areal_a3po import registry
+
+    known = registry.providers()
+    return {
+        p: known[p].description.splitlines()[0]
+        for p in dict.fromkeys(providers or [])
+        if p in known and known[p].description
+    }
 
 
 def _recipe(args: argparse.Namespace) -> int:
@@ -212,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument(
         "--warmup", type=int, default=None, help="timed steps skipped (default: auto)"
     )
-    p_cmp.add_argument("--providers", default="recompute,a3po", help="embedded default: arms")
+    p_cmp.add_argument(
+        "--providers",
+        default=None,
+        help="embedded default: arms, comma separated (default recompute,a3po-step: the twins' "
+        "own methods; the paper's A-3PO is one more: recompute,a3po-step,a3po)",
+    )
     p_cmp.add_argument("--steps", type=int, default=None, help="embedded default: training steps")
     p_cmp.add_argument(
         "--staleness",

@@ -200,7 +200,8 @@ A3PO = Provider(
     a3po_log,
     needs_versions=True,
     finite=True,
-    description="A-3PO, log-space interpolation with weight k/d (arXiv 2512.06547).",
+    description="A-3PO as in the paper (arXiv 2512.06547): log-space interpolation with weight "
+    "k/d, anchored k versions behind the current policy.",
 )
 A3PO_LINEAR = Provider(
     a3po_prob,
@@ -214,8 +215,9 @@ A3PO_STEP = Provider(
     finite=True,
     uses_train_logp=True,
     exact=lambda inp: inp.minibatch == 0,
-    description="Log-space interpolation anchored at the start of the step (AReaL's recompute "
-    "point): weight (k/K)/(d + k/K) on minibatch k of K; exact on minibatch 0.",
+    description="A-3PO anchored at the start of the step, where AReaL's recompute evaluates the "
+    "policy (the recommended switch): log-space interpolation with weight (k/K)/(d + k/K) on PPO "
+    "minibatch k of K; exact on minibatch 0.",
 )
 BEHAVE = Provider(
     behave,

@@ -44,6 +44,10 @@ KEPT = ROOT / "docs" / "benchmarks" / "smollm2-validity"
 RUNS = "runs"  # KEPT/runs/recompute_seed<S>.json
 META_JSON = "validity.json"
 UNTRAINED = ROOT / "docs" / "benchmarks" / "smollm2" / "heldout_untrained.json"
+# The same score through AReaL's evaluator: the recompute twin for one step at learning rate 0
+# (the evaluation after step 0 then scores the untrained weights), kept by ``validity.py untrained``.
+UNTRAINED_AREAL_JSON = "untrained_areal.json"
+UNTRAINED_OVERRIDES = ["actor.optimizer.lr=0"]
 PROVIDER = "recompute"
 TESTBED = "smollm2"
 STEPS = 20
@@ -185,7 +189,7 @@ def markdown(directory: Path = KEPT, untrained_path: Path = UNTRAINED) -> str:
         f" reward of record: the mean of the last {LAST_EVALS} evaluations; gain: that minus the"
         f" untrained model's greedy score on the same set, {untrained:.4f}"
         f" ([heldout_untrained.json](benchmarks/smollm2/heldout_untrained.json), vLLM CPU,"
-        f" `benchmarks/smollm2_pass_rate.py`):",
+        f" `benchmarks/smollm2_pass_rate.py`).{untrained_line(directory, untrained)}",
         "",
         pipe_table(header, rows),
         "",
@@ -193,6 +197,24 @@ def markdown(directory: Path = KEPT, untrained_path: Path = UNTRAINED) -> str:
         f" ({round(g.confidence * 100)} % Student-t interval across seeds). **{result.verdict}**.",
     ]
     return "\n".join(out) + "\n"
+
+
+def untrained_line(directory: Path, untrained: float) -> str:
+    """The cross-check of the untrained score through AReaL's evaluator, where it was kept."""
+    path = Path(directory) / UNTRAINED_AREAL_JSON
+    if not path.is_file():
+        return ""
+    from areal_a3po.embedded import gym_task
+
+    kept = json.loads(path.read_text())
+    same = abs(kept["eval_reward"] - untrained) < 0.5 / gym_task.EVAL_SIZE  # within half a prompt
+    agree = "the same" if same else "NOT the same"
+    return (
+        f" Cross-check through AReaL's own evaluator: the `{PROVIDER}` twin for one step at "
+        f"learning rate 0 (`{' '.join(kept['overrides'])}`: the evaluation after step 0 scores "
+        f"the untrained weights) reads {kept['eval_reward']:.4f}, {agree} score"
+        f" ([{UNTRAINED_AREAL_JSON}](benchmarks/smollm2-validity/{UNTRAINED_AREAL_JSON}))."
+    )
 
 
 def _f(value: float | None) -> str:
@@ -274,6 +296,40 @@ def run(seeds: list[int], steps: int, out: Path, kept: Path, minibatches: int = 
     return 0
 
 
+def keep_untrained(out: Path, kept: Path) -> int:
+    """The untrained model's held-out score through AReaL's evaluator (the recompute twin, one
+    step at learning rate 0), kept beside the study's records; a finished run is reused."""
+    from areal_a3po.embedded import runner
+    from areal_a3po.report.load import load_scalars
+
+    res = runner.run_arm(
+        PROVIDER, out, steps=1, staleness=0, seed=1, label="untrained_lr0", progress=False,
+        extra_overrides=UNTRAINED_OVERRIDES, testbed=TESTBED,
+    )  # fmt: skip
+    data = load_scalars(res.run_dir)
+    key = data.find(["eval-rollout/reward"], allow_eval=True)
+    if key is None or 0 not in data.scalars[key]:
+        raise SystemExit(f"{res.run_dir}: no held-out evaluation after step 0")
+    value = float(data.scalars[key][0])
+    kept.mkdir(parents=True, exist_ok=True)
+    record = {
+        "what": "held-out reward of the untrained model through AReaL's evaluator",
+        "eval_reward": value,
+        "eval_reward_key": key,
+        "provider": PROVIDER,
+        "testbed": TESTBED,
+        "steps": 1,
+        "overrides": UNTRAINED_OVERRIDES,
+        "command": res.command,
+        "start": res.start,
+        "offline_score": untrained_score(),
+    }
+    (kept / UNTRAINED_AREAL_JSON).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"validity: untrained held-out score through AReaL's evaluator {value:.4f} "
+          f"(offline {record['offline_score']:.4f}); kept in {kept / UNTRAINED_AREAL_JSON}")  # fmt: skip
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -283,12 +339,17 @@ def main() -> int:
     p_run.add_argument("--minibatches", type=int, default=MINIBATCHES)
     p_run.add_argument("--out", type=Path, default=ROOT / "runs" / "smollm2-validity")
     p_run.add_argument("--kept", type=Path, default=KEPT)
+    p_unt = sub.add_parser("untrained", help="the untrained score through AReaL's evaluator")
+    p_unt.add_argument("--out", type=Path, default=ROOT / "runs" / "smollm2-untrained")
+    p_unt.add_argument("--kept", type=Path, default=KEPT)
     p_tab = sub.add_parser("table", help="the markdown of the kept records")
     p_tab.add_argument("--kept", type=Path, default=KEPT)
     args = ap.parse_args()
     if args.cmd == "table":
         print(markdown(args.kept), end="")
         return 0
+    if args.cmd == "untrained":
+        return keep_untrained(args.out.resolve(), args.kept.resolve())
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     if len(set(seeds)) != len(seeds) or not seeds:
         raise SystemExit(f"--seeds: distinct seeds needed, got {args.seeds}")

@@ -27,6 +27,16 @@ LAUNCHERS = {
 GPU_RECIPES = [p for p in RECIPES if yaml.safe_load(p.read_text())["cluster"]["n_gpus_per_node"]]
 
 
+def twin_methods(pair: str) -> tuple[str, str]:
+    """(baseline, A-3PO twin) ``actor.prox_logp_method`` of a pair: the CPU twins run the embedded
+    default's A-3PO arm (``a3po-step``, the recommended switch), the GPU pairs the paper's ``a3po``.
+    """
+    from areal_a3po.embedded.arms import BASELINE_PROVIDER, TWIN_PROVIDER
+
+    cpu = twin(pair, TWINS[1]) not in GPU_RECIPES
+    return BASELINE_PROVIDER, TWIN_PROVIDER if cpu else "a3po"
+
+
 def header(recipe: Path) -> list[str]:
     lines = recipe.read_text().splitlines()
     return lines[: next(i for i, line in enumerate(lines) if not line.startswith("#"))]

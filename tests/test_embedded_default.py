@@ -105,7 +105,7 @@ def test_recipe_fileroot_override_moves_model_logs_and_name_records(recipe_confi
     cfg = load("seed=3")
     assert cfg.actor.path == f"{root}/models/tiny-seed3" == cfg.tokenizer_path == cfg.vllm.model
     assert cfg.cluster.name_resolve.nfs_record_root == f"{root}/name_resolve"
-    assert cfg.stats_logger.tensorboard.path == f"{root}/tensorboard/a3po-cpu-tiny/a3po"
+    assert cfg.stats_logger.tensorboard.path == f"{root}/tensorboard/a3po-cpu-tiny/a3po_step"
     check_task_consistency(cfg)
     for spec in (*cfg.actor.scheduling_spec, *cfg.rollout.scheduling_spec):
         assert spec.gpu == 0 and "--host 127.0.0.1" in spec.cmd

@@ -29,9 +29,11 @@ from tests import harness as H
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 3
-TWINS = ("recompute", "a3po")
+TWINS = ("recompute", "a3po")  # the recipe twins
+ARMS = tuple(runner.default_providers())  # the main job's arms: recompute, a3po-step
+TWIN_OF = dict(zip(ARMS, TWINS, strict=True))  # the twin recipe each arm runs
 RECOMPUTE = "timeperf/recompute_logp"
-A3PO_STAT = "ppo_actor/update/compute_logp/a3po/approx_logp/avg"
+A3PO_STAT = f"ppo_actor/update/compute_logp/{ARMS[1]}/approx_logp/avg"
 STALENESS_MAX = "ppo_actor/update/version_stats/sample_staleness_theta_max"
 
 
@@ -59,13 +61,17 @@ def test_arm_plan_labels_only_swept_dimensions():
     assert labels[:2] == ["recompute_s2_seed1", "a3po_s2_seed1"] and len(set(labels)) == 8
 
 
-@pytest.mark.parametrize("provider", ["recompute", "a3po", "behave", "loglinear", "current"])
+@pytest.mark.parametrize(
+    "provider", ["recompute", "a3po-step", "a3po", "behave", "loglinear", "current"]
+)
 def test_arm_overrides_every_provider_loads_with_areal(provider, tmp_path, load_recipe):
     from areal_a3po.embedded import arms
 
     twin, overrides = arms.arm_overrides(provider, 3, tmp_path / "fr", 1, 8, "/m", f"{provider}_x")
     cfg = load_recipe(runner.recipe_path(twin), tmp_path / "fr", *overrides)
     assert cfg.actor.prox_logp_method == provider
+    # the twins' own methods run their recipe as written; every other provider is one override
+    assert any("prox_logp_method" in o for o in overrides) == (provider not in ARMS)
     assert cfg.rollout.max_head_offpolicyness == 8 and cfg.total_train_steps == 3
     # behave's pi_prox is pi_behave: the recipe's rejection sampling is dropped (it filters nothing)
     assert (cfg.actor.rejection_sampling is None) == (provider == "behave")
@@ -116,60 +122,62 @@ def main_job(tmp_path_factory):
     out = tmp_path_factory.mktemp("launcher")
     proc = subprocess.run(
         [str(REPO / "scripts" / "run_default.sh"), "--steps", str(STEPS), "--out", str(out),
-         "--providers", ",".join(TWINS), "--no-progress"],
+         "--no-progress"],
         cwd=REPO, capture_output=True, text=True, timeout=1500,
     )  # fmt: skip
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
     leftovers = procs.processes_mentioning(str(out))
     assert not leftovers, leftovers
-    summaries = {t: json.loads((out / t / "summary.json").read_text()) for t in TWINS}
+    summaries = {a: json.loads((out / a / "summary.json").read_text()) for a in ARMS}
     return out, summaries, proc.stdout
 
 
 @pytest.mark.slow
 def test_header_line_ran_as_written_for_both_twins(main_job):
     out, summaries, _ = main_job
-    for twin in TWINS:
-        recipe = runner.recipe_path(twin)
-        launched = (out / twin / "launch_cmd.txt").read_text().strip()
+    for arm in ARMS:
+        recipe = runner.recipe_path(TWIN_OF[arm])
+        launched = (out / arm / "launch_cmd.txt").read_text().strip()
         assert launched.startswith(f"RECIPE={shlex.quote(str(recipe))} bash -c ")
         assert f"exec {runner.header_command(recipe)} " in launched
-        assert f"total_train_steps={STEPS} cluster.fileroot={out / twin / 'areal'}" in launched
-        s = summaries[twin]
+        assert f"total_train_steps={STEPS} cluster.fileroot={out / arm / 'areal'}" in launched
+        assert "prox_logp_method" not in launched  # each arm runs its twin's own method
+        s = summaries[arm]
         assert len(s["rewards"]) == STEPS and s["first_step_s"] > 0, s
 
 
 @pytest.mark.slow
 def test_areal_local_scheduler_started_workers_and_vllm(main_job):
     out, _, _ = main_job
-    for twin in TWINS:
-        log = (out / twin / "controller.log").read_text(errors="replace")
+    for arm in ARMS:
+        log = (out / arm / "controller.log").read_text(errors="replace")
         for role in ("actor", "rollout"):
-            assert f"LocalScheduler INFO: Worker {role}/0 started" in log, (twin, role)
+            assert f"LocalScheduler INFO: Worker {role}/0 started" in log, (arm, role)
         assert "Created new worker via fork: eval-rollout/0" in log or "eval-rollout/0" in log
         bridge = (
             f"{sys.executable.rsplit('/', 1)[0]}/python3 -m areal_a3po.embedded.vllm_cpu.server"
         )
-        assert f"Launching vLLM server with command: {bridge}" in log, twin
+        assert f"Launching vLLM server with command: {bridge}" in log, arm
         assert "--host 127.0.0.1" in log.split("Launching vLLM server with command:")[1][:2000]
-        assert "reloaded weights from" in log, twin  # disk update reached vLLM's reload_weights
+        assert "reloaded weights from" in log, arm  # disk update reached vLLM's reload_weights
         assert "reload_weights(" not in log or "failed" not in log
 
 
 @pytest.mark.slow
 def test_tensorboard_logs_show_plugin_in_workers(main_job):
     out, summaries, _ = main_job
-    runs = {t: load_scalars(summaries[t]["run_dir"]).scalars for t in TWINS}
-    for twin, s in runs.items():
-        assert any(tag.startswith("ppo_actor/") for tag in s), twin
-        assert set(s["timeperf/train_step"]) == set(range(STEPS)), twin
+    runs = {a: load_scalars(summaries[a]["run_dir"]).scalars for a in ARMS}
+    for arm, s in runs.items():
+        assert any(tag.startswith("ppo_actor/") for tag in s), arm
+        assert set(s["timeperf/train_step"]) == set(range(STEPS)), arm
         rewards = list(s["rollout/reward"].values())
         assert all(math.isfinite(r) and 0.0 <= r <= 1.0 for r in rewards), rewards
-        assert max(s[STALENESS_MAX].values()) >= 2, twin  # stale rollouts reached the trainer
-    assert set(runs["recompute"][RECOMPUTE]) == set(range(STEPS))
-    assert RECOMPUTE not in runs["a3po"]  # compute_logp never ran in the a3po arm's actor worker
-    assert set(runs["a3po"][A3PO_STAT]) == set(range(STEPS))
-    assert A3PO_STAT not in runs["recompute"]
+        assert max(s[STALENESS_MAX].values()) >= 2, arm  # stale rollouts reached the trainer
+    base, a3po = ARMS
+    assert set(runs[base][RECOMPUTE]) == set(range(STEPS))
+    assert RECOMPUTE not in runs[a3po]  # compute_logp never ran in the A-3PO arm's actor worker
+    assert set(runs[a3po][A3PO_STAT]) == set(range(STEPS))
+    assert A3PO_STAT not in runs[base]
 
 
 @pytest.mark.slow
@@ -177,21 +185,27 @@ def test_reports_from_run_default_and_from_two_run_dirs(main_job, tmp_path):
     out, summaries, stdout = main_job
     report = json.loads((out / "report" / "report.json").read_text())
     rows = {row["label"]: row for row in report["table"]}
-    assert set(rows) == set(TWINS)
-    assert rows["recompute"]["recompute_logp_s"] > 0 and rows["a3po"]["recompute_logp_s"] == 0
-    assert rows["a3po"]["recompute_removed_share"] == 1.0
+    base, a3po = ARMS
+    assert set(rows) == set(ARMS) == {"recompute", "a3po-step"}
+    assert rows[base]["recompute_logp_s"] > 0 and rows[a3po]["recompute_logp_s"] == 0
+    assert rows[a3po]["recompute_removed_share"] == 1.0
     assert "recompute_logp" in stdout
     for name in ("report.md", "reward_vs_step.png", "step_time_breakdown.png"):
         assert (out / "report" / name).stat().st_size > 0
+    # One seed reads cleanly: which provider each arm ran, and no interval-less cells
+    md = (out / "report" / "report.md").read_text()
+    assert f"- `{a3po}`: A-3PO anchored at the start of the step" in md
+    assert f"- `{base}`: AReaL's recompute forward pass" in md
+    assert "no interval" not in md and "One seed per arm" in md
     a3po_bin = Path(sys.executable).parent / "a3po"
-    dirs = [summaries[t]["run_dir"] for t in TWINS]
+    dirs = [summaries[a]["run_dir"] for a in ARMS]
     proc = subprocess.run(
         [str(a3po_bin), "compare", *dirs, "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     again = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert [r["label"] for r in again["table"]] == list(TWINS)  # labels from the run dirs' names
+    assert [r["label"] for r in again["table"]] == list(ARMS)  # labels from the run dirs' names
 
 
 # ----------------------------------------------------------------------------- pacing

@@ -25,7 +25,8 @@ from areal_a3po.embedded import procs, runner
 from tests import harness as H
 
 STEPS = 3
-A3PO_STAT = "ppo_actor/update/compute_logp/a3po/approx_logp/avg"
+ARM = runner.default_providers()[1]  # the A-3PO twin's own method: its header line as written
+A3PO_STAT = f"ppo_actor/update/compute_logp/{ARM}/approx_logp/avg"
 HEAD_START_LIMIT_S = 120.0
 
 
@@ -81,7 +82,7 @@ def test_ray_header_line_trains_with_plugin_in_ray_workers(ray_head, tmp_path, m
     monkeypatch.setenv("RAY_ADDRESS", ray_head["address"])
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     res = runner.run_arm(
-        "a3po", tmp_path, steps=STEPS, label="a3po_ray", progress=False, scheduler="ray"
+        ARM, tmp_path, steps=STEPS, label="a3po_ray", progress=False, scheduler="ray"
     )
     launched = (tmp_path / "a3po_ray" / "launch_cmd.txt").read_text()
     assert "scheduler.type=ray" in launched

@@ -28,7 +28,14 @@ from tests.recipe_headers import (
     TWINS,
     header,
     twin,
+    twin_methods,
 )
+
+
+def trial_of(method: str) -> str:
+    """A twin's trial_name: its method, with '_' for '-' (AReaL: trial_name has no '-')."""
+    return method.replace("-", "_")
+
 
 SWEEP = (2, 4, 8)
 
@@ -99,9 +106,10 @@ def test_recipe_loads_with_areal_and_passes_plugin_validation(recipe, loaded):
     from areal_a3po.config import A3POConfig, validate_actor
 
     cfg = loaded(recipe)
-    which = recipe.stem.rsplit("_", 1)[1]
-    assert cfg.actor.prox_logp_method == which
-    assert cfg.trial_name == which
+    pair, which = recipe.stem.rsplit("_", 1)
+    method = dict(zip(TWINS, twin_methods(pair), strict=True))[which]
+    assert cfg.actor.prox_logp_method == method
+    assert cfg.trial_name == trial_of(method)  # the run's logs are named by what it ran
     assert cfg.actor.use_decoupled_loss is True
     assert cfg.actor.disable_dropout is True
     assert isinstance(cfg.actor.a3po, A3POConfig)
@@ -118,9 +126,11 @@ def test_recipe_loads_with_areal_and_passes_plugin_validation(recipe, loaded):
 def test_staleness_sweep_override_loads_and_sets_value(recipe, staleness, loaded):
     cfg = loaded(recipe, *sweep_overrides(recipe, staleness))
     assert cfg.rollout.max_head_offpolicyness == staleness
-    assert cfg.trial_name == f"{recipe.stem.rsplit('_', 1)[1]}_s{staleness}"
+    pair, which = recipe.stem.rsplit("_", 1)
+    method = dict(zip(TWINS, twin_methods(pair), strict=True))[which]
+    assert cfg.trial_name == f"{trial_of(method)}_s{staleness}"
     assert cfg.stats_logger.tensorboard.path.endswith(f"/{cfg.trial_name}")
-    assert cfg.actor.prox_logp_method == recipe.stem.rsplit("_", 1)[1]
+    assert cfg.actor.prox_logp_method == method
 
 
 @pytest.mark.parametrize("recipe", GPU_RECIPES, ids=lambda p: p.stem)
@@ -149,7 +159,8 @@ def test_pair_loaded_configs_differ_exactly_in_documented_keys(pair, staleness, 
     }
     assert differing == {"actor.prox_logp_method"} | trial_derived(flat_base)
     assert "actor.trial_name" in differing and TRIAL_DERIVED_EXTRA <= differing
-    assert (flat_base["actor.prox_logp_method"], flat_a3po["actor.prox_logp_method"]) == TWINS
+    methods = (flat_base["actor.prox_logp_method"], flat_a3po["actor.prox_logp_method"])
+    assert methods == twin_methods(pair)
     assert cfg_base.actor.should_compute_prox_logp() is True
     assert cfg_a3po.actor.should_compute_prox_logp() is False
 
@@ -174,8 +185,8 @@ def test_pair_files_differ_only_in_trial_name_and_proximal_block(pair):
         assert set(range(i1, i2)) <= allowed[0], texts[0][i1:i2]
         assert set(range(j1, j2)) <= allowed[1], texts[1][j1:j2]
     blocks = [[texts[k][i] for i in sorted(allowed[k])] for k in range(2)]
-    assert any("prox_logp_method: recompute" in line for line in blocks[0])
-    assert any("prox_logp_method: a3po" in line for line in blocks[1])
+    for lines, method in zip(blocks, twin_methods(pair), strict=True):
+        assert any(line.strip() == f"prox_logp_method: {method}" for line in lines), lines
 
 
 # ----------------------------------------------------------------------------- deviation table

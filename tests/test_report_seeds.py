@@ -56,15 +56,24 @@ def test_compare_seeds_known_saving_detected_identical_within_noise(seed_runs, t
     assert "What an interval covers" in md and "training reward, mean of the last 2" in md
 
 
-def test_compare_one_seed_per_arm_says_no_interval(seed_runs, tmp_path):
+def test_compare_one_seed_per_arm_reads_cleanly_without_intervals(seed_runs, tmp_path):
     dirs, labels, _ = seed_runs
-    rep = rp.compare(dirs[:3], str(tmp_path), labels=labels[:3], last_n=2)
+    notes = {"recompute": "the baseline", "fast": "a fast one"}
+    rep = rp.compare(
+        dirs[:3], str(tmp_path), labels=labels[:3], last_n=2,
+        providers=["recompute", "same", "fast"], provider_notes=notes,
+    )  # fmt: skip
     fast = rep.arms[2]
     assert fast.ratio["trainer_compute"].low is None
-    assert "no interval" in fast.verdicts["faster (trainer_compute)"]
+    assert "no interval" in fast.verdicts["faster (trainer_compute)"]  # report.json keeps it
     md = open(rep.paths["report_md"], encoding="utf-8").read()
-    assert "no interval (1 paired seed; an interval needs >= 3)" in md
+    # report.md: one sentence instead of a cell per metric saying there is no interval
+    assert "no interval" not in md and "One seed per arm" in md and "--seeds 1,2,3,4,5" in md
+    assert "- `recompute`: the baseline\n- `same`\n- `fast`: a fast one\n" in md
     assert "reward_seeds" not in rep.paths
+    two = rp.compare(dirs[:6], str(tmp_path / "two"), labels=labels[:6], seeds=[1] * 3 + [2] * 3)
+    md2 = open(two.paths["report_md"], encoding="utf-8").read()
+    assert "One seed per arm" not in md2 and "no interval (2 paired seeds" in md2
 
 
 def test_kept_records_rebuild_the_same_arms_without_event_files(seed_runs, tmp_path):

@@ -88,8 +88,8 @@ def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_pa
 
 def test_provider_of_reads_recipe_then_overrides():
     line = "python3 -m areal_a3po.embedded.train_gym --config recipes/cpu_smollm2_a3po.yaml"
-    assert smollm2_runs.provider_of(line) == "a3po"
-    assert smollm2_runs.provider_of(line + " actor.prox_logp_method=a3po-step") == "a3po-step"
+    assert smollm2_runs.provider_of(line) == "a3po-step"
+    assert smollm2_runs.provider_of(line + " actor.prox_logp_method=a3po") == "a3po"
     with pytest.raises(ValueError, match="--config RECIPE"):
         smollm2_runs.provider_of("python3 -m areal_a3po.embedded.train_gym")
 

@@ -8,7 +8,7 @@ AReaL's local scheduler for ``a3po compare``:
 
     from areal_a3po.embedded import run_default
     results = run_default("runs/embedded", steps=30, staleness=2, seed=1,
-                          providers=["recompute", "a3po"])
+                          providers=["recompute", "a3po-step", "a3po"])
 
 Importing this package is cheap; AReaL, torch and vLLM are only imported by the child processes.
 """

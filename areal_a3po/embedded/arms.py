@@ -6,7 +6,8 @@ import itertools
 from collections.abc import Sequence
 
 BASELINE_PROVIDER = "recompute"
-A3PO_PROVIDER = "a3po"
+A3PO_TWIN = "a3po"  # recipes/cpu_<testbed>_a3po.yaml: every arm but the baseline runs this twin
+TWIN_PROVIDER = "a3po-step"  # that twin's actor.prox_logp_method: the recommended switch
 
 
 def arm_plan(
@@ -30,11 +31,11 @@ def arm_overrides(
     """(twin, AReaL overrides appended to the twin's header line) for one arm.
 
     ``recompute`` runs ``cpu_tiny_recompute.yaml``; any other provider runs ``cpu_tiny_a3po.yaml``
-    with ``actor.prox_logp_method=<provider>`` unless it is ``a3po``.
+    with ``actor.prox_logp_method=<provider>`` unless it is the twin's own (:data:`TWIN_PROVIDER`).
     """
     from areal_a3po import registry
 
-    twin = BASELINE_PROVIDER if provider == BASELINE_PROVIDER else A3PO_PROVIDER
+    twin = BASELINE_PROVIDER if provider == BASELINE_PROVIDER else A3PO_TWIN
     overrides = [
         f"total_train_steps={steps}",
         f"cluster.fileroot={fileroot}",
@@ -43,7 +44,7 @@ def arm_overrides(
         f"actor.path={model_dir}",
         f"trial_name={label}",
     ]
-    if provider != twin:
+    if provider not in (BASELINE_PROVIDER, TWIN_PROVIDER):
         overrides.append(f"actor.prox_logp_method={provider}")
         if registry.get_provider(provider).prox_is_behave:
             # pi_prox = pi_behave: the recipe's rejection sampling could filter nothing, and the

@@ -42,8 +42,9 @@ from pathlib import Path
 from areal_a3po import recipes
 from areal_a3po.embedded import procs, testbeds
 from areal_a3po.embedded.arms import (
-    A3PO_PROVIDER,
+    A3PO_TWIN,
     BASELINE_PROVIDER,
+    TWIN_PROVIDER,
     arm_overrides,
     arm_plan,
     check_overrides,
@@ -106,7 +107,9 @@ class ArmResult:
 
 
 def default_providers() -> list[str]:
-    """``[recompute, a3po]`` when the a3po provider is installed, else ``[recompute, loglinear]``."""
+    """``[recompute, a3po-step]`` (the twins' own methods) when the plugin's providers are
+    installed, else ``[recompute, loglinear]``; the paper's ``a3po`` is one more arm away
+    (``--providers recompute,a3po-step,a3po``)."""
     try:
         from importlib.metadata import entry_points
 
@@ -115,7 +118,7 @@ def default_providers() -> list[str]:
         names = set()
     return [
         BASELINE_PROVIDER,
-        A3PO_PROVIDER if A3PO_PROVIDER in names else FALLBACK_APPROX_PROVIDER,
+        TWIN_PROVIDER if TWIN_PROVIDER in names else FALLBACK_APPROX_PROVIDER,
     ]
 
 
@@ -349,7 +352,7 @@ def run_default(
     for name, values in (("providers", providers), ("seeds", seeds), ("staleness", stalenesses)):
         if len(set(values)) != len(values):
             raise ValueError(f"duplicate {name}: {values}")
-    twins = {BASELINE_PROVIDER if p == BASELINE_PROVIDER else A3PO_PROVIDER for p in providers}
+    twins = {BASELINE_PROVIDER if p == BASELINE_PROVIDER else A3PO_TWIN for p in providers}
     check_overrides([recipe_path(t, testbed) for t in sorted(twins)], extra_overrides)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     results = []

@@ -56,6 +56,7 @@ def compare(
     overrides: list[str] | None = None,
     target: float | None = None,
     margin: float = stats.DEFAULT_MARGIN,
+    provider_notes: dict[str, str] | None = None,
 ) -> Report:
     """Compare runs (the first is the baseline) and write report.md, report.json and plots.
 
@@ -71,6 +72,8 @@ def compare(
     ``providers``, ``pace``, ``overrides``: what ran (recorded in each run's kept record and the
     report). ``target``: a reward of record whose time to reach is compared across arms;
     ``margin``: the non-inferiority margin of the reward difference (absolute reward).
+    ``provider_notes``: provider -> one line saying what it is; report.md lists the arms'
+    providers with it (which arm is the paper's A-3PO, which the step-anchored one).
     Besides report.md and report.json, ``out_dir/runs/`` gets one small JSON record per run with
     the per-step scalars the across-seeds sections use (:mod:`areal_a3po.report.record`).
     Raises FileNotFoundError naming the directory when a run has no event files.
@@ -123,6 +126,7 @@ def compare(
     report = Report(
         runs, out_dir, paths, labels[0], last_n, warmup, notes + plot_notes, arms, study,
         [o for o in overs if o is not None], records, list(overrides or []), target, margin,
+        dict(provider_notes or {}),
     )  # fmt: skip
     write_records(records, os.path.join(out_dir, RECORDS_DIR))
     paths["report_md"] = os.path.join(out_dir, REPORT_MD)

@@ -108,6 +108,22 @@ def format_table(report: Report) -> str:
     )
 
 
+def _providers(report: Report) -> list[str]:
+    """Each arm's provider (``actor.prox_logp_method``) and what it is, where the caller knows."""
+    arms: dict[str, str] = {}
+    for rec in report.records:
+        if rec.provider:
+            arms.setdefault(rec.arm, rec.provider)
+    if not arms:
+        return []
+    out = ["Arms and their proximal policy (`actor.prox_logp_method`):", ""]
+    for arm, provider in arms.items():
+        note = report.provider_notes.get(provider)
+        name = f"`{provider}`" if arm == provider else f"{arm}: `{provider}`"
+        out.append(f"- {name}" + (f": {note}" if note else ""))
+    return out + [""]
+
+
 def _step_time(report: Report) -> list[str]:
     out = ["## Step time (s, mean per step)", "", _section(STEP_TIME_SECTION, report.runs), ""]
     for r in report.runs:
@@ -195,6 +211,7 @@ def markdown(report: Report) -> str:
         "",
         _section(RUNS_SECTION, report.runs, align_right_from=2),
         "",
+        *_providers(report),
         "## Summary",
         "",
         format_table(report),
@@ -237,6 +254,7 @@ def json_dict(report: Report) -> dict[str, Any]:
             "overrides": report.overrides,
             "target_reward": report.target,
             "margin": report.margin,
+            "provider_notes": report.provider_notes,
             "arms": [dict(dataclasses.asdict(a), verdicts=a.verdicts) for a in report.arms],
             "sweep": None if report.sweep is None else dataclasses.asdict(report.sweep),
             "over_cap": [dataclasses.asdict(o) for o in report.over_cap],

@@ -15,6 +15,14 @@ COVERAGE = (
 )
 
 
+ONE_SEED = (
+    "One seed per arm: the tables above and below are this seed's runs, and nothing in them says "
+    "whether a difference would hold on another seed. Intervals and verdicts (faster, reward not "
+    f"worse than the baseline's) need at least {stats.MIN_SEEDS} seeds per arm: run the same "
+    "command with `--seeds 1,2,3,4,5` (docs/compare.md)."
+)
+
+
 def settings_lines(report: Report) -> list[str]:
     """The settings every arm shared beyond its recipe: AReaL overrides, target, margin."""
     out = []
@@ -39,9 +47,10 @@ def arms_section(report: Report) -> list[str]:
     if not report.arms:
         return []
     base = report.arms[0].label
-    return [f"## Across seeds (baseline arm: {base})", ""] + arms_tables(
-        report.arms, report.margin, report.target, sittings(report.records)
-    )
+    head = [f"## Across seeds (baseline arm: {base})", ""]
+    if max(len(a.seeds) for a in report.arms) == 1:
+        return head + [ONE_SEED, ""]
+    return head + arms_tables(report.arms, report.margin, report.target, sittings(report.records))
 
 
 def arms_tables(
