@@ -43,6 +43,15 @@ OVERRIDES = (
 # micro-batches), and no provider's score against it is evidence.
 GROUND_TRUTH_TOL = 1e-4
 
+# Kept files that no longer count as evidence, and why (kept as they ran, shown as withdrawn).
+WITHDRAWN = {
+    "smollm2": (
+        "its behaviour log-probs were vLLM's raw ones, before temperature, against the trainer's "
+        "at T = 0.7: on lag-0 tokens of minibatch 0 every provider that reads pi_behave scores "
+        "that mismatch, not its approximation (the `a3po` and `behave` rows there)"
+    ),
+}
+
 
 def ground_truth_gap(run: dict) -> float:
     """Mean |dlogp| of ``a3po-step`` on minibatch 0 in one kept run (0 when the truth is sound)."""
@@ -181,6 +190,9 @@ def markdown(path: str | Path) -> str:
     lines = []
     if kept.get("note"):
         lines += [f"*{kept['note']}*", ""]
+    if Path(path).stem in WITHDRAWN:
+        lines += [f"**Withdrawn**: {WITHDRAWN[Path(path).stem]}. Kept as it ran, no longer "
+                  "evidence.", ""]  # fmt: skip
     by_staleness: dict[int, list[dict]] = defaultdict(list)
     for run in kept["runs"]:
         by_staleness[run["staleness"]].append(run)

@@ -173,9 +173,14 @@ def markdown(directory: Path = KEPT, untrained_path: Path = UNTRAINED) -> str:
     header = ["seed", *(f"step {s}" for s in steps), f"last {LAST_EVALS} (of record)", "gain"]
     out = []
     if meta:
+        parts = meta.get("sittings") or [meta]
+        when = "; ".join(
+            f"{x['started_utc']} to {x['finished_utc']} (seeds {', '.join(map(str, x['seeds']))})"
+            for x in parts
+        )
         out += [
-            f"Ran {meta['started_utc']} to {meta['finished_utc']} on {meta['machine']['cpus']} "
-            f"CPUs: the `{PROVIDER}` twin, {meta['steps']} steps, seeds "
+            f"Ran {when} on {meta['machine']['cpus']} CPUs: the `{PROVIDER}` twin, "
+            f"{meta['steps']} steps, staleness {meta['staleness']}, free-running, seeds "
             f"{', '.join(map(str, meta['seeds']))}, overrides "
             f"{', '.join(f'`{o}`' for o in meta['overrides'])}.",
             "",
@@ -277,19 +282,28 @@ def run(seeds: list[int], steps: int, out: Path, kept: Path, minibatches: int = 
                             staleness=STALENESS, pace=res.pace, overrides=extra)
         )  # fmt: skip
         print(f"validity: seed {seed} done ({res.start}, {res.total_s / 60:.0f} min)", flush=True)
+    # Seeds kept by an earlier invocation (another session) and not rerun here stay in the study.
+    earlier = read_records(str(kept / RUNS)) if (kept / RUNS).is_dir() else []
+    records += [r for r in earlier if r.seed not in seeds]
+    records.sort(key=lambda r: r.seed)
     result = analyse(records, untrained)  # before keeping: a run without 3 evaluations raises
     if (kept / RUNS).exists():
         shutil.rmtree(kept / RUNS)
     write_records(records, str(kept / RUNS))
+    this = {"seeds": list(seeds), **stamp(started)}
+    before = json.loads((kept / META_JSON).read_text()) if (kept / META_JSON).is_file() else {}
+    kept_seeds = {r.seed for r in records}
+    sittings = [x for x in before.get("sittings", []) if set(x["seeds"]) & (kept_seeds - {*seeds})]
     meta = {
         "provider": PROVIDER,
         "testbed": TESTBED,
-        "seeds": list(seeds),
+        "seeds": [r.seed for r in records],
         "steps": steps,
         "staleness": STALENESS,
         "overrides": extra,
         "untrained": str(UNTRAINED.relative_to(ROOT)),
         **stamp(started),
+        "sittings": [*sittings, this],  # one per invocation whose seeds are kept
     }
     (kept / META_JSON).write_text(json.dumps(meta, indent=1) + "\n")
     print(f"validity: kept {len(records)} run records in {kept}\n{result.verdict}")

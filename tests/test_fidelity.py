@@ -163,3 +163,20 @@ def keys_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.version_independent
+def test_fidelity_markdown_withdrawn_kept_file_says_so_with_reason():
+    """The SmolLM2 table measured with vLLM's raw log-probs is shown withdrawn, with why."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "fidelity_bench", keys_root() / "benchmarks" / "fidelity.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    kept = keys_root() / "docs" / "benchmarks" / "fidelity"
+    assert "**Withdrawn**: its behaviour log-probs were vLLM's raw ones" in bench.markdown(
+        kept / "smollm2.json"
+    )
+    assert "Withdrawn" not in bench.markdown(kept / "pipeline-check-tiny.json")

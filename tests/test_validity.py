@@ -157,7 +157,7 @@ def test_run_keeps_one_record_per_seed_and_prints_expected_time(tmp_path, monkey
         return runner.ArmResult(provider, label, str(run_dir), steps, seed, staleness)
 
     monkeypatch.setattr(runner, "run_arm", fake_run_arm)
-    monkeypatch.setattr(validity, "untrained_score", lambda: UNTRAINED)
+    monkeypatch.setattr(validity, "untrained_score", lambda *_: UNTRAINED)
     kept = tmp_path / "kept"
     assert validity.run([1, 2, 3], 20, tmp_path / "out", kept) == 0
     assert [c[:4] for c in calls] == [("recompute", s, f"recompute_seed{s}", "smollm2")
@@ -172,6 +172,13 @@ def test_run_keeps_one_record_per_seed_and_prints_expected_time(tmp_path, monkey
     meta = json.loads((kept / validity.META_JSON).read_text())
     assert meta["seeds"] == [1, 2, 3] and meta["steps"] == 20
     assert printed.rstrip().endswith(validity.VALID)
+    # A later session (its run directory gone) adds seeds: the kept seeds stay, with both sittings
+    assert validity.run([3, 4, 5], 20, tmp_path / "other", kept) == 0
+    assert [r.seed for r in read_records(str(kept / validity.RUNS))] == [1, 2, 3, 4, 5]
+    meta = json.loads((kept / validity.META_JSON).read_text())
+    assert meta["seeds"] == [1, 2, 3, 4, 5]
+    assert [x["seeds"] for x in meta["sittings"]] == [[1, 2, 3], [3, 4, 5]]
+    assert "(seeds 1, 2, 3); " in validity.markdown(kept)
 
 
 def test_run_too_few_steps_for_three_evaluations_refuses_before_running(tmp_path, monkeypatch):
