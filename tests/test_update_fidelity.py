@@ -8,7 +8,9 @@ probe's passes can be checked against what the update really did.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,7 @@ import torch
 from areal_a3po import keys
 from areal_a3po.config import A3POConfig, A3POConfigError
 
+ROOT = Path(__file__).resolve().parents[1]
 P = keys.PREFIX
 UF = keys.update_fidelity_key
 # scored: these two, AReaL's loglinear and current (fewer passes than every provider)
@@ -197,3 +200,46 @@ def test_update_fidelity_every_without_a3po_metrics_error_names_the_key(actor_co
     with pytest.raises(A3POConfigError, match=r"^actor\.a3po\.update_fidelity_every: 2 needs"):
         actor_config(prox_logp_method=method, a3po=A3POConfig(update_fidelity_every=2))
     actor_config(prox_logp_method="a3po-metrics", a3po=A3POConfig(update_fidelity_every=2))
+
+
+@pytest.mark.version_independent
+def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp_path):
+    """benchmarks/update_fidelity.py on a synthetic tensorboard log of two probes."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    spec = importlib.util.spec_from_file_location(
+        "update_fidelity_bench", ROOT / "benchmarks" / "update_fidelity.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    writer = SummaryWriter(log_dir=str(tmp_path))
+    logged = {  # step -> {local key: value}; step 2 is not a probe
+        1: {
+            UF("a3po-step", 1, "rel_l2"): 0.02,
+            UF("behave", 1, "rel_l2"): 0.5,
+            UF("noise_floor", 1, "rel_l2"): 0.2,
+            UF("minibatch", 1, "mean_lag"): 1.0,
+        },
+        3: {
+            UF("a3po-step", 1, "rel_l2"): 0.04,
+            UF("behave", 1, "rel_l2"): 0.7,
+            UF("noise_floor", 1, "rel_l2"): 0.4,
+            UF("minibatch", 1, "mean_lag"): 2.0,
+        },
+    }
+    for step, values in logged.items():
+        for key, value in values.items():
+            writer.add_scalar(P + key, value, step)
+        writer.add_scalar("timeperf/train_step", 10.0, step)
+    writer.add_scalar("timeperf/train_step", 2.0, 2)
+    writer.close()
+    run = bench.reduce_run(str(tmp_path))
+    assert run["probes"] == [1, 3]
+    cell = run["cells"]["a3po-step"]["1"]
+    assert cell["rel_l2"] == pytest.approx(0.03) and cell["n_probes"] == 2
+    assert run["cells"]["noise_floor"]["1"]["rel_l2"] == pytest.approx(0.3)
+    assert run["cells"]["minibatch"]["1"]["mean_lag"] == pytest.approx(1.5)
+    assert run["train_step_s"] == {"probe": 10.0, "other": 2.0}
+    rows = bench.table_rows([run])
+    verdicts = {r[0]: r[-1] for r in rows}
+    assert verdicts["`a3po-step`"] == bench.BELOW and verdicts["`behave`"] == bench.ABOVE
