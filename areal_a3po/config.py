@@ -24,7 +24,14 @@ from areal_a3po.api import A3POConfigError
 YAML_PREFIX = "actor.a3po"
 ERROR_METRICS = keys.CALIBRATION_ERROR_METRICS
 
-__all__ = ["ERROR_METRICS", "YAML_PREFIX", "A3POConfig", "A3POConfigError", "validate_actor"]
+__all__ = [
+    "ERROR_METRICS",
+    "YAML_PREFIX",
+    "A3POConfig",
+    "A3POConfigError",
+    "check_update_fidelity",
+    "validate_actor",
+]
 
 
 def _opt(default: Any, help: str, factory: bool = False) -> Any:
@@ -78,6 +85,13 @@ class A3POConfig:
         "Check provider inputs (dtypes, shapes, versions, NaN/inf inside the loss "
         "mask) once per PPO update on the whole batch; costs two device-to-host syncs.",
     )
+    update_fidelity_every: int = _opt(
+        0,
+        "With prox_logp_method a3po-metrics: every N-th update (by weight version) probes each "
+        "PPO minibatch's gradient with every scored provider's pi_prox against the recompute's, "
+        "beside the recompute's split-half noise floor (extra forward+backward passes; "
+        "docs/metrics.md). 0 = off.",
+    )
     provider_options: dict[str, Any] = _opt(
         dict, "Free-form options for third-party providers (read from ProxInputs).", factory=True
     )
@@ -106,6 +120,15 @@ class A3POConfig:
                 f"{self.calibration_interval!r}."
             )
         _check_number("error_threshold", self.error_threshold, minimum=0.0)
+        if (
+            isinstance(self.update_fidelity_every, bool)
+            or not isinstance(self.update_fidelity_every, int)
+            or self.update_fidelity_every < 0
+        ):
+            raise A3POConfigError(
+                f"{YAML_PREFIX}.update_fidelity_every must be an integer >= 0 (0: off), got "
+                f"{self.update_fidelity_every!r}."
+            )
         if self.error_metric not in ERROR_METRICS:
             raise A3POConfigError(
                 f"{YAML_PREFIX}.error_metric must be one of {list(ERROR_METRICS)}, got "
@@ -150,4 +173,22 @@ def validate_actor(
     if options is not None and not isinstance(options, A3POConfig):
         raise A3POConfigError(
             f"{YAML_PREFIX} must be a mapping of A3POConfig fields, got {type(options).__name__}."
+        )
+    if options is not None:
+        check_update_fidelity(prox_logp_method, options)
+
+
+def check_update_fidelity(prox_logp_method: str, options: A3POConfig) -> None:
+    """``update_fidelity_every`` probes against the recompute that only ``a3po-metrics`` trains
+    on while scoring the others; raises A3POConfigError naming the key otherwise."""
+    if not options.update_fidelity_every:
+        return
+    provider = registry.get_provider(prox_logp_method, key="actor.prox_logp_method")
+    if not provider.scores_approximations:
+        scorers = [n for n, p in registry.providers().items() if p.scores_approximations]
+        raise A3POConfigError(
+            f"{YAML_PREFIX}.update_fidelity_every: {options.update_fidelity_every} needs "
+            f"actor.prox_logp_method {' or '.join(scorers)} (it trains on the recompute and scores "
+            f"the other providers against it), got {prox_logp_method}. Set "
+            f"{YAML_PREFIX}.update_fidelity_every: 0 or actor.prox_logp_method: {scorers[0]}."
         )

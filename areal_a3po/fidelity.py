@@ -34,7 +34,15 @@ from areal_a3po.loss import LossState
 LOGLINEAR = "loglinear"  # AReaL's native approximation, scored through AReaL's own function
 CURRENT = "current"  # composite: exact on minibatch 0, the fallback after
 
-__all__ = ["clip_class", "log_fidelity", "loglinear_prox", "rejection_decision", "scored"]
+__all__ = [
+    "clip_class",
+    "log_fidelity",
+    "loglinear_prox",
+    "rejection_decision",
+    "scored",
+    "scored_by_metrics",
+    "scored_prox",
+]
 
 
 def scored(state: LossState) -> list[str]:
@@ -44,11 +52,17 @@ def scored(state: LossState) -> list[str]:
         return []
     options = inp.options if isinstance(inp.options, A3POConfig) else A3POConfig()
     if state.provider.scores_approximations:
-        names = options.eval_providers or registry.approximate_provider_names()
-        return [*names, LOGLINEAR, CURRENT]
+        return scored_by_metrics(options)
     if state.provider.calibrated:
         return list(dict.fromkeys([options.fallback, *options.eval_providers]))
     return []
+
+
+def scored_by_metrics(options: A3POConfig) -> list[str]:
+    """What ``a3po-metrics`` scores: ``eval_providers`` (or every approximate provider), then
+    AReaL's ``loglinear`` and ``current``."""
+    names = options.eval_providers or registry.approximate_provider_names()
+    return list(dict.fromkeys([*names, LOGLINEAR, CURRENT]))
 
 
 def loglinear_prox(inp, behave_logp: torch.Tensor) -> torch.Tensor:
@@ -119,7 +133,9 @@ def rejection_decision(
     return mask & (weight.clamp(min=lower, max=config.upper) != weight)
 
 
-def _prox(name: str, state: LossState) -> torch.Tensor:
+def scored_prox(name: str, state: LossState) -> torch.Tensor:
+    """The log pi_prox (float32) that scored provider ``name`` gives this micro-batch, on the
+    loss tokens (``loglinear``: AReaL's own function); the recompute's elsewhere."""
     inp = state.inputs
     if name == LOGLINEAR:
         prox = loglinear_prox(inp, state.input_data.get("logprobs", inp.behave_logp))
@@ -178,7 +194,7 @@ def log_fidelity(records: Sequence[tuple[LossState, Any]]) -> None:
     gt_clip = clip_class(theta, gt, adv, args)
     gt_reject = rejected([i.recomputed.float() for i in inps]) if rs is not None else None
     for name in names:
-        proxes = [_prox(name, s) for s in states]
+        proxes = [scored_prox(name, s) for s in states]
         prox = _flat(proxes)
         values = {
             keys.ABS_DLOGP: (prox - gt).abs(),

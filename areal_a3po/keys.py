@@ -89,6 +89,43 @@ def fidelity_key(provider: str, minibatch: int, lag: str, metric: str) -> str:
     return f"{FIDELITY}/{provider}/mb{minibatch}/lag{lag}/{metric}"
 
 
+# ------------------------------- update fidelity against the noise floor (worker, probes)
+# On probe updates (actor.a3po.update_fidelity_every, a3po-metrics only), per PPO minibatch k:
+# the gradient of the loss with each scored provider's pi_prox against the recompute's, the
+# recompute's own sampling noise, and the minibatch's lag mix (areal_a3po.update_fidelity).
+# Scalars, one value per probe update.
+UPDATE_FIDELITY = "update_fidelity"
+UF_REFERENCE = "recompute"  # the reference gradient (what the real step trains on)
+UF_NOISE_FLOOR = "noise_floor"  # split-half sampling noise of the reference gradient
+UF_MINIBATCH = "minibatch"  # the minibatch itself
+UF_REL_L2 = "rel_l2"  # provider: ||G_p - G_rec|| / ||G_rec||; reference: real step vs probe's
+UF_COS = "cos"  # provider: cos(G_p, G_rec); noise floor: cos(G_A, G_B) of the two halves
+UF_GRAD_NORM = "grad_norm"  # reference: ||G_rec|| (before clipping)
+UF_MEAN_LAG = "mean_lag"  # minibatch: mean version lag of its loss tokens
+UF_N_TOKENS = "n_tokens"  # minibatch: its loss tokens
+UF_METRICS = {
+    "provider": (UF_REL_L2, UF_COS),
+    UF_REFERENCE: (UF_REL_L2, UF_GRAD_NORM),
+    UF_NOISE_FLOOR: (UF_REL_L2, UF_COS),
+    UF_MINIBATCH: (UF_MEAN_LAG, UF_N_TOKENS),
+}
+UPDATE_FIDELITY_PATTERN = UPDATE_FIDELITY + r"/(?P<name>[^/]+)/mb(?P<minibatch>\d+)/(?P<metric>\w+)"
+
+
+def update_fidelity_key(name: str, minibatch: int, metric: str) -> str:
+    """Local name of an update-fidelity scalar, e.g. ``update_fidelity/a3po-step/mb1/rel_l2``;
+    ``name`` is a scored provider, :data:`UF_REFERENCE`, :data:`UF_NOISE_FLOOR` or
+    :data:`UF_MINIBATCH`."""
+    return f"{UPDATE_FIDELITY}/{name}/mb{minibatch}/{metric}"
+
+
+def update_fidelity_keys(providers: list[str], n_minibatches: int) -> set[str]:
+    """Every full key a probe update may emit for these scored providers."""
+    named = [(p, m) for p in providers for m in UF_METRICS["provider"]]
+    named += [(n, m) for n in (UF_REFERENCE, UF_NOISE_FLOOR, UF_MINIBATCH) for m in UF_METRICS[n]]
+    return {full(update_fidelity_key(n, k, m)) for n, m in named for k in range(n_minibatches)}
+
+
 # --------------------------------------------------- per step, every method (worker)
 # The token lag as the loss sees it, logged for AReaL's own methods too (one definition of
 # staleness for every arm): under AReaL's "ppo_actor" scope, before the update.
@@ -158,4 +195,5 @@ def worker_stats(providers: list[str], bins: int, n_minibatches: int = 1) -> set
         for k, lag in buckets
         for m in FIDELITY_METRICS
     }
+    out |= update_fidelity_keys(providers, n_minibatches)
     return out | {full(N_VALID_TOKENS), full(RECOMPUTED)} | lag_keys(bins) | mismatch_keys()

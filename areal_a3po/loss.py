@@ -38,6 +38,9 @@ class UpdateContext:
     n_minibatches: int
     minibatch: int = -1
     shared: dict = field(default_factory=dict)  # ProxInputs.shared of its micro-batches
+    # An update-fidelity probe pass (areal_a3po.update_fidelity): the log pi_prox to train on
+    # instead of the provider's, from the micro-batch's LossState; None outside probe passes.
+    probe: Callable[[LossState], torch.Tensor] | None = None
 
 
 def begin_update(ctx: UpdateContext, data: dict, method: str, current_version: int) -> None:
@@ -137,7 +140,10 @@ def grpo_loss_fn(logprobs: torch.Tensor, entropy: torch.Tensor, input_data: dict
         # Outside the loss mask prox is never used; keep it finite so no NaN reaches a gradient.
         prox = torch.where(mask, prox, theta.to(torch.float32))
     loss = registry.get_loss(options.loss)
-    token = LOSS.set(LossState(method, provider, inputs, prox, input_data, kwargs))
+    state = LossState(method, provider, inputs, prox, input_data, kwargs)
+    if ctx is not None and ctx.probe is not None:
+        state.prox = prox = ctx.probe(state)
+    token = LOSS.set(state)
     try:
         return loss(logprobs, entropy, input_data, prox, **kwargs)
     except RuntimeError as err:

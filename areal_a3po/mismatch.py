@@ -99,6 +99,16 @@ def per_update(
         log_mismatch(update)
 
 
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Micro-batches inside the block are not kept (extra passes that are not the update's)."""
+    token = _UPDATE.set(None)
+    try:
+        yield
+    finally:
+        _UPDATE.reset(token)
+
+
 def record(
     theta: torch.Tensor,
     input_data: dict[str, Any],

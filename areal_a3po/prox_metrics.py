@@ -60,6 +60,17 @@ def per_update(scope: str = keys.UPDATE_SCOPE) -> Iterator[None]:
             log_prox_stats(records)
 
 
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Micro-batches inside the block hand their records to a list that is dropped (extra passes
+    that are not the update's: nothing logged, nothing computed)."""
+    token = _PENDING.set([])
+    try:
+        yield
+    finally:
+        _PENDING.reset(token)
+
+
 def log_proximal_approximation_stats(*args: Any, **kwargs: Any) -> None:
     """AReaL's hook after the loss: the plugin's statistics when a plugin provider ran."""
     state = LOSS.get()

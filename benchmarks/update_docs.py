@@ -15,6 +15,10 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 * ``prox``           the kept output of ``python benchmarks/bench_prox.py`` (its own text)
 * ``fidelity``       the fidelity tables, one per kept file ``docs/benchmarks/fidelity/*.json``
                      (written by ``benchmarks/fidelity.py``)
+* ``update_fidelity`` the update-fidelity tables (each provider's gradient against the
+                     recompute's, beside its noise floor), one per kept file
+                     ``docs/benchmarks/update_fidelity/*.json`` (written by
+                     ``benchmarks/update_fidelity.py``)
 * ``validity``       whether the SmolLM2 baseline learns on held-out data
                      ``docs/benchmarks/smollm2-validity/`` (written by ``benchmarks/validity.py``)
 * ``mismatch``       the train-inference mismatch runs ``docs/benchmarks/mismatch/*.json``
@@ -227,6 +231,16 @@ def fidelity_block() -> str:
     return "\n".join(f"### `{f.stem}`\n\n{fidelity_markdown(f)}" for f in files)
 
 
+def update_fidelity_block() -> str:
+    from update_fidelity import KEPT as UF_KEPT
+    from update_fidelity import markdown as uf_markdown
+
+    files = sorted(UF_KEPT.glob("*.json"))
+    if not files:
+        return f"*{NOT_RUN}.*\n"
+    return "\n".join(f"### `{f.stem}`\n\n{uf_markdown(f)}" for f in files)
+
+
 def validity_markdown() -> str:
     from validity import markdown
 
@@ -260,6 +274,7 @@ def blocks(plots_dir: Path) -> dict[str, str]:
     out["bench_smollm2"] = bench(BENCH_SMOLLM2)
     out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
     out["fidelity"] = fidelity_block()
+    out["update_fidelity"] = update_fidelity_block()
     out["mismatch"] = mismatch_markdown() + "\n"
     out["validity"] = validity_markdown()
     out["faults"] = faults_block()

@@ -95,6 +95,7 @@ BAD_VALUES = {
     "error_threshold": ["x", -0.1, math.inf],
     "error_metric": ["mse"],
     "validate_inputs": ["yes", 1],
+    "update_fidelity_every": [-1, True, 1.5],
     "provider_options": [],
 }
 
@@ -182,7 +183,7 @@ RUNS = [  # (prox_logp_method, actor.a3po options): together they emit every plu
     ("a3po", {}),
     ("a3po-linear", {}),
     ("behave", {}),
-    ("a3po-metrics", {}),
+    ("a3po-metrics", {"update_fidelity_every": 1}),  # a probe update: the update_fidelity keys
     ("current", {}),
     ("hybrid", {"eval_providers": ["a3po-linear"]}),  # step 0 is a calibration step
 ]

@@ -7,7 +7,9 @@
   logs the trained tokens' version lag for every method (``ppo_actor/a3po/token_lag``), the
   train-inference mismatch for every method (:func:`areal_a3po.mismatch.per_update`), and the
   plugin's per-micro-batch statistics, each once, at the end of the update
-  (:func:`areal_a3po.prox_metrics.per_update`).
+  (:func:`areal_a3po.prox_metrics.per_update`); on probe updates
+  (``actor.a3po.update_fidelity_every``) it runs the update-fidelity passes before each
+  minibatch's ``train_batch`` (:mod:`areal_a3po.update_fidelity`).
 * ``grpo_loss_fn`` dispatches plugin providers and losses (:mod:`areal_a3po.loss`);
   ``_log_proximal_approximation_stats`` logs the plugin's metrics (:mod:`areal_a3po.prox_metrics`).
 * ``PPOActor._log_configuration`` names the provider that really runs.
@@ -24,7 +26,7 @@ from typing import Any
 
 import torch
 
-from areal_a3po import loss, mismatch, prox_metrics, registry
+from areal_a3po import loss, mismatch, prox_metrics, registry, update_fidelity
 from areal_a3po.coupling import gate
 from areal_a3po.coupling.config import plugin_selected
 from areal_a3po.coupling.gate import logger
@@ -73,9 +75,13 @@ def _with_minibatch_context(ppo_update):
             # same engine version to every micro-batch's loss as current_version).
             loss.begin_update(ctx, data, cfg.prox_logp_method, engine.get_version())
         train_batch = engine.train_batch
+        # Probe updates (actor.a3po.update_fidelity_every): extra passes before each minibatch's.
+        probe = update_fidelity.for_update(self, ctx, data)
 
         def counting_train_batch(*a, **kw):  # AReaL calls it once per PPO minibatch
             ctx.minibatch += 1
+            if probe is not None:
+                return probe.train_batch(train_batch, *a, **kw)
             return train_batch(*a, **kw)
 
         token = loss.UPDATE.set(ctx)
@@ -88,7 +94,10 @@ def _with_minibatch_context(ppo_update):
         stats = prox_metrics.per_update() if plugin else contextlib.nullcontext()
         try:
             with monitor, stats:
-                return ppo_update(self, data, *args, **kwargs)
+                out = ppo_update(self, data, *args, **kwargs)
+            if probe is not None:
+                probe.log()
+            return out
         finally:
             del engine.train_batch
             loss.UPDATE.reset(token)

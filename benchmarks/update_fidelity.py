@@ -1,0 +1,351 @@
+"""Update fidelity study: each provider's gradient against the recompute's, beside its noise floor.
+
+One ``a3po-metrics`` run per (staleness, seed) with ``actor.a3po.update_fidelity_every: N``
+(``areal_a3po/update_fidelity.py``): on every N-th update, per PPO minibatch, the relative L2
+error and cosine of the gradient trained on each scored provider's π_prox against the gradient on
+the recompute's, and the recompute's own split-half noise floor. The runs go through
+``a3po compare``'s runner (AReaL's own launcher), at the fidelity study's setting
+(``benchmarks/fidelity.py``: ``actor.ppo_n_minibatches=4``, ``current`` with ``fallback: a3po``).
+
+    python benchmarks/update_fidelity.py run --testbed smollm2 --staleness 2,4 --seeds 1,2,3 \\
+        --steps 8 --every 2 --out runs/update-fidelity-smollm2 --name smollm2
+    python benchmarks/update_fidelity.py reduce runs/update-fidelity-smollm2 --name smollm2
+    python benchmarks/update_fidelity.py table docs/benchmarks/update_fidelity/smollm2.json
+
+``run`` prints its expected time first, then runs the arms one after the other and reduces them
+into the kept file. Rerunning it into the same ``--out`` resumes (``areal_a3po.embedded.runner``:
+finished arms are skipped, an interrupted one continues from AReaL's last checkpoint).
+
+Kept data: ``docs/benchmarks/update_fidelity/<name>.json``, per run (staleness, seed) the probe
+steps, per (name, minibatch) each probe's value and the mean over probes of each logged scalar,
+the probe self-check's largest error, and the mean ``timeperf/train_step`` on probe steps and on
+the others (step 0, the warm-up, left out). The markdown (``docs/benchmarks.md``'s update-fidelity section, written by
+``benchmarks/update_docs.py``) is :func:`markdown` of that file, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import re
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts
+
+from fidelity import N_MINIBATCHES, OVERRIDES, PROVIDERS  # noqa: E402
+
+from areal_a3po import keys  # noqa: E402
+from areal_a3po.report.table import pipe_table  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+KEPT = ROOT / "docs" / "benchmarks" / "update_fidelity"
+EVERY_KEY = "actor.a3po.update_fidelity_every"
+BELOW = "below the floor"
+ABOVE = "above"
+# One training pass over a step's batch (the update itself), seconds, on the 2-core machine: a
+# probe costs (scored providers + 2) of them. tiny: the demonstration's train_step on probe steps
+# less the others', over its 8 passes (docs/benchmarks/update_fidelity/tiny-demo.json: 17.4 s,
+# with a benchmark running beside it); smollm2: the update's CPU time in
+# docs/benchmarks/bench_trainer_smollm2.txt (~66 s), rounded up.
+PASS_S = {"tiny": 2.2, "smollm2": 70.0}
+WARMUP_STEP = 0
+SPECIAL = {keys.UF_REFERENCE, keys.UF_NOISE_FLOOR, keys.UF_MINIBATCH}  # not providers
+META = ("testbed", "pace", "started_utc", "finished_utc", "machine")  # what ran, when, where
+HEADER = ["provider", "minibatch", "mean lag", "rel. L2 error", "cos", "noise floor"]
+HEADER += ["error / floor", "verdict"]
+
+
+# ----------------------------------------------------------------------------- reduce
+
+
+def _pattern() -> re.Pattern:
+    return re.compile(re.escape(keys.PREFIX) + keys.UPDATE_FIDELITY_PATTERN + "$")
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def reduce_run(run_dir: str) -> dict:
+    """One run's tensorboard scalars -> probes, {name: {minibatch: {metric: mean over probes,
+    "n_probes": n, "per_probe": {metric: {step: value}}}}}, the self-check's largest error and
+    the train-step time."""
+    from areal_a3po.report.load import load_scalars
+
+    data = load_scalars(run_dir)
+    values: dict = defaultdict(lambda: defaultdict(dict))  # name -> mb -> metric -> {step: v}
+    probes: set[int] = set()
+    for tag, series in data.scalars.items():
+        m = _pattern().search(tag)
+        if not m:
+            continue
+        probes |= set(series)
+        values[m["name"]][m["minibatch"]][m["metric"]] = dict(series)
+    cells: dict = {}
+    for name, per_mb in sorted(values.items()):
+        cells[name] = {}
+        for mb, metrics in sorted(per_mb.items(), key=lambda kv: int(kv[0])):
+            cell = {metric: _mean(list(vs.values())) for metric, vs in sorted(metrics.items())}
+            cell["n_probes"] = max(len(vs) for vs in metrics.values())
+            cell["per_probe"] = {
+                m: {str(s): v for s, v in sorted(vs.items())} for m, vs in metrics.items()
+            }
+            cells[name][mb] = cell
+    reference = [
+        v
+        for metrics in values.get(keys.UF_REFERENCE, {}).values()
+        for v in metrics.get(keys.UF_REL_L2, {}).values()
+    ]
+    tag = data.find(["timeperf/train_step"])
+    train = data.scalars.get(tag, {}) if tag else {}
+    steps = [s for s in train if s != WARMUP_STEP]
+    return {
+        "probes": sorted(probes),
+        "cells": cells,
+        "self_check_max": max(reference) if reference else None,
+        "train_step_s": {
+            "probe": _mean([train[s] for s in steps if s in probes]),
+            "other": _mean([train[s] for s in steps if s not in probes]),
+        },
+    }
+
+
+def _override(command: list[str], key: str) -> str | None:
+    """The value of ``key=`` (with or without ``+``) in an arm's launch command."""
+    for token in command:
+        if token.lstrip("+").startswith(key + "="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def reduce_study(out_dir: str, name: str, note: str = "", meta: dict | None = None) -> Path:
+    """Every finished arm under ``out_dir`` (``<arm>/summary.json``) -> the kept file."""
+    runs = []
+    for summary in sorted(Path(out_dir).glob("*/summary.json")):
+        arm = json.loads(summary.read_text())
+        if len(arm.get("rewards", [])) < arm["steps"]:
+            print(f"skipped (incomplete: {len(arm.get('rewards', []))}/{arm['steps']}): {summary}")
+            continue
+        every = _override(arm["command"], EVERY_KEY)
+        if not every or every == "0":
+            print(f"skipped (no {EVERY_KEY}): {summary}")
+            continue
+        run = {k: arm[k] for k in ("label", "seed", "staleness", "steps", "command")}
+        runs.append({**run, "every": int(every), **reduce_run(arm["run_dir"])})
+    if not runs:
+        raise SystemExit(f"no finished probed arm (<arm>/summary.json) under {out_dir}")
+    KEPT.mkdir(parents=True, exist_ok=True)
+    path = KEPT / f"{name}.json"
+    if meta is None and path.is_file():  # reduced again: keep what the run recorded
+        before = json.loads(path.read_text())
+        meta = {k: before[k] for k in META if k in before}
+    kept = {"name": name, "note": note, "n_minibatches": N_MINIBATCHES, "runs": runs}
+    kept.update(meta or {})
+    path.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _cell(run: dict, name: str, mb: str, metric: str) -> float | None:
+    return run["cells"].get(name, {}).get(mb, {}).get(metric)
+
+
+def _across(runs: list[dict], name: str, mb: str, metric: str) -> float | None:
+    """Mean across runs (seeds) of the per-run means over probes."""
+    vals = [v for r in runs if (v := _cell(r, name, mb, metric)) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _f(value: float | None, fmt: str = ".3g") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def table_rows(runs: list[dict]) -> list[list[str]]:
+    """Provider x minibatch rows of one setting (runs of one staleness): mean lag, the error,
+    the cosine, the noise floor, error / floor and the verdict."""
+    names = {n for r in runs for n in r["cells"]} - SPECIAL
+    ordered = [p for p in PROVIDERS if p in names] + sorted(names - set(PROVIDERS))
+    mbs = sorted({mb for r in runs for n in ordered for mb in r["cells"][n]}, key=int)
+    rows = []
+    for name in ordered:
+        for mb in mbs:
+            err = _across(runs, name, mb, keys.UF_REL_L2)
+            if err is None:
+                continue
+            floor = _across(runs, keys.UF_NOISE_FLOOR, mb, keys.UF_REL_L2)
+            ratio = err / floor if floor else None
+            verdict = "no floor" if ratio is None else BELOW if ratio < 1.0 else ABOVE
+            rows.append(
+                [
+                    f"`{name}`",
+                    mb,
+                    _f(_across(runs, keys.UF_MINIBATCH, mb, keys.UF_MEAN_LAG), ".2f"),
+                    _f(err),
+                    _f(_across(runs, name, mb, keys.UF_COS), ".4f"),
+                    _f(floor),
+                    _f(ratio, ".2f"),
+                    verdict,
+                ]
+            )
+    return rows
+
+
+def markdown(path: str | Path) -> str:
+    """The update-fidelity tables of one kept file, one per staleness."""
+    kept = json.loads(Path(path).read_text())
+    lines = [f"*{kept['note']}*", ""] if kept.get("note") else []
+    by_staleness: dict[int, list[dict]] = defaultdict(list)
+    for run in kept["runs"]:
+        by_staleness[run["staleness"]].append(run)
+    for staleness, runs in sorted(by_staleness.items()):
+        every = sorted({r["every"] for r in runs})
+        probes = sorted({p for r in runs for p in r["probes"]})
+        lines += [
+            f"**staleness {staleness}** (`rollout.max_head_offpolicyness={staleness}`, "
+            f"`ppo_n_minibatches={kept['n_minibatches']}`, `{EVERY_KEY}={','.join(map(str, every))}`"
+            f", seeds {sorted(r['seed'] for r in runs)}, steps {sorted({r['steps'] for r in runs})}"
+            f", probes at steps {probes}); per provider and PPO minibatch, mean over probes and "
+            "seeds: ‖G_p − G_rec‖ / ‖G_rec‖, cos(G_p, G_rec), the noise floor of G_rec, the two's "
+            "ratio:",
+            "",
+            pipe_table(HEADER, table_rows(runs), align_right_from=1),
+            "",
+        ]
+        cos_ab = [
+            _f(_across(runs, keys.UF_NOISE_FLOOR, str(mb), keys.UF_COS), ".3f")
+            for mb in range(kept["n_minibatches"])
+        ]
+        checks = [r["self_check_max"] for r in runs if r.get("self_check_max") is not None]
+        lines += [
+            f"cos(G_A, G_B) of the two halves per minibatch: {', '.join(cos_ab)}. Probe "
+            "self-check (the real step's gradient against the probe's recompute gradient, "
+            f"largest rel. L2 error over every probe): {_f(max(checks) if checks else None)}.",
+            "",
+        ]
+        times = [r["train_step_s"] for r in runs if r["train_step_s"].get("probe") is not None]
+        if times and all(t.get("other") is not None for t in times):
+            probe = sum(t["probe"] for t in times) / len(times)
+            other = sum(t["other"] for t in times) / len(times)
+            passes = len({n for r in runs for n in r["cells"]} - SPECIAL) + 2
+            lines += [
+                f"Cost: `timeperf/train_step` {probe:.1f} s on probe steps against {other:.1f} s "
+                f"on the others (step {WARMUP_STEP} left out): {probe - other:+.1f} s per probe, "
+                f"{passes} extra training passes over each minibatch (scored providers + 2).",
+                "",
+            ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def probes_in(steps: int, every: int) -> int:
+    """Probe updates in a run of ``steps`` steps (the update at version v: (v + 1) % every == 0)."""
+    from areal_a3po.update_fidelity import is_probe
+
+    return sum(is_probe(every, v) for v in range(steps))
+
+
+def expected_seconds(n_arms: int, steps: int, every: int, n_scored: int, pace: str,
+                     testbed: str) -> float:  # fmt: skip
+    """The runner's expected time of the arms plus (scored + 2) training passes per probe."""
+    from areal_a3po.embedded import runner
+
+    probes = probes_in(steps, every) * (n_scored + 2) * PASS_S[testbed]
+    return runner.expected_seconds(n_arms, steps, pace, testbed) + n_arms * probes
+
+
+def _run(args) -> None:
+    from studies import stamp  # the sibling script: when and where a kept study ran
+
+    from areal_a3po import fidelity as scoring
+    from areal_a3po.config import A3POConfig
+    from areal_a3po.embedded import runner
+    from areal_a3po.embedded.arms import check_overrides
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    stalenesses = [int(s) for s in args.staleness.split(",")]
+    providers = [p for p in args.providers.split(",") if p]
+    scored = scoring.scored_by_metrics(A3POConfig(eval_providers=providers))
+    n_arms = len(seeds) * len(stalenesses)
+    expected = expected_seconds(
+        n_arms, args.steps, args.every, len(scored), args.pace, args.testbed
+    )
+    print(
+        f"update fidelity: {n_arms} a3po-metrics arms ({args.testbed}, staleness {stalenesses}, "
+        f"seeds {seeds}, {args.steps} steps, {probes_in(args.steps, args.every)} probes each "
+        f"(every {args.every}), scored {scored}, pace {args.pace}); expected about "
+        f"{expected / 60:.0f} min, started {time.strftime('%H:%M:%S UTC', time.gmtime())}",
+        flush=True,
+    )
+    recipe = runner.recipe_path("a3po", args.testbed)
+    overrides = [*OVERRIDES, f"+{EVERY_KEY}={args.every}"]
+    if providers:
+        overrides.append(f"+actor.a3po.eval_providers=[{','.join(providers)}]")
+    overrides += args.set
+    check_overrides([recipe], ["actor.prox_logp_method=a3po-metrics", *overrides])  # as the arm
+    started = datetime.datetime.now(datetime.timezone.utc)
+    for i, (seed, staleness) in enumerate((s, k) for s in seeds for k in stalenesses):
+        label = f"uf_s{staleness}_seed{seed}"  # the arm label may not carry the provider's '-'
+        for attempt in (1, 2):  # a launch can fail on a loaded machine (ports, vLLM start-up)
+            try:
+                runner.run_arm(
+                    "a3po-metrics", args.out, steps=args.steps, staleness=staleness, seed=seed,
+                    label=label, progress=not args.no_progress, position=i,
+                    extra_overrides=overrides, pace=args.pace, testbed=args.testbed,
+                )  # fmt: skip
+                break
+            except runner.EmbeddedRunError as exc:
+                print(f"arm failed (attempt {attempt}/2): {str(exc).splitlines()[0]}", flush=True)
+                if attempt == 1:
+                    shutil.rmtree(Path(args.out) / label, True)
+    meta = {"testbed": args.testbed, "pace": args.pace, **stamp(started)}
+    print(f"kept: {reduce_study(args.out, args.name, args.note, meta)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_run = sub.add_parser("run", help="run the probed a3po-metrics arms, then reduce them")
+    p_run.add_argument("--testbed", choices=sorted(PASS_S), default="smollm2")
+    p_run.add_argument("--staleness", default="2,4")
+    p_run.add_argument("--seeds", default="1,2,3")
+    p_run.add_argument("--steps", type=int, default=8)
+    p_run.add_argument("--every", type=int, default=2, help=f"{EVERY_KEY}")
+    p_run.add_argument("--providers", default="", help="eval_providers (default: every one)")
+    p_run.add_argument("--pace", choices=["free", "cap"], default="cap")
+    p_run.add_argument("--out", required=True, help="the runner's output directory (scratch)")
+    p_run.add_argument(
+        "--name", required=True, help=f"kept file {KEPT.relative_to(ROOT)}/NAME.json"
+    )
+    p_run.add_argument("--note", default="", help="a line shown above the tables")
+    p_run.add_argument("--set", action="append", default=[], help="extra AReaL override")
+    p_run.add_argument("--no-progress", action="store_true")
+    p_run.set_defaults(fn=_run)
+    p_red = sub.add_parser("reduce", help="reduce finished arms into the kept file")
+    p_red.add_argument("out")
+    p_red.add_argument("--name", required=True)
+    p_red.add_argument("--note", default="")
+    p_red.set_defaults(fn=lambda a: print(reduce_study(a.out, a.name, a.note)))
+    p_tab = sub.add_parser("table", help="print the markdown tables of a kept file")
+    p_tab.add_argument("kept")
+    p_tab.set_defaults(fn=lambda a: print(markdown(a.kept), end=""))
+    args = parser.parse_args(argv)
+    if args.cmd == "run" and args.every < 1:
+        parser.error("--every must be >= 1")
+    args.fn(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Update fidelity against the noise floor (``areal_a3po/update_fidelity.py``).
+
+The probed step runs on AReaL's real FSDPPPOActor (CPU, gloo, world size 1) at two PPO
+minibatches, with a spy on the engine's real ``optimizer_step``: it records the gradient each real
+step trains on and the weights / optimizer / LR-schedule state right before and after it, so the
+probe's passes can be checked against what the update really did.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from areal_a3po import keys
+from areal_a3po.config import A3POConfig, A3POConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+P = keys.PREFIX
+UF = keys.update_fidelity_key
+# scored: these two, AReaL's loglinear and current (fewer passes than every provider)
+SCORED = {"eval_providers": ["a3po-step", "behave"]}
+
+
+def _state(engine) -> dict:
+    """Weights, optimizer state and LR schedule, copied."""
+    opt = engine.optimizer.state_dict()
+    return {
+        "params": [p.detach().clone() for p in engine.model.parameters()],
+        "optim": [
+            {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
+            for _, s in sorted(opt["state"].items())
+        ],
+        "sched": dict(engine.lr_scheduler.state_dict()),
+    }
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Bit-identical states."""
+
+    def eq(x, y):
+        if torch.is_tensor(x):
+            return torch.equal(x, y)
+        return x == y
+
+    return (
+        all(eq(x, y) for x, y in zip(a["params"], b["params"], strict=True))
+        and len(a["optim"]) == len(b["optim"])
+        and all(
+            s.keys() == t.keys() and all(eq(s[k], t[k]) for k in s)
+            for s, t in zip(a["optim"], b["optim"], strict=True)
+        )
+        and a["sched"] == b["sched"]
+    )
+
+
+class StepSpy:
+    """Wraps the engine's real ``optimizer_step``: the gradient it steps on, the state before
+    and after each call."""
+
+    def __init__(self, engine):
+        self.start = _state(engine)
+        self.before, self.after, self.grads = [], [], []
+        real = engine.optimizer_step
+
+        def step(*args, **kwargs):
+            self.before.append(_state(engine))
+            self.grads.append(
+                torch.cat([p.grad.detach().reshape(-1).clone() for p in engine.model.parameters()])
+            )
+            out = real(*args, **kwargs)
+            self.after.append(_state(engine))
+            return out
+
+        engine.optimizer_step = step
+
+
+def _rewards(batch: dict) -> None:
+    # every row a non-zero reward (advantage), so that both minibatches have a gradient
+    batch["rewards"] = torch.tensor([1.0, -1.0, 0.5, 1.0])
+
+
+@pytest.fixture(scope="module")
+def probed(make_actor, ppo_step):
+    """One a3po-metrics step probed at two minibatches (rows at lags 0..3), with its spy."""
+    with make_actor(prox_logp_method="a3po-metrics", ppo_n_minibatches=2) as actor:
+        spy = StepSpy(actor)
+        step = ppo_step(
+            actor, "a3po-metrics", edit_batch=_rewards, update_fidelity_every=1, **SCORED
+        )
+        yield step, spy
+
+
+def test_update_fidelity_reference_gradient_equals_the_real_steps(probed):
+    step, spy = probed
+    assert len(spy.grads) == 2  # one real optimizer step per minibatch
+    for k, grad in enumerate(spy.grads):
+        # the real step's gradient against the probe's reference: identical
+        assert step.stats[P + UF(keys.UF_REFERENCE, k, keys.UF_REL_L2)] == 0.0
+        norm = float(torch.linalg.vector_norm(grad.float()))
+        logged = step.stats[P + UF(keys.UF_REFERENCE, k, keys.UF_GRAD_NORM)]
+        assert logged == pytest.approx(norm, rel=1e-5)
+        assert norm > 0.0
+
+
+def test_update_fidelity_probe_leaves_weights_and_optimizer_bit_identical(probed):
+    _, spy = probed
+    # minibatch 0's probe passes ran between the update's start and its first real step,
+    # minibatch 1's between the first real step and the second
+    assert _same(spy.before[0], spy.start)
+    assert _same(spy.before[1], spy.after[0])
+    assert not _same(spy.after[0], spy.start)  # the real steps did train
+
+
+def test_update_fidelity_identical_prox_on_minibatch0_reads_zero(probed):
+    stats = probed[0].stats
+    # a3po-step and current are pi_theta on minibatch 0, where the recompute evaluates the same
+    # weights: the same loss up to the recompute's float rounding
+    for name in ("a3po-step", "current"):
+        assert stats[P + UF(name, 0, keys.UF_REL_L2)] < 1e-4, name
+        assert stats[P + UF(name, 0, keys.UF_COS)] == pytest.approx(1.0, abs=1e-6), name
+
+
+def test_update_fidelity_behave_at_lag_reads_above_zero(probed):
+    stats = probed[0].stats
+    for k in range(2):
+        assert stats[P + UF(keys.UF_MINIBATCH, k, keys.UF_MEAN_LAG)] > 0.0 or k == 0
+    lagged = max(range(2), key=lambda k: stats[P + UF(keys.UF_MINIBATCH, k, keys.UF_MEAN_LAG)])
+    assert stats[P + UF("behave", lagged, keys.UF_REL_L2)] > 1e-3
+    assert stats[P + UF("behave", lagged, keys.UF_COS)] < 1.0
+
+
+def test_update_fidelity_logs_noise_floor_and_minibatch_for_each_minibatch(probed):
+    step, _ = probed
+    stats = step.stats
+    n = sum(stats[P + UF(keys.UF_MINIBATCH, k, keys.UF_N_TOKENS)] for k in range(2))
+    assert n == sum(step.staleness_counts().values())
+    for k in range(2):
+        floor = stats[P + UF(keys.UF_NOISE_FLOOR, k, keys.UF_REL_L2)]
+        assert math.isfinite(floor) and floor > 0.0
+        assert -1.0 <= stats[P + UF(keys.UF_NOISE_FLOOR, k, keys.UF_COS)] <= 1.0
+    emitted = {k for k in stats if k.startswith(P + keys.UPDATE_FIDELITY + "/")}
+    emitted = {k for k in emitted if not k.endswith("__count")}
+    from areal_a3po import fidelity
+
+    scored = fidelity.scored_by_metrics(A3POConfig(**SCORED))
+    assert emitted == keys.update_fidelity_keys(scored, 2)
+
+
+# ----------------------------------------------------------------------------- no AReaL run
+
+
+@pytest.mark.version_independent
+def test_update_fidelity_is_probe_every_nth_version_true():
+    from areal_a3po.update_fidelity import is_probe
+
+    assert [v for v in range(9) if is_probe(3, v)] == [2, 5, 8]
+    assert not any(is_probe(0, v) for v in range(9))
+
+
+@pytest.mark.version_independent
+def test_update_fidelity_noise_floor_equal_halves_half_the_difference():
+    from areal_a3po.update_fidelity import noise_floor
+
+    # ||G_A - G_B|| = 3, equal halves: 3/2, relative to ||G_rec|| = 6
+    assert noise_floor(9.0, 10.0, 10.0, 6.0) == pytest.approx(0.25)
+    # unequal halves: sqrt(n_A n_B) / n
+    assert noise_floor(9.0, 10.0, 30.0, 1.0) == pytest.approx(3.0 * math.sqrt(300.0) / 40.0)
+
+
+@pytest.mark.version_independent
+def test_update_fidelity_split_halves_alternate_rows_keep_shared_entries():
+    from areal_a3po.update_fidelity import split_halves
+
+    mb = {
+        "attention_mask": torch.ones(5, 3, dtype=torch.bool),
+        "input_ids": torch.arange(15).view(5, 3),
+        "rewards_per_batch": torch.arange(8),  # not per row of this minibatch: shared
+        "max_seqlen": 3,
+    }
+    a, b = split_halves(mb)
+    assert a["input_ids"][:, 0].tolist() == [0, 6, 12]
+    assert b["input_ids"][:, 0].tolist() == [3, 9]
+    assert a["rewards_per_batch"] is mb["rewards_per_batch"] and a["max_seqlen"] == 3
+    assert split_halves({"attention_mask": torch.ones(1, 3)}) is None
+
+
+@pytest.mark.version_independent
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "2"])
+def test_update_fidelity_every_bad_value_error_names_the_key(bad):
+    with pytest.raises(A3POConfigError, match=r"^actor\.a3po\.update_fidelity_every must be"):
+        A3POConfig(update_fidelity_every=bad)
+
+
+@pytest.mark.parametrize("method", ["a3po", "recompute", "current"])
+def test_update_fidelity_every_without_a3po_metrics_error_names_the_key(actor_config, method):
+    with pytest.raises(A3POConfigError, match=r"^actor\.a3po\.update_fidelity_every: 2 needs"):
+        actor_config(prox_logp_method=method, a3po=A3POConfig(update_fidelity_every=2))
+    actor_config(prox_logp_method="a3po-metrics", a3po=A3POConfig(update_fidelity_every=2))
+
+
+@pytest.mark.version_independent
+def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp_path):
+    """benchmarks/update_fidelity.py on a synthetic tensorboard log of two probes."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    spec = importlib.util.spec_from_file_location(
+        "update_fidelity_bench", ROOT / "benchmarks" / "update_fidelity.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    writer = SummaryWriter(log_dir=str(tmp_path))
+    logged = {  # step -> {local key: value}; step 2 is not a probe
+        1: {
+            UF("a3po-step", 1, "rel_l2"): 0.02,
+            UF("behave", 1, "rel_l2"): 0.5,
+            UF("noise_floor", 1, "rel_l2"): 0.2,
+            UF("minibatch", 1, "mean_lag"): 1.0,
+        },
+        3: {
+            UF("a3po-step", 1, "rel_l2"): 0.04,
+            UF("behave", 1, "rel_l2"): 0.7,
+            UF("noise_floor", 1, "rel_l2"): 0.4,
+            UF("minibatch", 1, "mean_lag"): 2.0,
+        },
+    }
+    for step, values in logged.items():
+        for key, value in values.items():
+            writer.add_scalar(P + key, value, step)
+        writer.add_scalar("timeperf/train_step", 10.0, step)
+    writer.add_scalar("timeperf/train_step", 2.0, 2)
+    writer.close()
+    run = bench.reduce_run(str(tmp_path))
+    assert run["probes"] == [1, 3]
+    cell = run["cells"]["a3po-step"]["1"]
+    assert cell["rel_l2"] == pytest.approx(0.03) and cell["n_probes"] == 2
+    assert run["cells"]["noise_floor"]["1"]["rel_l2"] == pytest.approx(0.3)
+    assert run["cells"]["minibatch"]["1"]["mean_lag"] == pytest.approx(1.5)
+    assert run["train_step_s"] == {"probe": 10.0, "other": 2.0}
+    rows = bench.table_rows([run])
+    verdicts = {r[0]: r[-1] for r in rows}
+    assert verdicts["`a3po-step`"] == bench.BELOW and verdicts["`behave`"] == bench.ABOVE
