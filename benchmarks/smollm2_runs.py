@@ -183,6 +183,13 @@ def _newcombe(after: float, before: tuple[float, int]) -> str:
     return f"{d:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
+# Why the kept runs' held-out rewards no longer count (they predate vllm.logprobs_mode).
+RAW_LOGPROBS = (
+    "these runs trained on vLLM's raw behaviour log-probs, before temperature, against the "
+    "trainer's at T = 0.7, and were scored on the former per-seed held-out split"
+)
+
+
 def markdown(kept: Path = KEPT) -> str:
     """Every kept run: facts, time breakdown, recompute share, held-out pass rate."""
     runs = _kept_runs(kept)
@@ -258,6 +265,8 @@ def markdown(kept: Path = KEPT) -> str:
     if rows:
         diff = "change since before training [95 % CI]"
         out += [
+            f"**Withdrawn as reward evidence**: {RAW_LOGPROBS}; the stage times above stand.",
+            "",
             f"Held-out reward (`eval-rollout/reward`: {EVAL_SIZE} held-out prompts of seed 1's"
             " split, one greedy answer each, AReaL's evaluator after the step named): the mean"
             " of reasoning-gym's score, 1 for the exact answer and partial credit"

@@ -16,7 +16,7 @@ score on the same set (:data:`UNTRAINED`: greedy, so one number, measured by
 
 ``run`` runs the recompute twin through ``a3po compare``'s runner (``runner.run_arm``: the twin's
 ``single-controller, local`` header line, AReaL's local scheduler) once per seed, one after the
-other, at the ``smollm2-mb4`` study's setting (four PPO minibatches, staleness 2, free-running), and
+other, at the ``smollm2-mb4-v2`` study's setting (four PPO minibatches, staleness 2, free-running), and
 keeps one ``RunRecord`` per seed in ``docs/benchmarks/smollm2-validity/runs/`` (the format of
 ``a3po compare``'s ``report/runs/``) with ``validity.json`` (what ran, when, where). Rerunning
 into the same ``--out`` resumes: finished seeds are skipped, an interrupted one continues.
@@ -52,7 +52,9 @@ PROVIDER = "recompute"
 TESTBED = "smollm2"
 STEPS = 20
 SEEDS = (1, 2, 3, 4, 5)
-MINIBATCHES = 4  # actor.ppo_n_minibatches of the smollm2-mb4 study, the comparison this validates
+MINIBATCHES = (
+    4  # actor.ppo_n_minibatches of the smollm2-mb4-v2 study, the comparison this validates
+)
 STALENESS = 2
 MIN_SEEDS = stats.MIN_SEEDS
 VALID = "valid: the baseline learns on held-out data"
