@@ -431,6 +431,10 @@ def value(name: str) -> str:
         from smollm2_runs import compare_minutes
 
         return compare_minutes(int(name.split(":", 1)[1]))
+    if name == "validity":
+        from validity import summary
+
+        return summary()
     if name.startswith("expected_h:"):
         return f"{expected_seconds(STUDIES[name.split(':', 1)[1]]) / 3600:.1f}"
     if name.startswith("target:"):

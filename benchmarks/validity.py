@@ -224,6 +224,17 @@ def untrained_line(directory: Path, untrained: float) -> str:
     )
 
 
+def summary(directory: Path = KEPT, untrained_path: Path = UNTRAINED) -> str:
+    """One line for quoting: the verdict with the mean gain, its interval and the seeds."""
+    runs = Path(directory) / RUNS
+    if not runs.is_dir() or not any(runs.glob("*.json")):
+        return "not yet run"
+    result = analyse(read_records(str(runs)), untrained_score(untrained_path))
+    g = result.gain
+    interval = f" [{g.low:+.3f}, {g.high:+.3f}]" if g.has_interval else ""
+    return f"{result.verdict} (held-out gain {g.estimate:+.3f}{interval}, {g.n_seeds} seeds)"
+
+
 def _f(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 

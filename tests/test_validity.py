@@ -135,6 +135,17 @@ def test_markdown_kept_records_show_per_seed_gains_and_verdict(tmp_path):
     assert "0.1400" in md
 
 
+def test_summary_quotes_verdict_gain_interval_and_seeds(tmp_path):
+    untrained = _untrained_json(tmp_path / "u.json", UNTRAINED)
+    assert validity.summary(tmp_path, untrained) == "not yet run"
+    write_records([_record(s, e) for s, e in LEARNS.items()], str(tmp_path / validity.RUNS))
+    result = validity.analyse([_record(s, e) for s, e in LEARNS.items()], UNTRAINED)
+    g = result.gain
+    assert validity.summary(tmp_path, untrained) == (
+        f"{validity.VALID} (held-out gain {g.estimate:+.3f} [{g.low:+.3f}, {g.high:+.3f}], 5 seeds)"
+    )
+
+
 def test_run_keeps_one_record_per_seed_and_prints_expected_time(tmp_path, monkeypatch, capsys):
     """``run`` with the runner replaced by one that writes AReaL's tags in its layout."""
     from tensorboardX import SummaryWriter
