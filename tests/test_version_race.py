@@ -13,9 +13,9 @@ is not what is tested) and the inference server itself (the test's HTTP server).
 areal 1.0.4 and AReaL 2.0.0 read the version twice per request and so label the tokens with the
 new version; the plugin's coupling makes them keep the request's version (the negative control
 runs AReaL's unpatched methods and sees the race). AReaL main reads it once (its own fix) and is
-left unpatched. AReaL main's v2 inference service (``areal/v2/inference_service/inf_bridge.py``)
-reads ``self._version`` after the round trip again; no recipe's launch path reaches it
-(``test_v2_inference_service_unreachable_from_every_recipe``).
+left unpatched. The v2 inference service of AReaL 2.0.0 and main
+(``areal/v2/inference_service/inf_bridge.py``) reads ``self._version`` after the round trip again;
+no recipe's launch path reaches it (``test_v2_inference_service_unreachable_from_every_recipe``).
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def test_version_race_without_the_fix_areal_labels_the_new_version(case, monkeyp
     assert versions == unfixed
 
 
-# ----------------------------------------------------------------------------- AReaL main's v2
+# ----------------------------------------------------------------------------- AReaL 2.x's v2
 
 
 def _areal_sources(*names: str) -> dict[str, ast.Module]:
@@ -284,16 +284,20 @@ def _under_v2_version_branch(tree: ast.Module, call: ast.Call) -> bool:
 
 
 def test_v2_inference_service_unreachable_from_every_recipe(tmp_path, load_recipe):
-    """AReaL main's ``InfBridge.agenerate`` labels tokens with ``self._version`` read after the
+    """The v2 ``InfBridge.agenerate`` labels tokens with ``self._version`` read after the
     HTTP round trip (the #1569 race; the plugin does not patch it). The only path to it from a
     trainer: ``InfBridge`` is built by the v2 data proxy only, which AReaL's
     ``RolloutControllerV2`` (and AReaL's own v2 inference CLI) starts, and every
     ``RolloutControllerV2(...)`` outside ``areal/v2`` sits under ``if config._version == "v2":``.
     Every GPU recipe, loaded with AReaL's loader, keeps ``rollout._version`` and
     ``actor._version`` at ``v1``, and every launch line starts the plugin's entry script or one of
-    AReaL's v1 launchers. Read from the installed AReaL's own sources (AReaL main on leg 3)."""
-    if importlib.util.find_spec("areal.v2.inference_service.inf_bridge") is None:
-        pytest.skip("this AReaL has no v2 inference service (areal 1.0.4, AReaL 2.0.0)")
+    AReaL's v1 launchers. Read from the installed AReaL's own sources (AReaL 2.0.0 and main)."""
+    try:
+        found = importlib.util.find_spec("areal.v2.inference_service.inf_bridge") is not None
+    except ModuleNotFoundError:  # no areal.v2 package at all (areal 1.0.4)
+        found = False
+    if not found:
+        pytest.skip("this AReaL has no v2 inference service (areal 1.0.4)")
     from areal.v2.inference_service.inf_bridge import InfBridge
 
     from tests.recipe_headers import GPU_RECIPES, commands
