@@ -11,13 +11,16 @@ from collections.abc import Iterator
 
 
 def _info(args: argparse.Namespace) -> int:
-    from areal_a3po import __version__, _bootstrap, registry
+    from areal_a3po import __version__, _bootstrap, activation, registry
 
     print(f"areal-a3po {__version__}")
     if _bootstrap.disabled():
         print(f"activation: DISABLED by {_bootstrap.DISABLE_ENV}")
     else:
         print(f"activation hook installed at interpreter start: {_bootstrap.installed()}")
+        if not activation.active():
+            print(f"  why not: {activation.inactive_reason()}")
+            print(f"  fix: {activation.FIX}")
     import areal.api.cli_args  # noqa: F401  (triggers the hook, as in any AReaL process)
     import areal.trainer.ppo.actor  # noqa: F401
     import areal.utils.recover  # noqa: F401  (hybrid's state beside AReaL's recover checkpoint)

@@ -27,6 +27,11 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
                      (written by ``benchmarks/faults.py``)
 * ``smollm2_runs``   the SmolLM2 twins' kept runs ``docs/benchmarks/smollm2/{runs,facts}/``
                      (written by ``benchmarks/smollm2_runs.py keep``)
+* ``gpu_check``      the device check's kept outputs ``docs/benchmarks/gpu_check/*.json``
+                     (written by ``benchmarks/gpu_check.py``; "not yet run" on a GPU until a
+                     device machine's output is kept there)
+* ``gpu_check_wheels`` the wheels a device machine is given for it
+                     (``docs/benchmarks/gpu_check/device_wheels.json``, ``device_wheels.py fetch``)
 
 The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
 ``--check`` recomputes every number from the runs, not from a kept report. README.md's inline
@@ -269,8 +274,22 @@ def smollm2_runs_markdown() -> str:
     return markdown()
 
 
+def gpu_check_block() -> str:
+    from gpu_check_report import markdown
+
+    return markdown()
+
+
+def gpu_check_wheels_block() -> str:
+    from gpu_check_report import wheels_markdown
+
+    return wheels_markdown()
+
+
 def blocks(plots_dir: Path) -> dict[str, str]:
     out = {"choosing": choosing(), "repeat": repeat(), "bench": bench()}
+    out["gpu_check"] = gpu_check_block()
+    out["gpu_check_wheels"] = gpu_check_wheels_block()
     out["bench_smollm2"] = bench(BENCH_SMOLLM2)
     out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
     out["fidelity"] = fidelity_block()

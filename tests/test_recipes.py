@@ -343,3 +343,39 @@ def test_dapo_overlong_penalty_has_dapos_relative_strength(loaded):
         scaled = (penalised + actor.reward_bias) * actor.reward_scaling  # as AReaL's actor does
         span = scaled[1] - scaled[0]
         torch.testing.assert_close((scaled[0] - scaled[2]) / span, torch.tensor(0.5))
+
+
+REUSE_ARM_RE = re.compile(r"^#\s+append\s+(actor\.prox_logp_method=reuse_train_logp .+)$")
+
+
+def test_gsm8k_one_minibatch_reuse_train_logp_arm_loads_on_areal2_refused_on_1_0(loaded):
+    """The one-minibatch GSM8K headers' third arm (AReaL 2.x's exact, free ``reuse_train_logp``):
+    its override line, read from the header, loads with AReaL's loader where AReaL has the method
+    (the recompute twin's config but the method and the trial name) and is refused by name on
+    areal 1.0.4, which the headers and docs/recipes.md say has no such method."""
+    from areal.utils.constants import ProxLogpMethod
+
+    from areal_a3po.config import A3POConfigError
+    from areal_a3po.coupling.config import plugin_selected
+
+    base = twin("gsm8k_grpo_qwen2.5-1.5b", "recompute")
+    lines = [m[1] for line in header(base) if (m := REUSE_ARM_RE.match(line))]
+    assert len(lines) == 1, lines
+    assert header(base) == header(twin("gsm8k_grpo_qwen2.5-1.5b", "a3po"))  # both twins say it
+    overrides = tuple(lines[0].split())
+    said = "areal 1.0.4 has no reuse_train_logp"
+    assert said in " ".join(x.lstrip("# ") for x in header(base))
+    assert said in " ".join((ROOT / "docs" / "recipes.md").read_text().split())
+    if "reuse_train_logp" not in {m.value for m in ProxLogpMethod}:  # areal 1.0.4
+        with pytest.raises(A3POConfigError, match="unknown proximal log-prob provider 'reuse_tr"):
+            loaded(base, *overrides)
+        return
+    cfg = loaded(base, *overrides)
+    assert cfg.actor.prox_logp_method == "reuse_train_logp" and cfg.trial_name == "reuse"
+    assert cfg.actor.ppo_n_minibatches == 1
+    assert cfg.actor.should_compute_prox_logp() is False  # AReaL skips the forward
+    assert not plugin_selected(cfg.actor)  # AReaL's own method: the plugin's loss is not used
+    flat = flatten(dataclasses.asdict(cfg))
+    flat_base = flatten(dataclasses.asdict(loaded(base)))
+    differing = {k for k in flat_base if flat_base[k] != flat.get(k)}
+    assert differing == {"actor.prox_logp_method"} | trial_derived(flat_base)

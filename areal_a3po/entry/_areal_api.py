@@ -10,6 +10,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from areal_a3po import activation
+
 # A RolloutWorkflow: AReaL runs it without OpenAI-proxy workers, so it works in SPMD mode and under
 # every scheduler (agent workflows such as MathAgent raise NotImplementedError in SPMD and on Ray).
 RLVR_WORKFLOW = "areal.workflow.rlvr.RLVRWorkflow"
@@ -43,9 +45,21 @@ def config_class() -> type:
 
 
 def load_config(argv: list[str]) -> Any:
-    """Parse ``--config RECIPE [overrides]`` with AReaL's ``load_expr_config`` (as its examples)."""
+    """Parse ``--config RECIPE [overrides]`` with AReaL's ``load_expr_config`` (as its examples).
+
+    In a process where the plugin is not active (its ``.pth`` hook did not run), a recipe's
+    plugin settings fail with :class:`~areal_a3po.activation.PluginInactiveError`, which names the
+    install that fixes it, instead of AReaL's generic unknown-key error (kept as its cause).
+    """
     load_expr_config = _lookup("areal.api.cli_args", "load_expr_config", "the config loader")
-    config, _ = load_expr_config(list(argv), config_class())
+    try:
+        config, _ = load_expr_config(list(argv), config_class())
+    except Exception as exc:
+        setting = activation.plugin_setting(exc)
+        if setting is not None and not activation.active():
+            raise activation.inactive_error(setting) from exc
+        raise
+    activation.check_config(config)
     return config
 
 

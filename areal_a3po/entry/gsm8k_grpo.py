@@ -6,9 +6,10 @@
 Follows AReaL's ``examples/math/gsm8k_rl.py`` at tag v1.0.4: AReaL's GSM8K loader
 (``areal.dataset.get_custom_dataset``, ``train`` and ``test`` splits), AReaL's GSM8K reward
 (``areal.reward.gsm8k.gsm8k_reward_fn``), ``RLVRWorkflow`` without thinking, evaluation at
-temperature 0.6. At the installed wheel's commit (a0f3dca20) that example uses ``MathAgent``
-instead, an agent workflow that needs OpenAI-proxy workers: AReaL raises NotImplementedError for
-it in SPMD mode and under the Ray scheduler, and its reward differs. ``RLVRWorkflow`` is a
+temperature 0.6. At AReaL commit a0f3dca20 (after that tag; the PyPI areal 1.0.4 wheel ships no
+examples) that example uses ``MathAgent`` instead, an agent workflow that needs OpenAI-proxy
+workers: AReaL raises NotImplementedError for it in SPMD mode and under the Ray scheduler, and its
+reward differs. ``RLVRWorkflow`` is a
 ``RolloutWorkflow`` and runs in every launch mode, with the same reward at every AReaL version.
 """
 

@@ -3,7 +3,7 @@
     python3 -m areal_a3po.entry.math_grpo --config recipes/dapo_math_grpo_qwen3-8b_a3po.yaml \
         scheduler.type=local
 
-Follows AReaL's ``examples/math/boba_grpo.py`` (same at tag v1.0.4 and at the wheel's commit):
+Follows AReaL's ``examples/math/boba_grpo.py`` (same at tag v1.0.4 and at commit a0f3dca20):
 ``PPOTrainer`` + ``RLVRWorkflow`` with thinking enabled, no validation set, no dynamic filter.
 Differences, and why: data and reward come from :mod:`areal_a3po.entry.math_task` (importable in
 every worker, no AReaL checkout needed), rows are chat ``messages`` so the workflow's default
