@@ -116,7 +116,8 @@ def reduce_mismatch(run_dir: str) -> dict | None:
     from areal_a3po.report.load import load_scalars
     from areal_a3po.report.summarise import mismatch_steps
 
-    cells = mismatch_steps(load_scalars(run_dir)).values()
+    # A step without fresh tokens logs n_tokens 0 and no average (nothing to average).
+    cells = [c for c in mismatch_steps(load_scalars(run_dir)).values() if c.get("n_tokens")]
     n = sum(c["n_tokens"] for c in cells)
     if not n:
         return None

@@ -180,3 +180,28 @@ def test_fidelity_markdown_withdrawn_kept_file_says_so_with_reason():
         kept / "smollm2.json"
     )
     assert "Withdrawn" not in bench.markdown(kept / "pipeline-check-tiny.json")
+
+
+@pytest.mark.version_independent
+def test_fidelity_reduce_mismatch_step_without_fresh_tokens_is_left_out(tmp_path):
+    """A step with no fresh lag-0 token logs n_tokens 0 and no average: the run's mismatch is the
+    token-weighted mean over the other steps (it used to raise KeyError)."""
+    import importlib.util
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    spec = importlib.util.spec_from_file_location(
+        "fidelity_bench", keys_root() / "benchmarks" / "fidelity.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    writer = SummaryWriter(log_dir=str(tmp_path))
+    tokens, mean = keys.LAG_PREFIX + keys.MISMATCH_TOKENS, keys.LAG_PREFIX + keys.MISMATCH_ABS
+    for step, (n, v) in enumerate([(10.0, 0.1), (0.0, None), (30.0, 0.3)]):
+        writer.add_scalar(tokens, n, step)
+        if v is not None:
+            writer.add_scalar(mean, v, step)
+    writer.close()
+    out = bench.reduce_mismatch(str(tmp_path))
+    assert out["n_tokens"] == 40.0
+    assert out["abs_dlogp"] == pytest.approx((10 * 0.1 + 30 * 0.3) / 40, rel=1e-6)
