@@ -110,25 +110,9 @@ class A3POConfig:
             raise A3POConfigError(
                 f"{YAML_PREFIX}.validate_inputs must be true or false, got {self.validate_inputs!r}."
             )
-        if (
-            isinstance(self.calibration_interval, bool)
-            or not isinstance(self.calibration_interval, int)
-            or self.calibration_interval < 1
-        ):
-            raise A3POConfigError(
-                f"{YAML_PREFIX}.calibration_interval must be an integer >= 1, got "
-                f"{self.calibration_interval!r}."
-            )
+        _check_int("calibration_interval", self.calibration_interval, minimum=1)
         _check_number("error_threshold", self.error_threshold, minimum=0.0)
-        if (
-            isinstance(self.update_fidelity_every, bool)
-            or not isinstance(self.update_fidelity_every, int)
-            or self.update_fidelity_every < 0
-        ):
-            raise A3POConfigError(
-                f"{YAML_PREFIX}.update_fidelity_every must be an integer >= 0 (0: off), got "
-                f"{self.update_fidelity_every!r}."
-            )
+        _check_int("update_fidelity_every", self.update_fidelity_every, minimum=0, note=" (0: off)")
         if self.error_metric not in ERROR_METRICS:
             raise A3POConfigError(
                 f"{YAML_PREFIX}.error_metric must be one of {list(ERROR_METRICS)}, got "
@@ -148,6 +132,13 @@ class A3POConfig:
                     f"{YAML_PREFIX}.eval_providers lists '{name}', which is not an approximate "
                     f"provider; choose from {registry.approximate_provider_names()}."
                 )
+
+
+def _check_int(name: str, value: Any, minimum: int, note: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise A3POConfigError(
+            f"{YAML_PREFIX}.{name} must be an integer >= {minimum}{note}, got {value!r}."
+        )
 
 
 def _check_number(name: str, value: Any, minimum: float) -> None:
