@@ -308,29 +308,40 @@ def _run(args) -> None:
     print(f"kept: {reduce_study(args.out, args.name, args.note)}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def study_parser(doc, run_help, run, reduce, markdown_of, kept: Path, testbeds):
+    """(parser, its ``run`` subparser): the ``run`` / ``reduce`` / ``table`` commands of an
+    ``a3po-metrics`` study script (this one and ``update_fidelity.py``), ``run``'s shared options
+    added; the caller adds its own."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p_run = sub.add_parser("run", help="run the a3po-metrics arms, then reduce them")
-    p_run.add_argument("--testbed", choices=["tiny", "smollm2"], default="smollm2")
+    p_run = sub.add_parser("run", help=run_help)
+    p_run.add_argument("--testbed", choices=testbeds, default="smollm2")
     p_run.add_argument("--staleness", default="2,4")
     p_run.add_argument("--seeds", default="1,2,3")
     p_run.add_argument("--steps", type=int, default=8)
     p_run.add_argument("--pace", choices=["free", "cap"], default="cap")
     p_run.add_argument("--out", required=True, help="the runner's output directory (scratch)")
-    p_run.add_argument("--name", required=True, help="kept file docs/benchmarks/fidelity/NAME.json")
+    p_run.add_argument(
+        "--name", required=True, help=f"kept file {kept.relative_to(ROOT)}/NAME.json"
+    )
     p_run.add_argument("--note", default="", help="a line shown above the tables")
     p_run.add_argument("--set", action="append", default=[], help="extra AReaL override")
     p_run.add_argument("--no-progress", action="store_true")
-    p_run.set_defaults(fn=_run)
+    p_run.set_defaults(fn=run)
     p_red = sub.add_parser("reduce", help="reduce finished arms into the kept file")
     p_red.add_argument("out")
     p_red.add_argument("--name", required=True)
     p_red.add_argument("--note", default="")
-    p_red.set_defaults(fn=lambda a: print(reduce_study(a.out, a.name, a.note)))
+    p_red.set_defaults(fn=lambda a: print(reduce(a.out, a.name, a.note)))
     p_tab = sub.add_parser("table", help="print the markdown tables of a kept file")
     p_tab.add_argument("kept")
-    p_tab.set_defaults(fn=lambda a: print(markdown(a.kept), end=""))
+    p_tab.set_defaults(fn=lambda a: print(markdown_of(a.kept), end=""))
+    return parser, p_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, _ = study_parser(__doc__, "run the a3po-metrics arms, then reduce them", _run,
+                             reduce_study, markdown, KEPT, ["tiny", "smollm2"])  # fmt: skip
     args = parser.parse_args(argv)
     args.fn(args)
     return 0

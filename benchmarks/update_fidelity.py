@@ -25,7 +25,6 @@ the others (step 0, the warm-up, left out). The markdown (``docs/benchmarks.md``
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
@@ -38,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts
 
-from fidelity import N_MINIBATCHES, OVERRIDES, PROVIDERS  # noqa: E402
+from fidelity import N_MINIBATCHES, OVERRIDES, PROVIDERS, study_parser  # noqa: E402
 
 from areal_a3po import keys  # noqa: E402
 from areal_a3po.report.table import pipe_table  # noqa: E402
@@ -313,32 +312,10 @@ def _run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p_run = sub.add_parser("run", help="run the probed a3po-metrics arms, then reduce them")
-    p_run.add_argument("--testbed", choices=sorted(PASS_S), default="smollm2")
-    p_run.add_argument("--staleness", default="2,4")
-    p_run.add_argument("--seeds", default="1,2,3")
-    p_run.add_argument("--steps", type=int, default=8)
+    parser, p_run = study_parser(__doc__, "run the probed a3po-metrics arms, then reduce them",
+                                 _run, reduce_study, markdown, KEPT, sorted(PASS_S))  # fmt: skip
     p_run.add_argument("--every", type=int, default=2, help=f"{EVERY_KEY}")
     p_run.add_argument("--providers", default="", help="eval_providers (default: every one)")
-    p_run.add_argument("--pace", choices=["free", "cap"], default="cap")
-    p_run.add_argument("--out", required=True, help="the runner's output directory (scratch)")
-    p_run.add_argument(
-        "--name", required=True, help=f"kept file {KEPT.relative_to(ROOT)}/NAME.json"
-    )
-    p_run.add_argument("--note", default="", help="a line shown above the tables")
-    p_run.add_argument("--set", action="append", default=[], help="extra AReaL override")
-    p_run.add_argument("--no-progress", action="store_true")
-    p_run.set_defaults(fn=_run)
-    p_red = sub.add_parser("reduce", help="reduce finished arms into the kept file")
-    p_red.add_argument("out")
-    p_red.add_argument("--name", required=True)
-    p_red.add_argument("--note", default="")
-    p_red.set_defaults(fn=lambda a: print(reduce_study(a.out, a.name, a.note)))
-    p_tab = sub.add_parser("table", help="print the markdown tables of a kept file")
-    p_tab.add_argument("kept")
-    p_tab.set_defaults(fn=lambda a: print(markdown(a.kept), end=""))
     args = parser.parse_args(argv)
     if args.cmd == "run" and args.every < 1:
         parser.error("--every must be >= 1")
