@@ -202,6 +202,34 @@ def test_recipe_micro_batch_cap_holds_one_sequence_of_the_task(load_recipe, tmp_
         train_gym.check_micro_batches(cfg, lens)
 
 
+@pytest.mark.version_independent  # the recipe against areal 1.0.4's thread rule (same on 2.x)
+@pytest.mark.parametrize("drop_mkl, threads", [(False, 2), (True, 1)])
+def test_recipe_actor_worker_env_torch_threads_two_unless_mkl_dropped(
+    load_recipe, tmp_path, monkeypatch, drop_mkl, threads
+):
+    """The actor worker's environment as AReaL's local scheduler builds it gives torch 2 threads.
+
+    AReaL fills every thread variable it does not find with ``scheduling_spec.cpu`` (1), and torch
+    takes ``MKL_NUM_THREADS`` over ``OMP_NUM_THREADS``: with the recipe's ``MKL_NUM_THREADS``
+    dropped (negative control) the trainer runs on one thread although ``OMP_NUM_THREADS`` is 2.
+    """
+    from areal.infra.utils.launcher import THREAD_ENV_VARS, get_thread_env_vars
+
+    spec = load_recipe(RECIPE, tmp_path).actor.scheduling_spec[0]
+    spec_env = dict(spec.env_vars)
+    assert spec_env["OMP_NUM_THREADS"] == "2"
+    if drop_mkl:
+        del spec_env["MKL_NUM_THREADS"]
+    for var in THREAD_ENV_VARS:  # AReaL gives this process's own values priority
+        monkeypatch.delenv(var, raising=False)
+    env = {**os.environ, **get_thread_env_vars(cpus_per_task=spec.cpu, existing_env_vars=spec_env)}
+    env.update(spec_env)  # as AReaL's LocalScheduler does after the thread variables
+    probe = "import torch; print(torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (spec.cpu, int(out.stdout.strip())) == (1, threads)
+
+
 # ----------------------------------------------------------------------------- launcher
 
 
