@@ -55,7 +55,7 @@ def compare(
     pace: str | None = None,
     overrides: list[str] | None = None,
     target: float | None = None,
-    margin: float = stats.DEFAULT_MARGIN,
+    margin: float = stats.MARGIN,
     provider_notes: dict[str, str] | None = None,
 ) -> Report:
     """Compare runs (the first is the baseline) and write report.md, report.json and plots.
