@@ -1,4 +1,5 @@
-"""``a3po`` command line: ``a3po info`` (is the plugin active?), ``a3po compare``, ``a3po recipe``."""
+"""``a3po`` command line: ``a3po info`` (is the plugin active?), ``a3po compare``, ``a3po fidelity``,
+``a3po recipe``."""
 
 from __future__ import annotations
 
@@ -197,6 +198,24 @@ def _provider_notes(providers: list[str] | None) -> dict[str, str]:
     }
 
 
+def _fidelity(args: argparse.Namespace) -> int:
+    from areal_a3po.report import fidelity
+    from areal_a3po.report.load import RunDataError
+
+    staleness = _int_list(args.staleness, "--staleness") if args.staleness else None
+    try:
+        runs, notes = fidelity.load(args.runs, staleness)
+    except (FileNotFoundError, RunDataError, ValueError) as exc:
+        print(f"a3po fidelity: error: {exc}", file=sys.stderr)
+        return 2
+    for run in runs:
+        if run.get("command") is None:  # a run directory: its seed is its position
+            print(f"seed {run['seed']}: {run['label']}")
+    print(fidelity.markdown(runs, head=notes))
+    print("\n".join(fidelity.closest(runs)))
+    return 0
+
+
 def _recipe(args: argparse.Namespace) -> int:
     from areal_a3po import recipes
 
@@ -205,6 +224,8 @@ def _recipe(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from areal_a3po.report import defaults
+
     parser = argparse.ArgumentParser(prog="a3po", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_rec = sub.add_parser(
@@ -226,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument(
         "--last",
         type=int,
-        default=5,
+        default=defaults.LAST_N,
         help="the last N steps: the reward spread, and the training reward of record (their mean)",
     )
     p_cmp.add_argument(
@@ -285,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument(
         "--margin",
         type=float,
-        default=0.05,
+        default=defaults.MARGIN,
         help="non-inferiority margin of the reward difference vs the baseline (absolute reward, "
-        "default 0.05): 'not worse by more than MARGIN' when the interval's lower bound is "
+        f"default {defaults.MARGIN:g}): 'not worse by more than MARGIN' when the interval's lower bound is "
         "above -MARGIN, 'worse by more than MARGIN' when its upper bound is below -MARGIN, "
         "'worse' when its upper bound is below 0, else 'no claim'",
     )
@@ -302,6 +323,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
     p_cmp.set_defaults(fn=_compare)
+    p_fid = sub.add_parser(
+        "fidelity",
+        help="the fidelity table of a3po-metrics runs (every provider against the recompute, per "
+        "lag and PPO minibatch) and the provider closest to the recompute on that workload",
+    )
+    p_fid.add_argument(
+        "runs", nargs="+", metavar="RUN", help="a3po-metrics run / tensorboard dirs (one per "
+        "seed), or kept fidelity files (docs/benchmarks/fidelity/*.json)",
+    )  # fmt: skip
+    p_fid.add_argument(
+        "--staleness", default=None, help="the runs' rollout.max_head_offpolicyness (one, or one "
+        "per run): one table per staleness point",
+    )  # fmt: skip
+    p_fid.set_defaults(fn=_fidelity)
     args = parser.parse_args(argv)
     return args.fn(args)
 

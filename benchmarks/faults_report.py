@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from areal_a3po.report.table import pipe_table
+from areal_a3po.report.text import pipe_table
 
 KEPT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "faults"
 

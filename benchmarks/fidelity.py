@@ -13,35 +13,30 @@ launcher, one process group per arm) at ``actor.ppo_n_minibatches=4``.
 
 Kept data: ``docs/benchmarks/fidelity/<name>.json``, per run (staleness, seed) and per
 (provider, minibatch, lag bucket) the token-weighted mean over the run's steps of each fidelity
-metric and the bucket's token count. The markdown (``docs/benchmarks.md``'s fidelity section,
-written by ``benchmarks/update_docs.py``) is :func:`markdown` of that file, nothing else.
+metric and the bucket's token count (``areal_a3po.report.fidelity.reduce_run``). The markdown
+(``docs/benchmarks.md``'s fidelity section, written by ``benchmarks/update_docs.py``) is the
+product's table of that file (``a3po fidelity FILE`` prints the same), nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
+
+from areal_a3po.report import fidelity as table
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks" / "fidelity"
-PROVIDERS = ("a3po-step", "a3po", "a3po-linear", "loglinear", "behave", "current")
+PROVIDERS = table.PROVIDERS
 N_MINIBATCHES = 4
 OVERRIDES = (
     f"actor.ppo_n_minibatches={N_MINIBATCHES}",
     "+actor.a3po.fallback=a3po",  # current = exact on minibatch 0, the paper's a3po after
 )
-
-
-# a3po-step is pi_theta on minibatch 0, where the recompute evaluates the same weights: a larger
-# mean |dlogp| there means the recompute and the training forward disagree (e.g. packed CPU
-# micro-batches), and no provider's score against it is evidence.
-GROUND_TRUTH_TOL = 1e-4
 
 # Kept files that no longer count as evidence, and why (kept as they ran, shown as withdrawn).
 WITHDRAWN = {
@@ -53,77 +48,6 @@ WITHDRAWN = {
 }
 
 
-def ground_truth_gap(run: dict) -> float:
-    """Mean |dlogp| of ``a3po-step`` on minibatch 0 in one kept run (0 when the truth is sound)."""
-    cells = [c for b, c in run["scores"].get("a3po-step", {}).items() if b.startswith("0/")]
-    n = sum(c["n_tokens"] for c in cells)
-    return sum(c["abs_dlogp"] * c["n_tokens"] for c in cells) / n if n else 0.0
-
-
-def _metric_re():
-    from areal_a3po import keys
-
-    return re.compile(re.escape(keys.PREFIX) + keys.FIDELITY_PATTERN)
-
-
-def _tokens_re():
-    from areal_a3po import keys
-
-    return re.compile(
-        re.escape(keys.PREFIX)
-        + keys.FIDELITY
-        + r"/mb(?P<minibatch>\d+)/lag(?P<lag>_ge\d+|\d+)/n_tokens"
-    )
-
-
-def reduce_run(run_dir: str) -> dict:
-    """One run's tensorboard scalars -> {provider: {"mb/lag": {metric: mean, "n_tokens": n}}}.
-
-    Means are weighted by each step's bucket token count (the statistic's own denominator), so
-    the result is the mean over every scored token of the run.
-    """
-    from areal_a3po.report.load import load_scalars
-
-    data = load_scalars(run_dir)
-    tokens: dict[tuple[str, str], dict[int, float]] = {}
-    for tag, series in data.scalars.items():
-        m = _tokens_re().search(tag)
-        if m:
-            tokens[(m["minibatch"], m["lag"])] = series
-    sums: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(float)))
-    for tag, series in data.scalars.items():
-        m = _metric_re().search(tag)
-        if not m or m["metric"] == "n_tokens":
-            continue
-        counts = tokens[(m["minibatch"], m["lag"])]
-        cell = sums[m["provider"]][f"{m['minibatch']}/{m['lag']}"]
-        for step, value in series.items():
-            cell[m["metric"]] += value * counts[step]
-            cell["_n_" + m["metric"]] += counts[step]
-    out: dict = {}
-    for provider, cells in sorted(sums.items()):
-        out[provider] = {}
-        for bucket, acc in sorted(cells.items()):
-            metrics = {k: acc[k] / acc["_n_" + k] for k in acc if not k.startswith("_n_")}
-            metrics["n_tokens"] = max(acc["_n_" + k] for k in acc if not k.startswith("_n_"))
-            out[provider][bucket] = metrics
-    return out
-
-
-def reduce_mismatch(run_dir: str) -> dict | None:
-    """The run's train-inference mismatch (areal_a3po/mismatch.py): mean |dlogp| over every
-    fresh token of the run, and their number; None where the run did not log it."""
-    from areal_a3po.report.load import load_scalars
-    from areal_a3po.report.summarise import mismatch_steps
-
-    # A step without fresh tokens logs n_tokens 0 and no average (nothing to average).
-    cells = [c for c in mismatch_steps(load_scalars(run_dir)).values() if c.get("n_tokens")]
-    n = sum(c["n_tokens"] for c in cells)
-    if not n:
-        return None
-    return {"abs_dlogp": sum(c["abs_dlogp"] * c["n_tokens"] for c in cells) / n, "n_tokens": n}
-
-
 def reduce_study(out_dir: str, name: str, note: str = "") -> Path:
     """Every arm under ``out_dir`` (the runner's layout, ``<arm>/summary.json``) -> kept file."""
     runs = []
@@ -132,17 +56,8 @@ def reduce_study(out_dir: str, name: str, note: str = "") -> Path:
         if len(arm.get("rewards", [])) < arm["steps"]:
             print(f"skipped (incomplete: {len(arm.get('rewards', []))}/{arm['steps']}): {summary}")
             continue
-        runs.append(
-            {
-                "label": arm["label"],
-                "seed": arm["seed"],
-                "staleness": arm["staleness"],
-                "steps": arm["steps"],
-                "command": arm["command"],
-                "scores": reduce_run(arm["run_dir"]),
-                "mismatch": reduce_mismatch(arm["run_dir"]),
-            }
-        )
+        what = {k: arm[k] for k in ("label", "seed", "staleness", "steps", "command")}
+        runs.append(table.reduce_run(arm["run_dir"], **what))
     if not runs:
         raise SystemExit(f"no arm (<arm>/summary.json) under {out_dir}")
     KEPT.mkdir(parents=True, exist_ok=True)
@@ -152,127 +67,15 @@ def reduce_study(out_dir: str, name: str, note: str = "") -> Path:
     return path
 
 
-def _mean_ci(values: list[float]) -> str:
-    """Mean across seeds with a 95 % t interval (scipy), or the mean alone for one seed."""
-    from scipy import stats
-
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return f"{mean:.3g}"
-    half = stats.t.ppf(0.975, n - 1) * stats.tstd(values) / n**0.5
-    return f"{mean:.3g} [{mean - half:.3g}, {mean + half:.3g}]"
-
-
-def _mismatch_line(runs: list[dict]) -> str:
-    """The train-inference mismatch of the same runs, beside the providers' scores."""
-    measured = [r["mismatch"]["abs_dlogp"] for r in runs if r.get("mismatch")]
-    if len(measured) < len(runs):
-        return (
-            "Train-inference mismatch: not logged by these runs (kept before the monitor, "
-            "`ppo_actor/a3po/mismatch/*`), so a lag-0 score here cannot be told from it."
-        )
-    return (
-        f"Train-inference mismatch of the same runs (lag-0 tokens; the recompute ran, so every "
-        f"minibatch counts): mean |log π_trainer − log π_behave| = {_mean_ci(measured)} nats. "
-        "A provider that reads π_behave cannot score below it at lag 0."
-    )
-
-
-def _lag_key(bucket: str) -> tuple[int, int]:
-    mb, lag = bucket.split("/")
-    return int(mb), (10**6 + int(lag[3:]) if lag.startswith("_ge") else int(lag))
-
-
 def markdown(path: str | Path) -> str:
-    """The fidelity tables of one kept file (per staleness: a summary per provider across seeds,
-    then provider x lag x minibatch, seed means)."""
+    """The fidelity tables of one kept file (``areal_a3po.report.fidelity.markdown``), under
+    its note and, for a withdrawn file, why it is no longer evidence."""
     kept = json.loads(Path(path).read_text())
-    lines = []
-    if kept.get("note"):
-        lines += [f"*{kept['note']}*", ""]
+    head = [f"*{kept['note']}*", ""] if kept.get("note") else []
     if Path(path).stem in WITHDRAWN:
-        lines += [f"**Withdrawn**: {WITHDRAWN[Path(path).stem]}. Kept as it ran, no longer "
-                  "evidence.", ""]  # fmt: skip
-    by_staleness: dict[int, list[dict]] = defaultdict(list)
-    for run in kept["runs"]:
-        by_staleness[run["staleness"]].append(run)
-    for staleness, runs in sorted(by_staleness.items()):
-        seeds = sorted(r["seed"] for r in runs)
-        steps = sorted({r["steps"] for r in runs})
-        lines += [
-            f"**staleness {staleness}** (`rollout.max_head_offpolicyness={staleness}`, "
-            f"`ppo_n_minibatches={kept['n_minibatches']}`, seeds {seeds}, steps {steps}); "
-            "per provider over all loss tokens, mean across seeds [95 % t interval]:",
-            "",
-        ]
-        gaps = [ground_truth_gap(r) for r in runs]
-        if max(gaps) > GROUND_TRUTH_TOL:
-            lines += [
-                f"**Ground truth off**: `a3po-step` differs from the recompute on minibatch 0 by "
-                f"{max(gaps):.3g} nats (it must be 0: same weights), so the recompute and the "
-                "training forward disagree and these scores are not fidelity evidence.",
-                "",
-            ]
-        lines += [
-            "| provider | mean \\|Δ log π_prox\\| | clip-decision mismatch | rejection mismatch |",
-            "|---|---|---|---|",
-        ]
-        for provider in PROVIDERS:
-            per_seed = defaultdict(list)
-            for run in runs:
-                cells = run["scores"].get(provider, {})
-                n = sum(c["n_tokens"] for c in cells.values())
-                if not n:
-                    continue
-                for metric in ("abs_dlogp", "clip_mismatch", "reject_mismatch"):
-                    total = sum(c[metric] * c["n_tokens"] for c in cells.values() if metric in c)
-                    per_seed[metric].append(total / n)
-            if per_seed:
-                lines.append(
-                    f"| `{provider}` | {_mean_ci(per_seed['abs_dlogp'])} | "
-                    f"{_mean_ci(per_seed['clip_mismatch'])} | {_mean_ci(per_seed['reject_mismatch'])} |"
-                )
-        lines += ["", _mismatch_line(runs)]
-        buckets = sorted(
-            {b for r in runs for cells in r["scores"].values() for b in cells}, key=_lag_key
-        )
-        mbs = sorted({_lag_key(b)[0] for b in buckets})
-        lags = sorted({b.split("/")[1] for b in buckets}, key=lambda x: _lag_key("0/" + x))
-        lines += [
-            "",
-            "Per lag and PPO minibatch (mean over seeds): mean |Δ log π_prox| · clip mismatch · "
-            "rejection mismatch; tokens per seed in the lag's row.",
-            "",
-            "| provider | lag | " + " | ".join(f"minibatch {mb}" for mb in mbs) + " |",
-            "|---|---|" + "---|" * len(mbs),
-        ]
-        for provider in PROVIDERS:
-            for lag in lags:
-                cells = []
-                tokens = 0.0
-                for mb in mbs:
-                    vals = [r["scores"].get(provider, {}).get(f"{mb}/{lag}") for r in runs]
-                    vals = [v for v in vals if v]
-                    if not vals:
-                        cells.append("–")
-                        continue
-                    tokens += sum(v["n_tokens"] for v in vals) / len(runs)
-
-                    def avg(metric, vals=vals):
-                        return sum(v.get(metric, 0.0) for v in vals) / len(vals)
-
-                    cells.append(
-                        f"{avg('abs_dlogp'):.3g} · {avg('clip_mismatch'):.1%} · "
-                        f"{avg('reject_mismatch'):.1%}"
-                    )
-                if any(c != "–" for c in cells):
-                    shown = lag.replace("_ge", "≥")
-                    lines.append(
-                        f"| `{provider}` | {shown} ({tokens:.0f} tok) | " + " | ".join(cells) + " |"
-                    )
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
+        head += [f"**Withdrawn**: {WITHDRAWN[Path(path).stem]}. Kept as it ran, no longer "
+                 "evidence.", ""]  # fmt: skip
+    return table.markdown(kept["runs"], kept["n_minibatches"], head)
 
 
 def _run(args) -> None:

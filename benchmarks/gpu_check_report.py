@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from areal_a3po.report.table import pipe_table
+from areal_a3po.report.text import pipe_table
 
 KEPT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "gpu_check"
 SCHEMA = "a3po-gpu-check/1"  # gpu_check.py's

@@ -31,7 +31,7 @@ from areal_a3po.embedded.gym_task import EVAL_SIZE, TASK, TASK_CONFIG
 from areal_a3po.embedded.smollm2 import STAMP
 from areal_a3po.report.load import load_scalars, step_total
 from areal_a3po.report.record import RunRecord, read_records, record_from_run, write_records
-from areal_a3po.report.table import pipe_table
+from areal_a3po.report.text import pipe_table
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks" / "smollm2"

@@ -31,16 +31,15 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from areal_a3po.report.defaults import LAST_EVALS, LAST_N, MARGIN
+
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks"
 RUNS = "runs"  # docs/benchmarks/<study>/runs/<arm>_seed<S>.json
 STUDY_JSON = "study.json"
-BASELINE = "recompute"
 RECOMMENDED = "RECOMMENDED"
 RECOMMEND_FROM = "tiny-mb4"
 FIVE = (1, 2, 3, 4, 5)
-LAST_N = 5  # a3po compare's default --last (the tiny testbed's reward of record: training)
-MARGIN = 0.05  # non-inferiority margin of the reward difference (absolute reward)
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ def study_arms(study: Study, last_evals: int | None = None):
     ``LAST_EVALS``, as every table uses; another only to show what the choice changes).
     """
     from areal_a3po.report.record import read_records
-    from areal_a3po.report.seeds import LAST_EVALS, group_records, summarize_arms
+    from areal_a3po.report.seeds import group_records, summarize_arms
 
     m, runs = meta(study), kept_dir(study) / RUNS
     if m is None or not runs.is_dir():
@@ -137,21 +136,13 @@ def study_arms(study: Study, last_evals: int | None = None):
 
 
 def recommended() -> str | None:
-    """The provider ``tiny-mb4``'s kept data supports: non-inferior reward, fastest trainer.
+    """The provider ``tiny-mb4``'s kept data supports (``report.seeds.recommend``: non-inferior
+    reward and faster trainer compute by their intervals, the lowest ratio); None when that study
+    has not run or none qualifies."""
+    from areal_a3po.report.seeds import recommend
 
-    Among the arms whose reward verdict is non-inferior and whose trainer-compute ratio is
-    ``faster``, the one with the lowest ratio; None when that study has not run or none qualifies.
-    """
     arms = study_arms(STUDIES[RECOMMEND_FROM])
-    if not arms:
-        return None
-    ok = [
-        a
-        for a in arms[1:]
-        if a.verdicts.get("reward", "").startswith("not worse")
-        and a.verdicts.get("faster (trainer_compute)") == "faster"
-    ]
-    return min(ok, key=lambda a: a.ratio["trainer_compute"].estimate).label if ok else None
+    return recommend(arms) if arms else None
 
 
 def providers(study: Study, chosen: str | None = None) -> list[str]:

@@ -56,10 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from studies import (  # noqa: E402 - the sibling script
-    BASELINE,
     KEPT,
-    LAST_N,
-    MARGIN,
     RECOMMEND_FROM,
     RECOMMENDED,
     ROOT,
@@ -74,19 +71,18 @@ from studies import (  # noqa: E402 - the sibling script
 
 from areal_a3po.mismatch import WARN_ABS_DLOGP, WARN_MIN_TOKENS  # noqa: E402
 from areal_a3po.report import stats  # noqa: E402
+from areal_a3po.report.defaults import BASELINE, LAST_EVALS, LAST_N, MARGIN  # noqa: E402
 from areal_a3po.report.plots import write_seed_plots  # noqa: E402
 from areal_a3po.report.record import read_records  # noqa: E402
 from areal_a3po.report.render_arms import arms_tables, planning_text  # noqa: E402
 from areal_a3po.report.seeds import (  # noqa: E402
-    LAST_EVALS,
     ArmSeeds,
     group_records,
     held_out_source,
-    interval_text,
     train_source,
 )
 from areal_a3po.report.sittings import sittings  # noqa: E402
-from areal_a3po.report.table import pipe_table  # noqa: E402
+from areal_a3po.report.text import interval_text, pipe_table  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 README = ROOT / "README.md"  # inline values only (its times), no generated blocks

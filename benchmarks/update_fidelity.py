@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts
 from fidelity import N_MINIBATCHES, OVERRIDES, PROVIDERS, study_parser  # noqa: E402
 
 from areal_a3po import keys  # noqa: E402
-from areal_a3po.report.table import pipe_table  # noqa: E402
+from areal_a3po.report.text import pipe_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks" / "update_fidelity"

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from areal_a3po.report import stats
+from areal_a3po.report.defaults import LAST_EVALS  # the held-out reward of record's window
 from areal_a3po.report.record import RunRecord, read_records, record_from_run, write_records
-from areal_a3po.report.seeds import LAST_EVALS  # the held-out reward of record's window
-from areal_a3po.report.table import pipe_table
+from areal_a3po.report.text import pipe_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -136,16 +136,11 @@ def test_fidelity_loglinear_scored_as_areal_computes_it():
 
 @pytest.mark.version_independent
 def test_fidelity_reduce_run_weights_steps_by_bucket_tokens(tmp_path):
-    """benchmarks/fidelity.py: a run's steps are combined by their bucket token counts."""
-    import importlib.util
-
+    """report.fidelity: a run's steps are combined by their bucket token counts."""
     from torch.utils.tensorboard import SummaryWriter
 
-    spec = importlib.util.spec_from_file_location(
-        "fidelity_bench", keys_root() / "benchmarks" / "fidelity.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from areal_a3po.report import fidelity as table
+
     writer = SummaryWriter(log_dir=str(tmp_path))
     tokens = P + keys.fidelity_tokens(1, "2")
     metric = P + keys.fidelity_key("a3po-step", 1, "2", keys.ABS_DLOGP)
@@ -153,9 +148,9 @@ def test_fidelity_reduce_run_weights_steps_by_bucket_tokens(tmp_path):
         writer.add_scalar(tokens, n, step)
         writer.add_scalar(metric, v, step)
     writer.close()
-    out = bench.reduce_run(str(tmp_path))
-    cell = out["a3po-step"]["1/2"]
-    assert cell["n_tokens"] == 40.0
+    out = table.reduce_run(str(tmp_path))
+    cell = out["scores"]["a3po-step"]["1/2"]
+    assert cell["n_tokens"] == 40.0 and out["steps"] == 2
     assert cell[keys.ABS_DLOGP] == pytest.approx((10 * 0.1 + 30 * 0.3) / 40, rel=1e-6)
 
 
@@ -186,15 +181,11 @@ def test_fidelity_markdown_withdrawn_kept_file_says_so_with_reason():
 def test_fidelity_reduce_mismatch_step_without_fresh_tokens_is_left_out(tmp_path):
     """A step with no fresh lag-0 token logs n_tokens 0 and no average: the run's mismatch is the
     token-weighted mean over the other steps (it used to raise KeyError)."""
-    import importlib.util
-
     from torch.utils.tensorboard import SummaryWriter
 
-    spec = importlib.util.spec_from_file_location(
-        "fidelity_bench", keys_root() / "benchmarks" / "fidelity.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from areal_a3po.report import fidelity as table
+    from areal_a3po.report.load import load_scalars
+
     writer = SummaryWriter(log_dir=str(tmp_path))
     tokens, mean = keys.LAG_PREFIX + keys.MISMATCH_TOKENS, keys.LAG_PREFIX + keys.MISMATCH_ABS
     for step, (n, v) in enumerate([(10.0, 0.1), (0.0, None), (30.0, 0.3)]):
@@ -202,6 +193,6 @@ def test_fidelity_reduce_mismatch_step_without_fresh_tokens_is_left_out(tmp_path
         if v is not None:
             writer.add_scalar(mean, v, step)
     writer.close()
-    out = bench.reduce_mismatch(str(tmp_path))
+    out = table.reduce_mismatch(load_scalars(str(tmp_path)))
     assert out["n_tokens"] == 40.0
     assert out["abs_dlogp"] == pytest.approx((10 * 0.1 + 30 * 0.3) / 40, rel=1e-6)

@@ -408,3 +408,21 @@ def test_over_cap_counts_tokens_and_steps_above_the_staleness_cap(runs, tmp_path
     assert rep9.over_cap == []
     with pytest.raises(ValueError, match="2 staleness caps for 1 run"):
         rp.compare([runs["a3po"]], str(tmp_path / "bad"), caps=[2, 2])
+
+
+def test_over_cap_from_kept_record_equals_the_one_from_logs(runs, tmp_path):
+    """over_cap reads the kept record (token-lag buckets per step), so it is rebuilt from
+    report/runs/*.json alone; a record kept before the buckets loads and gives none."""
+    from pathlib import Path
+
+    from areal_a3po.report.over_cap import over_cap
+
+    rep = rp.compare(
+        [runs["base"], runs["a3po"]], str(tmp_path), labels=["recompute", "a3po"], caps=[2, 2]
+    )
+    kept = {r.arm: r for r in rp.read_records(os.path.join(str(tmp_path), rp.RECORDS_DIR))}
+    assert kept["a3po"].lag_tokens and not kept["recompute"].lag_tokens
+    assert over_cap(kept["a3po"], "a3po", 2) == rep.over_cap[0]
+    old = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "tiny-mb4" / "runs"
+    (record, *_) = rp.read_records(str(old))
+    assert record.lag_tokens == {} and over_cap(record, record.arm, 0) is None

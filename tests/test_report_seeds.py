@@ -296,7 +296,7 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
     import sys
 
     from areal_a3po.report import stats as report_stats
-    from areal_a3po.report.seeds import interval_text
+    from areal_a3po.report.text import interval_text
 
     sys.path.insert(0, str(os.path.join(os.path.dirname(__file__), "..", "benchmarks")))
     import studies
@@ -517,7 +517,7 @@ def test_update_docs_held_out_study_tables_name_the_mean_of_last_evals(tmp_path,
     paragraph and reward table, and the inline values name the reward of record; the window's
     values (docs/compare.md) give the final evaluation alone with last_evals 1."""
     from areal_a3po.report import stats
-    from areal_a3po.report.seeds import interval_text
+    from areal_a3po.report.text import interval_text
 
     base = [[0.1, 0.2, 0.3, 0.3, 0.3], [0.1, 0.2, 0.2, 0.3, 0.4], [0.1, 0.3, 0.3, 0.2, 0.4]]
     arm = [[0.1, 0.4, 0.4, 0.4, 0.1], [0.1, 0.4, 0.3, 0.3, 0.2], [0.1, 0.3, 0.4, 0.4, 0.2]]

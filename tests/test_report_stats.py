@@ -50,8 +50,8 @@ def test_ratio_and_difference_identical_arms_within_noise_and_noninferior():
     shifts = (0.01, -0.01, 0.02, -0.02, 0.0)
     arm_rw = {s: v + d for (s, v), d in zip(base_rw.items(), shifts, strict=True)}
     d = stats.difference_ci(arm_rw, base_rw)
-    assert d.low < 0.0 < d.high and d.low > -stats.DEFAULT_MARGIN
-    assert stats.reward_verdict(d) == stats.noninferior_text(stats.DEFAULT_MARGIN)
+    assert d.low < 0.0 < d.high and d.low > -stats.MARGIN
+    assert stats.reward_verdict(d) == stats.noninferior_text(stats.MARGIN)
     assert stats.reward_verdict(d).startswith("not worse than baseline by more than 0.05")
 
 

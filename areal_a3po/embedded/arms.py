@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-BASELINE_PROVIDER = "recompute"
+from areal_a3po.report.defaults import BASELINE as BASELINE_PROVIDER
+
 A3PO_TWIN = "a3po"  # recipes/cpu_<testbed>_a3po.yaml: every arm but the baseline runs this twin
 TWIN_PROVIDER = "a3po-step"  # that twin's actor.prox_logp_method: the recommended switch
 

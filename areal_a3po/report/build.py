@@ -55,7 +55,7 @@ def compare(
     pace: str | None = None,
     overrides: list[str] | None = None,
     target: float | None = None,
-    margin: float = stats.DEFAULT_MARGIN,
+    margin: float = stats.MARGIN,
     provider_notes: dict[str, str] | None = None,
 ) -> Report:
     """Compare runs (the first is the baseline) and write report.md, report.json and plots.
@@ -116,7 +116,9 @@ def compare(
             grouped, points, sweep[0][0], warmup, last_n, target=target, margin=margin
         )
     notes = [note for run in runs for note in _notes(run)] + data_notes(datas, labels)
-    overs = [over_cap(d, r.label, c) for d, r, c in zip(datas, runs, caps or [], strict=False)]
+    overs = [
+        over_cap(rec, r.label, c) for rec, r, c in zip(records, runs, caps or [], strict=False)
+    ]
 
     os.makedirs(out_dir, exist_ok=True)
     paths, plot_notes = write_plots(runs, datas, out_dir)

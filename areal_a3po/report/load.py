@@ -18,7 +18,7 @@ different experiments; a run directory whose files hold no scalar raises :class:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from areal_a3po.report.areal_keys import EVAL_PREFIXES, TIME_TOTAL_PARTS, TIMEPERF_PREFIX
@@ -52,11 +52,9 @@ class RunData:
 
     def step_times(self) -> dict[int, dict[str, float]]:
         """Step -> {stage: seconds} for every step that has at least one ``timeperf/*`` value."""
-        per_step: dict[int, dict[str, float]] = {}
-        for name, tag in timeperf_parts(self.scalars).items():
-            for step, value in self.scalars[tag].items():
-                per_step.setdefault(step, {})[name] = value
-        return dict(sorted(per_step.items()))
+        return pivot(
+            {name: self.scalars[tag] for name, tag in timeperf_parts(self.scalars).items()}
+        )
 
 
 def find_event_files(run_dir: str) -> list[str]:
@@ -243,6 +241,15 @@ def timeperf_parts(tags: Iterable[str]) -> dict[str, str]:
             continue
         parts.setdefault(tag[idx + len(TIMEPERF_PREFIX) :], tag)
     return parts
+
+
+def pivot(stages: Mapping[str, Series]) -> dict[int, dict[str, float]]:
+    """Stage -> step -> seconds as step -> {stage: seconds}, by step (the one step-time pivot)."""
+    per_step: dict[int, dict[str, float]] = {}
+    for name, series in stages.items():
+        for step, value in series.items():
+            per_step.setdefault(step, {})[name] = value
+    return dict(sorted(per_step.items()))
 
 
 def step_total(stages: dict[str, float]) -> float:

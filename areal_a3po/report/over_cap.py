@@ -1,12 +1,12 @@
 """Tokens trained at a lag above ``rollout.max_head_offpolicyness``: how many, when, and why
-(:data:`WHY`, which report.md prints under the numbers)."""
+(:data:`WHY`, which report.md prints under the numbers), from a run's kept record."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from areal_a3po.report.load import RunData
-from areal_a3po.report.summarise import TOKEN_LAG_MAX_KEYS, TOKEN_LAG_RE
+from areal_a3po.report.record import RunRecord
+from areal_a3po.report.summarise import TOKEN_LAG_SOURCE
 
 WHY = (
     "AReaL's staleness cap counts samples, not versions: a rollout group may start while "
@@ -43,29 +43,26 @@ class OverCap:
         )
 
 
-def over_cap(data: RunData, label: str, cap: int) -> OverCap | None:
-    """None unless the run logged token lags and some exceed ``cap``."""
-    max_tag = data.find(TOKEN_LAG_MAX_KEYS)
-    if max_tag is None or max(data.scalars[max_tag].values()) <= cap:
+def over_cap(record: RunRecord, label: str, cap: int) -> OverCap | None:
+    """None unless the run kept the plugin's token lags (records kept before the per-lag token
+    counts have none) and some exceed ``cap``."""
+    lags = record.lag_max if record.lag_source == TOKEN_LAG_SOURCE else {}
+    if not lags or not record.lag_tokens or max(lags.values()) <= cap:
         return None
     per_step: dict[int, float] = {}  # tokens above the cap
     total = 0.0
-    for tag, series in data.scalars.items():
-        m = TOKEN_LAG_RE.search(tag)
-        if m is None:
-            continue
+    for bucket, series in record.lag_tokens.items():
         total += sum(series.values())
-        if int(m.group(2)) > cap:  # "ge B" counts too: every token >= B > cap
+        if int(bucket.removeprefix(">=")) > cap:  # ">=B" counts too: every token >= B > cap
             for step, n in series.items():
                 per_step[step] = per_step.get(step, 0.0) + n
     tokens_at = {s: n for s, n in sorted(per_step.items()) if n > 0}
-    n_steps = len(data.scalars[max_tag])
     return OverCap(
         label,
         cap,
         sum(tokens_at.values()) / total if total else 0.0,
-        max(data.scalars[max_tag].values()),
+        max(lags.values()),
         tokens_at,
-        n_steps,
-        total / n_steps if n_steps else 0.0,
+        len(lags),
+        total / len(lags),
     )

@@ -19,13 +19,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from areal_a3po.report import areal_keys as ak
-from areal_a3po.report.load import RunData, find_tag, is_eval
-from areal_a3po.report.summarise import summarize_staleness
+from areal_a3po.report.load import RunData, find_tag, is_eval, pivot, timeperf_parts
+from areal_a3po.report.summarise import lag_token_series, summarize_staleness
 
 FORMAT = 1
 DIGITS = 6  # decimals kept: microseconds, and rewards/lags well below their noise
 Series = dict[int, float]  # step -> value
 SERIES = ("reward", "eval_reward", "lag_avg", "lag_max", "mismatch", "wall_time")  # Series fields
+NESTED = ("stages", "lag_tokens")  # name -> Series fields
 
 
 @dataclass(frozen=True)
@@ -48,20 +49,22 @@ class RunRecord:
     lag_max: Series = field(default_factory=dict)
     wall_time: Series = field(default_factory=dict)  # step -> unix time its stats were logged
     mismatch: Series = field(default_factory=dict)  # train-inference mismatch per step (nats)
+    # token-lag bucket ("3", ">=8") -> step -> tokens trained at that lag (the plugin's every-method
+    # log; records kept before it have none): the lag histogram and the tokens over the cap
+    lag_tokens: dict[str, Series] = field(default_factory=dict)
 
     def step_times(self) -> dict[int, dict[str, float]]:
         """Step -> {stage: seconds} (the shape of :meth:`RunData.step_times`)."""
-        out: dict[int, dict[str, float]] = {}
-        for stage, series in self.stages.items():
-            for step, value in series.items():
-                out.setdefault(step, {})[stage] = value
-        return dict(sorted(out.items()))
+        return pivot(self.stages)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         for key in SERIES:
             d[key] = _series_out(d[key])
-        d["stages"] = {k: _series_out(v) for k, v in d["stages"].items()}
+        for key in NESTED:
+            d[key] = {k: _series_out(v) for k, v in d[key].items()}
+        if not d["lag_tokens"]:  # a run without token lags: its record as before the field
+            del d["lag_tokens"]
         return {"format": FORMAT, **d}
 
     @classmethod
@@ -71,7 +74,8 @@ class RunRecord:
         d = {k: v for k, v in d.items() if k != "format"}
         for key in SERIES:
             d[key] = _series_in(d.get(key, {}))
-        d["stages"] = {k: _series_in(v) for k, v in d.get("stages", {}).items()}
+        for key in NESTED:
+            d[key] = {k: _series_in(v) for k, v in d.get(key, {}).items()}
         return cls(**d)
 
 
@@ -94,8 +98,6 @@ def record_from_run(
     overrides: list[str] | None = None,
 ) -> RunRecord:
     """The kept scalars of one run, read with the report's own tag matching."""
-    from areal_a3po.report.load import timeperf_parts
-
     stages = {name: dict(data.scalars[tag]) for name, tag in timeperf_parts(data.scalars).items()}
     reward_key = data.find(ak.REWARD_KEYS)
     eval_key = find_tag(
@@ -119,6 +121,7 @@ def record_from_run(
         lag_max=_finite(data.scalars[lag.max_key]) if lag.max_key else {},
         wall_time=_finite(data.wall_time),
         mismatch=_finite(data.scalars[lag.mismatch_key]) if lag.mismatch_key else {},
+        lag_tokens={label: _finite(series) for label, series in lag_token_series(data)},
     )
 
 

@@ -18,7 +18,7 @@ from areal_a3po.report.result import Report
 from areal_a3po.report.sittings import sittings
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import APPROX_TABLE_METRICS
-from areal_a3po.report.table import pipe_table
+from areal_a3po.report.text import pipe_table
 
 # A section column: (header, metric key) or (header, function giving the cell text).
 Column = tuple[str, str | Callable[[RunSummary], str]]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from areal_a3po.report import stats
 from areal_a3po.report.result import Report
-from areal_a3po.report.seeds import NO_EVAL, STEP, TRAINER, ArmSeeds, interval_text
+from areal_a3po.report.seeds import NO_EVAL, STEP, TRAINER, ArmSeeds
 from areal_a3po.report.sittings import Sitting, sittings, sittings_text
 from areal_a3po.report.sweep import LAG_TOLERANCE, sweep_rows
-from areal_a3po.report.table import pipe_table
+from areal_a3po.report.text import interval_text, pipe_table
 
 COVERAGE = (
     "What an interval covers: the variation between seeds within this one invocation (one "

@@ -35,7 +35,7 @@ class Report:
     records: list[RunRecord] = field(default_factory=list)  # the kept data, one per run
     overrides: list[str] = field(default_factory=list)  # AReaL overrides given to every arm
     target: float | None = None  # reward of record whose time to reach is compared
-    margin: float = stats.DEFAULT_MARGIN  # non-inferiority margin of the reward difference
+    margin: float = stats.MARGIN  # non-inferiority margin of the reward difference
     # provider -> what it is (one line), for the providers the arms ran; given by the caller
     # (report.* does not read the registry)
     provider_notes: dict[str, str] = field(default_factory=dict)

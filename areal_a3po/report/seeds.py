@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from areal_a3po.report import areal_keys as ak
 from areal_a3po.report import stats
+from areal_a3po.report.defaults import LAST_EVALS
 from areal_a3po.report.load import step_total
 from areal_a3po.report.record import RunRecord
 from areal_a3po.report.summarise import resolve_warmup
@@ -37,8 +38,6 @@ from areal_a3po.report.summarise import resolve_warmup
 TRAINER = "trainer_compute"
 STEP = "step_time"
 STAGES = (ak.TIME_ROLLOUT, ak.TIME_RECOMPUTE, ak.TIME_TRAIN, ak.TIME_UPDATE)
-# The held-out reward of record: the mean of a run's last LAST_EVALS evaluations (every table).
-LAST_EVALS = 3
 NO_EVAL = "no held-out evaluation logged"
 # The step is bounded by the generator when the trainer waits this share of it for rollouts.
 GENERATOR_BOUND_SHARE = 0.10
@@ -79,7 +78,7 @@ class ArmSeeds:
     reward_source: str  # the reward of record's name: held_out_source() or train_source()
     time: dict[str, stats.Interval]  # mean over seeds of the per-seed medians
     reward: stats.Interval | None
-    margin: float = stats.DEFAULT_MARGIN
+    margin: float = stats.MARGIN
     target: float | None = None
     ratio: dict[str, stats.Interval] = field(default_factory=dict)  # arm / baseline
     reward_difference: stats.Interval | None = None  # arm - baseline
@@ -179,7 +178,7 @@ def summarize_arms(
     last_n: int,
     *,
     target: float | None = None,
-    margin: float = stats.DEFAULT_MARGIN,
+    margin: float = stats.MARGIN,
     last_evals: int = LAST_EVALS,
 ) -> list[ArmSeeds]:
     """One :class:`ArmSeeds` per arm, in the given order; the first arm is the baseline.
@@ -250,15 +249,6 @@ def summarize_arms(
     return out
 
 
-def interval_text(iv: stats.Interval | None, digits: int = 3) -> str:
-    """``est [low, high]``, or the estimate with the reason no interval is given."""
-    if iv is None:
-        return "n/a"
-    if not iv.has_interval:
-        return f"{iv.estimate:.{digits}f} ({stats.no_interval_text(iv.n_seeds)})"
-    return f"{iv.estimate:.{digits}f} [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
-
-
 def group_records(records: Iterable[RunRecord]) -> dict[str, dict[int, RunRecord]]:
     """Records -> arms (in order of first appearance): one arm per label, told apart by seed."""
     arms: dict[str, dict[int, RunRecord]] = {}
@@ -269,3 +259,19 @@ def group_records(records: Iterable[RunRecord]) -> dict[str, dict[int, RunRecord
             )
         arms[rec.arm][rec.seed] = rec
     return arms
+
+
+def recommend(arms: list[ArmSeeds]) -> str | None:
+    """The arm the data support over the baseline (the first): its reward interval's lower bound
+    above -margin (non-inferior) and its trainer-compute ratio's upper bound below 1 (faster);
+    of those, the lowest ratio. None when no arm qualifies or there is no interval."""
+
+    def qualifies(a: ArmSeeds) -> bool:
+        d, r = a.reward_difference, a.ratio.get(TRAINER)
+        return bool(d and r and d.has_interval and r.has_interval)
+
+    ok = [
+        a for a in arms[1:]
+        if qualifies(a) and a.reward_difference.low > -a.margin and a.ratio[TRAINER].high < 1.0
+    ]  # fmt: skip
+    return min(ok, key=lambda a: a.ratio[TRAINER].estimate).label if ok else None

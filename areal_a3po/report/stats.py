@@ -34,9 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as _st
 
-CONFIDENCE = 0.95
-MIN_SEEDS = 3  # fewer paired seeds: no interval
-DEFAULT_MARGIN = 0.05  # non-inferiority margin for a reward difference (absolute reward)
+from areal_a3po.report.defaults import CONFIDENCE, MARGIN, MIN_SEEDS
+
 N_RESAMPLES = 10_000  # repeats bootstrap (benchmarks) only
 RNG_SEED = 0
 _BATCH = 2_000
@@ -201,7 +200,7 @@ def speed_verdict(ratio: Interval) -> str:
     return WITHIN_NOISE
 
 
-def reward_verdict(difference: Interval, margin: float = DEFAULT_MARGIN) -> str:
+def reward_verdict(difference: Interval, margin: float = MARGIN) -> str:
     """The reward verdict of a difference arm - baseline, against a margin ``margin`` (> 0).
 
     The ladder, first match wins:
@@ -239,7 +238,7 @@ def planning_sd(difference: Interval) -> float:
 
 def seeds_for_noninferiority(
     difference: Interval,
-    margin: float = DEFAULT_MARGIN,
+    margin: float = MARGIN,
     *,
     power: float = POWER,
     true_difference: float = 0.0,

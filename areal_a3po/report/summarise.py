@@ -27,6 +27,7 @@ TOKEN_LAG_RE = re.compile(r"(?:^|/)" + keys.LAG_SCOPE + "/" + keys.TOKEN_LAG_PAT
 TOKEN_LAG_AVG_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/avg",)
 TOKEN_LAG_MAX_KEYS = (keys.LAG_PREFIX + keys.TOKEN_LAG + "/max",)
 MISMATCH_KEYS = (keys.LAG_PREFIX + keys.MISMATCH_ABS,)
+TOKEN_LAG_SOURCE = "token lag (every method)"  # the staleness source: the plugin's own log
 RECOMPUTED_KEYS = (keys.full(keys.RECOMPUTED), keys.full(keys.RECOMPUTED, "avg"))
 EXACT_TOKEN_SHARE_KEYS = (
     keys.full(keys.EXACT_TOKEN_SHARE, "avg"),
@@ -115,18 +116,23 @@ def summarize_reward(
     )
 
 
-def _staleness_histogram(data: RunData) -> StalenessHistogram | None:
-    # (lag, is_ge) -> (label, count); "7" sorts before ">=8". Least-prefixed tag wins.
-    bins: dict[tuple[int, int], tuple[str, float]] = {}
+def lag_token_series(data: RunData) -> list[tuple[str, dict[int, float]]]:
+    """(bucket label, step -> tokens) per token-lag bucket, "7" before ">=8"; when a bucket is
+    logged under several tags, the least-prefixed one (eval tags left out)."""
+    bins: dict[tuple[int, int], tuple[str, dict[int, float]]] = {}
     for tag in sorted(data.scalars, key=lambda t: (-len(t), t)):
         m = TOKEN_LAG_RE.search(tag)
         if not m or is_eval(tag):
             continue
         is_ge, lag = (1 if m.group(1) else 0), int(m.group(2))
-        bins[(lag, is_ge)] = (f">={lag}" if is_ge else str(lag), sum(data.scalars[tag].values()))
-    if not bins:
+        bins[(lag, is_ge)] = (f">={lag}" if is_ge else str(lag), data.scalars[tag])
+    return [bins[k] for k in sorted(bins)]
+
+
+def _staleness_histogram(data: RunData) -> StalenessHistogram | None:
+    ordered = [(label, sum(series.values())) for label, series in lag_token_series(data)]
+    if not ordered:
         return None
-    ordered = [bins[k] for k in sorted(bins)]
     total = sum(c for _, c in ordered)
     return StalenessHistogram(
         labels=[lbl for lbl, _ in ordered],
@@ -139,7 +145,7 @@ def _staleness_histogram(data: RunData) -> StalenessHistogram | None:
 def summarize_staleness(data: RunData) -> StalenessSummary:
     """Token lag as the loss sees it (the plugin's every-method log), else AReaL's version stats."""
     avg_tag, max_tag = data.find(TOKEN_LAG_AVG_KEYS), data.find(TOKEN_LAG_MAX_KEYS)
-    source = "token lag (every method)" if avg_tag else None
+    source = TOKEN_LAG_SOURCE if avg_tag else None
     if source is None:
         avg_tag, max_tag = data.find(ak.STALENESS_AVG_KEYS), data.find(ak.STALENESS_MAX_KEYS)
         source = "areal version_stats" if (avg_tag or max_tag) else None

@@ -60,7 +60,7 @@ def summarize_sweep(
     last_n: int,
     *,
     target: float | None = None,
-    margin: float = stats.DEFAULT_MARGIN,
+    margin: float = stats.MARGIN,
 ) -> Sweep | None:
     """``points``: arm label -> (provider, staleness). None unless several staleness points."""
     stalenesses = sorted({k for _, k in points.values()})

@@ -1,9 +1,11 @@
-"""Markdown pipe tables, padded, for report.md and the printed summary."""
+"""Text of the report's tables: Markdown pipe tables and intervals, each formatted here only."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from areal_a3po.report import stats
 
 
 def pipe_table(header: list[str], rows: list[list[str]], align_right_from: int = 1) -> str:
@@ -22,3 +24,13 @@ def pipe_table(header: list[str], rows: list[list[str]], align_right_from: int =
         for i, w in enumerate(widths)
     ]
     return "\n".join([line(header), "|" + "|".join(sep) + "|"] + [line(r) for r in rows])
+
+
+def interval_text(iv: stats.Interval | None, spec: str = ".3f", *, reason: bool = True) -> str:
+    """``est [low, high]``; without an interval the estimate, with the reason when ``reason``."""
+    if iv is None:
+        return "n/a"
+    if not iv.has_interval:
+        why = f" ({stats.no_interval_text(iv.n_seeds)})" if reason else ""
+        return f"{iv.estimate:{spec}}{why}"
+    return f"{iv.estimate:{spec}} [{iv.low:{spec}}, {iv.high:{spec}}]"
