@@ -173,7 +173,7 @@ def expected_seconds(study: Study) -> float:
     from areal_a3po import testbeds
     from areal_a3po.compare import runner
 
-    steps = study.steps or testbeds.get(study.testbed).default_steps or runner.DEFAULT_STEPS
+    steps = study.steps or testbeds.get(study.testbed).default_steps
     n_arms = len(study.providers) * len(study.seeds)
     return runner.expected_seconds(n_arms, steps, study.pace, study.testbed)
 
