@@ -4,11 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
-import signal
 import sys
-from collections.abc import Iterator
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -50,159 +46,18 @@ def _info(args: argparse.Namespace) -> int:
     return 0 if (coupling.hooked() or _bootstrap.disabled()) else 1
 
 
-def _int_list(text: str, what: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise SystemExit(
-            f"a3po compare: {what} must be integers separated by commas, got {text!r}"
-        ) from None
-
-
-@contextlib.contextmanager
-def _stop_like_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a preemption, ``kill``), SIGHUP (unless ignored, as under ``nohup``) and SIGINT
-    end a study as Ctrl-C does: the running arm's process group is stopped (``runner.run_arm``)
-    and rerunning the command resumes. SIGINT too, because a shell starts ``cmd &`` with SIGINT
-    ignored and Python then never raises KeyboardInterrupt.
-    """
-
-    def interrupt(signum, frame):
-        for sig in wanted:  # a second signal must not cut the arm's clean-up short
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    wanted = [signal.SIGINT, signal.SIGTERM]
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
-        wanted.append(signal.SIGHUP)
-    before = {sig: signal.signal(sig, interrupt) for sig in wanted}
-    try:
-        yield
-    finally:
-        for sig, handler in before.items():
-            signal.signal(sig, handler)
-
-
 def _compare(args: argparse.Namespace) -> int:
-    from areal_a3po import report
+    from areal_a3po.compare import command
 
-    runs = list(args.runs)
-    labels = args.labels.split(",") if args.labels else None
-    if not runs:  # the embedded default: the CPU recipe twins through AReaL's local scheduler
-        from areal_a3po.embedded import runner, testbeds
-
-        providers = (
-            [p.strip() for p in args.providers.split(",") if p.strip()]
-            if args.providers
-            else runner.default_providers()
-        )
-        stalenesses = _int_list(args.staleness or str(runner.DEFAULT_STALENESS), "--staleness")
-        seeds = _int_list(args.seed or "1", "--seeds")
-        bed = testbeds.get(args.testbed)
-        steps = args.steps if args.steps is not None else bed.default_steps or runner.DEFAULT_STEPS
-        pace = args.pace if args.pace != "auto" else ("cap" if len(stalenesses) > 1 else "free")
-        n_arms = len(providers) * len(stalenesses) * len(seeds)
-        print(
-            f"a3po compare: {n_arms} arms ({len(providers)} providers x {len(stalenesses)} "
-            f"staleness x {len(seeds)} seeds), {steps} steps each, pace={pace}; expected "
-            f"~{runner.expected_seconds(n_arms, steps, pace, args.testbed) / 60:.0f} min on a "
-            f"2-core CPU machine, testbed {args.testbed} (sequential, one arm at a time)",
-            flush=True,
-        )
-        if args.overrides:
-            print("a3po compare: AReaL overrides for every arm: " + " ".join(args.overrides))
-        from areal_a3po.embedded.arms import OverrideError
-        from areal_a3po.recipes import RecipeError
-
-        try:
-            with _stop_like_ctrl_c():
-                results = runner.run_default(  # arms interleaved per seed: providers of seed 1..
-                    out_dir=args.out,
-                    steps=steps,
-                    staleness=stalenesses,
-                    seed=seeds,
-                    providers=providers,
-                    progress=not args.no_progress,
-                    pace=pace,
-                    extra_overrides=args.overrides,
-                    testbed=args.testbed,
-                )
-        except (OverrideError, RecipeError, runner.EmbeddedRunError) as exc:  # no traceback
-            raise SystemExit(f"a3po compare: {exc}") from None
-        except KeyboardInterrupt as exc:
-            print(
-                f"a3po compare: interrupted ({exc or 'SIGINT'}); the running arm was stopped. Run "
-                "the same command again to resume: finished arms are skipped.",
-                file=sys.stderr,
-            )
-            return 130
-        runs = [r.run_dir for r in results]
-        # One arm per (provider, staleness point); its seeds are repeats of the same arm.
-        swept = len(stalenesses) > 1
-        labels = labels or [r.provider + (f"_s{r.staleness}" if swept else "") for r in results]
-        seeds = [r.seed for r in results]
-        sweep = [(r.provider, r.staleness) for r in results] if swept else None
-        caps = [r.staleness for r in results]
-        run_providers = [r.provider for r in results]
-    else:
-        if args.overrides:
-            raise SystemExit(
-                "a3po compare: --set applies to the runs the embedded default starts; with RUN "
-                "directories the runs already ran (their overrides are in their launch lines)"
-            )
-        run_providers, pace = None, None
-        sweep = None
-        seeds = _int_list(args.seed, "--seeds") if args.seed else None  # one per RUN
-        caps = _int_list(args.staleness, "--staleness") if args.staleness else None
-        if caps is not None and len(caps) == 1:
-            caps *= len(runs)
-    from areal_a3po.report.load import RunDataError
-
-    try:
-        rep = report.compare(
-            runs,
-            os.path.join(args.out, "report"),
-            labels=labels,
-            last_n=args.last,
-            warmup=args.warmup,
-            seeds=seeds,
-            sweep=sweep,
-            caps=caps,
-            providers=run_providers,
-            pace=pace,
-            overrides=args.overrides,
-            target=args.target_reward,
-            margin=args.margin,
-            provider_notes=_provider_notes(run_providers),
-        )
-    except (FileNotFoundError, RunDataError) as exc:  # a run dir that cannot be read: no report
-        print(f"a3po compare: error: {exc}", file=sys.stderr)
-        return 2
-    print(report.format_table(rep))
-    print(f"\nreport: {rep.paths.get('report_md')}  json: {rep.paths.get('report_json')}")
-    for name, path in sorted(rep.paths.items()):
-        if path.endswith(".png"):
-            print(f"plot {name}: {path}")
-    return 0
-
-
-def _provider_notes(providers: list[str] | None) -> dict[str, str]:
-    """Provider -> the first line of its registered description, for the report."""
-    from areal_a3po import registry
-
-    known = registry.providers()
-    return {
-        p: known[p].description.splitlines()[0]
-        for p in dict.fromkeys(providers or [])
-        if p in known and known[p].description
-    }
+    return command.compare(args)
 
 
 def _fidelity(args: argparse.Namespace) -> int:
+    from areal_a3po.compare.command import int_list
     from areal_a3po.report import fidelity
     from areal_a3po.report.load import RunDataError
 
-    staleness = _int_list(args.staleness, "--staleness") if args.staleness else None
+    staleness = int_list(args.staleness, "--staleness") if args.staleness else None
     try:
         runs, notes = fidelity.load(args.runs, staleness)
     except (FileNotFoundError, RunDataError, ValueError) as exc:
@@ -223,19 +78,29 @@ def _recipe(args: argparse.Namespace) -> int:
     return recipes.main(argv, prog="a3po recipe")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _add_testbed_argument(p_cmp: argparse.ArgumentParser) -> None:
+    """``--testbed``: the choices, and each one's recipes and expected step time, from the records."""
+    from areal_a3po import testbeds
+
+    beds = testbeds.TESTBEDS.values()
+    p_cmp.add_argument(
+        "--testbed",
+        choices=list(testbeds.TESTBEDS),
+        default=testbeds.DEFAULT_TESTBED,
+        help="embedded default: "
+        + "; ".join(
+            f"'{b.name}' = recipes/{b.recipe_prefix}_*.yaml ({b.summary}; "
+            f"~{b.expected_step_s['free']:g} s per step)"
+            for b in beds
+        ),
+    )
+
+
+def _add_compare_parser(sub) -> None:
+    """``a3po compare``: the runs and the report's options; the embedded default's in
+    :func:`_add_embedded_options`."""
     from areal_a3po.report import defaults
 
-    parser = argparse.ArgumentParser(prog="a3po", description=__doc__)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p_rec = sub.add_parser(
-        "recipe", help="print or write a recipe shipped with areal-a3po (without NAME: list them)"
-    )
-    p_rec.add_argument("name", nargs="?", metavar="NAME", help="recipe name, e.g. cpu_tiny_a3po")
-    p_rec.add_argument("--out", default=None, help="write it here (a file or a directory)")
-    p_rec.set_defaults(fn=_recipe)
-    p_info = sub.add_parser("info", help="print registered providers and whether AReaL is hooked")
-    p_info.set_defaults(fn=_info)
     p_cmp = sub.add_parser(
         "compare",
         help="compare AReaL runs (tensorboard dirs); with no RUN, first run the CPU recipe twins "
@@ -253,6 +118,30 @@ def main(argv: list[str] | None = None) -> int:
     p_cmp.add_argument(
         "--warmup", type=int, default=None, help="timed steps skipped (default: auto)"
     )
+    _add_embedded_options(p_cmp)  # the options' order: as `a3po compare --help` lists them
+    p_cmp.add_argument(
+        "--target-reward",
+        type=float,
+        default=None,
+        help="report the time (cumulative step time) each arm takes to reach this reward of "
+        "record, with intervals across seeds",
+    )
+    p_cmp.add_argument(
+        "--margin",
+        type=float,
+        default=defaults.MARGIN,
+        help="non-inferiority margin of the reward difference vs the baseline (absolute reward, "
+        f"default {defaults.MARGIN:g}): 'not worse by more than MARGIN' when the interval's lower bound is "
+        "above -MARGIN, 'worse by more than MARGIN' when its upper bound is below -MARGIN, "
+        "'worse' when its upper bound is below 0, else 'no claim'",
+    )
+    _add_testbed_argument(p_cmp)
+    p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_cmp.set_defaults(fn=_compare)
+
+
+def _add_embedded_options(p_cmp: argparse.ArgumentParser) -> None:
+    """The options of ``a3po compare``'s embedded default (no RUN given) but ``--testbed``."""
     p_cmp.add_argument(
         "--providers",
         default=None,
@@ -296,33 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         "--set actor.ppo_n_minibatches=4; checked with AReaL's config loader before any arm "
         "starts, and written to each arm's launch_cmd.txt and the report",
     )
-    p_cmp.add_argument(
-        "--target-reward",
-        type=float,
-        default=None,
-        help="report the time (cumulative step time) each arm takes to reach this reward of "
-        "record, with intervals across seeds",
-    )
-    p_cmp.add_argument(
-        "--margin",
-        type=float,
-        default=defaults.MARGIN,
-        help="non-inferiority margin of the reward difference vs the baseline (absolute reward, "
-        f"default {defaults.MARGIN:g}): 'not worse by more than MARGIN' when the interval's lower bound is "
-        "above -MARGIN, 'worse by more than MARGIN' when its upper bound is below -MARGIN, "
-        "'worse' when its upper bound is below 0, else 'no claim'",
-    )
-    p_cmp.add_argument(
-        "--testbed",
-        choices=["tiny", "smollm2"],
-        default="tiny",
-        help="embedded default: 'tiny' = recipes/cpu_tiny_*.yaml (2-layer model, synthetic task, "
-        "seconds per step); 'smollm2' = recipes/cpu_smollm2_*.yaml (SmolLM2-135M-Instruct on a "
-        "reasoning-gym task, the mean of the last held-out evaluations as the reward of record; "
-        "~40 s per step)",
-    )
-    p_cmp.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p_cmp.set_defaults(fn=_compare)
+
+
+def _add_fidelity_parser(sub) -> None:
     p_fid = sub.add_parser(
         "fidelity",
         help="the fidelity table of a3po-metrics runs (every provider against the recompute, per "
@@ -337,6 +202,21 @@ def main(argv: list[str] | None = None) -> int:
         "per run): one table per staleness point",
     )  # fmt: skip
     p_fid.set_defaults(fn=_fidelity)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="a3po", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_rec = sub.add_parser(
+        "recipe", help="print or write a recipe shipped with areal-a3po (without NAME: list them)"
+    )
+    p_rec.add_argument("name", nargs="?", metavar="NAME", help="recipe name, e.g. cpu_tiny_a3po")
+    p_rec.add_argument("--out", default=None, help="write it here (a file or a directory)")
+    p_rec.set_defaults(fn=_recipe)
+    p_info = sub.add_parser("info", help="print registered providers and whether AReaL is hooked")
+    p_info.set_defaults(fn=_info)
+    _add_compare_parser(sub)
+    _add_fidelity_parser(sub)
     args = parser.parse_args(argv)
     return args.fn(args)
 

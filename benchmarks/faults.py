@@ -42,11 +42,12 @@ import time
 from pathlib import Path
 
 from areal_a3po import keys
-from areal_a3po.embedded import procs, runner, task
-from areal_a3po.embedded.model import build_model_dir
-from areal_a3po.embedded.progress import steps_logged
+from areal_a3po.compare import procs, runner
+from areal_a3po.compare.progress import steps_logged
 from areal_a3po.report import load_scalars
 from areal_a3po.report.load import find_event_files
+from areal_a3po.testbeds.tiny import task
+from areal_a3po.testbeds.tiny.model import build_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks" / "faults"
@@ -221,7 +222,7 @@ def compare_resume(out: Path, seed: int, steps: int) -> dict:
     with open(out / "first.log", "wb") as log:
         first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         while not any(
-            "embedded.train" in line and f"trial_name={third}" in line
+            "testbeds.tiny.train" in line and f"trial_name={third}" in line
             for line in procs.processes_mentioning(str(out))
         ):
             if first.poll() is not None:
@@ -273,7 +274,7 @@ def compare_resume(out: Path, seed: int, steps: int) -> dict:
 
 ROLES = {  # what to kill: a marker in its command line
     "actor": "--role actor",
-    "server": "areal_a3po.embedded.vllm_cpu.server",
+    "server": "areal_a3po.testbeds.vllm_cpu.server",
 }
 
 

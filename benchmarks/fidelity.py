@@ -79,8 +79,8 @@ def markdown(path: str | Path) -> str:
 
 
 def _run(args) -> None:
-    from areal_a3po.embedded import runner
-    from areal_a3po.embedded.arms import check_overrides
+    from areal_a3po.compare import runner
+    from areal_a3po.compare.arms import check_overrides
 
     seeds = [int(s) for s in args.seeds.split(",")]
     stalenesses = [int(s) for s in args.staleness.split(",")]

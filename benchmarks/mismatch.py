@@ -42,7 +42,7 @@ def label(testbed: str, mode: str) -> str:
 
 
 def run(out: Path, steps: int, testbeds: list[str], seed: int) -> None:
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
 
     for testbed in testbeds:
         for mode in MODES:

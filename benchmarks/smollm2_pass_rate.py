@@ -26,14 +26,14 @@ PRODUCED_BY = (
     "benchmarks/smollm2_pass_rate.py: vLLM CPU offline (float32, enforce_eager, seed 1) on the "
     "held-out set every seed and arm evaluates (gym_task.build_heldout_rows), scored by "
     "gym_task.score (reasoning-gym's scorer); MODEL_DIR: the converted SmolLM2-135M-Instruct "
-    "(areal_a3po/embedded/smollm2.py, build stamp in model_build)"
+    "(areal_a3po/testbeds/smollm2/model.py, build stamp in model_build)"
 )
 
 
 def measure(llm, tok, config: dict, samples: int, temperatures: list[float]) -> dict:
     from vllm import SamplingParams
 
-    from areal_a3po.embedded import gym_task
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     gym_task.TASK_CONFIG.clear()
     gym_task.TASK_CONFIG.update(config)
@@ -83,7 +83,8 @@ def _command(args) -> str:
 
 
 def main() -> None:
-    from areal_a3po.embedded import gym_task, smollm2
+    from areal_a3po.testbeds.smollm2 import model as smollm2
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("model_dir")

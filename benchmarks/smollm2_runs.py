@@ -27,11 +27,11 @@ from pathlib import Path
 from scipy.stats import binomtest
 from studies import RUNS, STUDIES, kept_dir  # the sibling script: the tiny studies' kept runs
 
-from areal_a3po.embedded.gym_task import EVAL_SIZE, TASK, TASK_CONFIG
-from areal_a3po.embedded.smollm2 import STAMP
 from areal_a3po.report.load import load_scalars, step_total
 from areal_a3po.report.record import RunRecord, read_records, record_from_run, write_records
 from areal_a3po.report.text import pipe_table
+from areal_a3po.testbeds.smollm2.model import STAMP
+from areal_a3po.testbeds.smollm2.task import EVAL_SIZE, TASK, TASK_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks" / "smollm2"
@@ -210,7 +210,7 @@ def markdown(kept: Path = KEPT) -> str:
     out += [
         "Runs (each the header's local line with the overrides shown; the model is SmolLM2's"
         " Llama, converted into a Qwen2 container that computes it exactly,"
-        " `areal_a3po/embedded/smollm2.py`):",
+        " `areal_a3po/testbeds/smollm2/model.py`):",
         "",
     ]
     header = ["run", "command", "exit", "wall s", "steps", "`ppo_actor/*` tags", "model trained"]

@@ -12,7 +12,7 @@ when, where). ``benchmarks/update_docs.py`` rebuilds every table and plot of the
     python benchmarks/update_docs.py                   # then rebuild docs/benchmarks.md
 
 Rerunning a study into the same ``--out`` resumes it (finished arms are skipped, an interrupted
-one continues: ``areal_a3po.embedded.runner``), so a long study can span several sessions.
+one continues: ``areal_a3po.compare.runner``), so a long study can span several sessions.
 
 ``RECOMMENDED`` in a study's providers is the provider the kept ``tiny-mb4`` data recommends
 (:func:`recommended`); such a study refuses to run before that one has (or pass ``--provider``).
@@ -161,9 +161,10 @@ def providers(study: Study, chosen: str | None = None) -> list[str]:
 
 
 def expected_seconds(study: Study) -> float:
-    from areal_a3po.embedded import runner, testbeds
+    from areal_a3po import testbeds
+    from areal_a3po.compare import runner
 
-    steps = study.steps or testbeds.get(study.testbed).default_steps or runner.DEFAULT_STEPS
+    steps = study.steps or testbeds.get(study.testbed).default_steps
     n_arms = len(study.providers) * len(study.seeds)
     return runner.expected_seconds(n_arms, steps, study.pace, study.testbed)
 

@@ -30,7 +30,7 @@ def recipe_setting(recipe: Path = RECIPE) -> tuple[tuple, dict]:
     """
     import yaml
 
-    from areal_a3po.embedded import model, task
+    from areal_a3po.testbeds.tiny import model, task
 
     cfg = yaml.safe_load(recipe.read_text())
     spec = model.TinyModelSpec()
@@ -64,7 +64,7 @@ def smollm2_setting(model_dir: Path, recipe: Path = SMOLLM2_RECIPE) -> tuple[str
     import yaml
     from transformers import AutoConfig
 
-    from areal_a3po.embedded import smollm2
+    from areal_a3po.testbeds.smollm2 import model as smollm2
 
     cfg = yaml.safe_load(recipe.read_text())
     path = smollm2.build_model_dir(str(model_dir))

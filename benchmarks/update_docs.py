@@ -304,7 +304,7 @@ def blocks(plots_dir: Path) -> dict[str, str]:
 
 
 def _eval_size() -> int:
-    from areal_a3po.embedded.gym_task import EVAL_SIZE  # SmolLM2's held-out prompts
+    from areal_a3po.testbeds.smollm2.task import EVAL_SIZE  # SmolLM2's held-out prompts
 
     return EVAL_SIZE
 
@@ -412,7 +412,7 @@ def _eval_variance_ratio(study_name: str, arm: str | None = None) -> str:
     """Within a run, the variance of its held-out evaluations over the binomial variance at the
     testbed's prompts: the mean over the study's runs (or one arm's) of each run's sample variance
     across its evaluations, over p (1 - p) / n at their mean score p."""
-    from areal_a3po.embedded.gym_task import EVAL_SIZE
+    from areal_a3po.testbeds.smollm2.task import EVAL_SIZE
 
     runs = KEPT / study_name / RUNS
     if not runs.is_dir():

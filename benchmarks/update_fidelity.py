@@ -13,7 +13,7 @@ the recompute's, and the recompute's own split-half noise floor. The runs go thr
     python benchmarks/update_fidelity.py table docs/benchmarks/update_fidelity/smollm2.json
 
 ``run`` prints its expected time first, then runs the arms one after the other and reduces them
-into the kept file. Rerunning it into the same ``--out`` resumes (``areal_a3po.embedded.runner``:
+into the kept file. Rerunning it into the same ``--out`` resumes (``areal_a3po.compare.runner``:
 finished arms are skipped, an interrupted one continues from AReaL's last checkpoint).
 
 Kept data: ``docs/benchmarks/update_fidelity/<name>.json``, per run (staleness, seed) the probe
@@ -257,7 +257,7 @@ def probes_in(steps: int, every: int) -> int:
 def expected_seconds(n_arms: int, steps: int, every: int, n_scored: int, pace: str,
                      testbed: str) -> float:  # fmt: skip
     """The runner's expected time of the arms plus (scored + 2) training passes per probe."""
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
 
     probes = probes_in(steps, every) * (n_scored + 2) * PASS_S[testbed]
     return runner.expected_seconds(n_arms, steps, pace, testbed) + n_arms * probes
@@ -267,9 +267,9 @@ def _run(args) -> None:
     from studies import stamp  # the sibling script: when and where a kept study ran
 
     from areal_a3po import fidelity as scoring
+    from areal_a3po.compare import runner
+    from areal_a3po.compare.arms import check_overrides
     from areal_a3po.config import A3POConfig
-    from areal_a3po.embedded import runner
-    from areal_a3po.embedded.arms import check_overrides
 
     seeds = [int(s) for s in args.seeds.split(",")]
     stalenesses = [int(s) for s in args.staleness.split(",")]

@@ -137,7 +137,7 @@ def untrained_score(path: Path = UNTRAINED) -> float:
 
     Refuses a score measured on another set (its digest) or another difficulty of the task.
     """
-    from areal_a3po.embedded import gym_task
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     kept = json.loads(Path(path).read_text())
     for result in kept["results"]:
@@ -158,7 +158,7 @@ def untrained_score(path: Path = UNTRAINED) -> float:
 
 def markdown(directory: Path = KEPT, untrained_path: Path = UNTRAINED) -> str:
     """The kept runs' validity check as Markdown (the docs block)."""
-    from areal_a3po.embedded import gym_task
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     runs = Path(directory) / RUNS
     if not runs.is_dir() or not any(runs.glob("*.json")):
@@ -211,7 +211,7 @@ def untrained_line(directory: Path, untrained: float) -> str:
     path = Path(directory) / UNTRAINED_AREAL_JSON
     if not path.is_file():
         return ""
-    from areal_a3po.embedded import gym_task
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     kept = json.loads(path.read_text())
     same = abs(kept["eval_reward"] - untrained) < 0.5 / gym_task.EVAL_SIZE  # within half a prompt
@@ -251,14 +251,14 @@ def evaluations(steps: int) -> int:
     ``evaluator.freq_steps`` steps (the recipe's)."""
     import yaml
 
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
 
     recipe = yaml.safe_load(runner.recipe_path(PROVIDER, TESTBED).read_text())
     return 1 + steps // int(recipe["evaluator"]["freq_steps"]) if steps > 0 else 0
 
 
 def expected_seconds(n_seeds: int, steps: int = STEPS) -> float:
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
 
     return runner.expected_seconds(n_seeds, steps, "free", TESTBED)
 
@@ -267,7 +267,7 @@ def run(seeds: list[int], steps: int, out: Path, kept: Path, minibatches: int = 
     """The recompute twin once per seed (resumable), then its records kept in ``kept/runs``."""
     from studies import stamp  # the sibling script: when and where a kept study ran
 
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
     from areal_a3po.report.load import load_scalars
 
     untrained = untrained_score()  # refuse before hours of CPU if the baseline is not current
@@ -326,7 +326,7 @@ def run(seeds: list[int], steps: int, out: Path, kept: Path, minibatches: int = 
 def keep_untrained(out: Path, kept: Path) -> int:
     """The untrained model's held-out score through AReaL's evaluator (the recompute twin, one
     step at learning rate 0), kept beside the study's records; a finished run is reused."""
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
     from areal_a3po.report.load import load_scalars
 
     res = runner.run_arm(

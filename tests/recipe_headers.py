@@ -31,7 +31,7 @@ def twin_methods(pair: str) -> tuple[str, str]:
     """(baseline, A-3PO twin) ``actor.prox_logp_method`` of a pair: the CPU twins run the embedded
     default's A-3PO arm (``a3po-step``, the recommended switch), the GPU pairs the paper's ``a3po``.
     """
-    from areal_a3po.embedded.arms import BASELINE_PROVIDER, TWIN_PROVIDER
+    from areal_a3po.compare.arms import BASELINE_PROVIDER, TWIN_PROVIDER
 
     cpu = twin(pair, TWINS[1]) not in GPU_RECIPES
     return BASELINE_PROVIDER, TWIN_PROVIDER if cpu else "a3po"

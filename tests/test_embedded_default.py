@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from areal_a3po.embedded import task
+from areal_a3po.testbeds.tiny import task
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_tokenizer_is_identical_for_auto_and_fast_classes(tmp_path):
     pytest.importorskip("transformers")
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from areal_a3po.embedded.model import TinyModelSpec, build_model_dir
+    from areal_a3po.testbeds.tiny.model import TinyModelSpec, build_model_dir
 
     d = build_model_dir(str(tmp_path / "m"), list(task.VOCAB), seed=1)
     auto = AutoTokenizer.from_pretrained(d)  # a Qwen2 config makes this a Qwen2Tokenizer
@@ -56,7 +56,7 @@ def test_tokenizer_is_identical_for_auto_and_fast_classes(tmp_path):
 def test_model_cache_reuses_same_seed_and_rebuilds_other_seed(tmp_path):
     from safetensors.torch import load_file
 
-    from areal_a3po.embedded.model import build_model_dir
+    from areal_a3po.testbeds.tiny.model import build_model_dir
 
     d = str(tmp_path / "m")
     assert build_model_dir(d, list(task.VOCAB), seed=1) == d
@@ -75,7 +75,7 @@ def test_model_cache_reuses_same_seed_and_rebuilds_other_seed(tmp_path):
 
 
 def test_model_cache_foreign_non_empty_dir_raises_naming_it(tmp_path):
-    from areal_a3po.embedded.model import build_model_dir
+    from areal_a3po.testbeds.tiny.model import build_model_dir
 
     (tmp_path / "real-model").mkdir()
     (tmp_path / "real-model" / "config.json").write_text("{}")
@@ -99,7 +99,7 @@ def recipe_config(tmp_path_factory):
 
 
 def test_recipe_fileroot_override_moves_model_logs_and_name_records(recipe_config):
-    from areal_a3po.embedded.train import check_task_consistency
+    from areal_a3po.testbeds.tiny.train import check_task_consistency
 
     load, root = recipe_config
     cfg = load("seed=3")
@@ -120,7 +120,7 @@ def test_recipe_fileroot_override_moves_model_logs_and_name_records(recipe_confi
     ],
 )
 def test_entry_script_config_not_matching_task_raises_naming_key(recipe_config, override, key):
-    from areal_a3po.embedded.train import check_task_consistency
+    from areal_a3po.testbeds.tiny.train import check_task_consistency
 
     with pytest.raises(ValueError, match=re.escape(key)):
         check_task_consistency(recipe_config[0](override))
@@ -132,8 +132,8 @@ def test_tiny_workflow_drops_stop_tokens_so_every_completion_is_max_length(tmp_p
     from areal.api.cli_args import GenerationHyperparameters
     from areal.workflow.rlvr import RLVRWorkflow
 
-    from areal_a3po.embedded import model, task
-    from areal_a3po.embedded.workflow import FixedLengthRLVRWorkflow
+    from areal_a3po.testbeds.tiny import model, task
+    from areal_a3po.testbeds.tiny.workflow import FixedLengthRLVRWorkflow
 
     path = model.build_model_dir(str(tmp_path / "tiny"), list(task.VOCAB), seed=1)
     kwargs = dict(
@@ -154,8 +154,8 @@ def test_arm_labels_of_every_provider_in_a_sweep_are_valid():
     """Every registered provider runs as an arm (labels name directories and AReaL trials);
     a label that cannot is refused with the characters it may use."""
     from areal_a3po import registry
-    from areal_a3po.embedded.arms import arm_plan
-    from areal_a3po.embedded.runner import check_label
+    from areal_a3po.compare.arms import arm_plan
+    from areal_a3po.compare.runner import check_label
 
     plan = arm_plan(sorted(registry.providers()), [1, 2], [2, 4])
     assert {label for *_, label in plan} >= {"a3po-step_s2_seed1", "a3po-linear_s4_seed2"}
@@ -164,3 +164,40 @@ def test_arm_labels_of_every_provider_in_a_sweep_are_valid():
     for bad in ("model", "a/b", "-a3po", "a b"):
         with pytest.raises(ValueError, match="letters, digits"):
             check_label(bad)
+
+
+@pytest.mark.version_independent
+@pytest.mark.parametrize("name", ["tiny", "smollm2"])
+def test_testbed_record_names_its_twins_entry_script_and_times(name):
+    """Each testbed's record names the entry script its twins' header lines run (a module that
+    exists, in the testbed's folder) and a time for every pace."""
+    import importlib.util
+
+    from areal_a3po import testbeds
+    from areal_a3po.compare import runner
+    from areal_a3po.testbeds import pacing
+
+    bed = testbeds.get(name)
+    assert bed.entry_module.startswith(f"areal_a3po.testbeds.{name}.")
+    assert importlib.util.find_spec(bed.entry_module) is not None
+    for twin in ("recompute", "a3po"):
+        line = runner.header_command(runner.recipe_path(twin, name))
+        assert line == f"python3 -m {bed.entry_module} --config $RECIPE scheduler.type=local"
+    assert set(bed.expected_step_s) == set(pacing.MODES)
+    assert bed.arm_limit_s(10) > bed.expected_s(10, pacing.CAP) > bed.expected_s(0, pacing.FREE)
+
+
+@pytest.mark.version_independent
+def test_cli_testbed_choices_and_step_times_come_from_the_records(capsys):
+    from areal_a3po import cli, testbeds
+
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--testbed {" + ",".join(testbeds.TESTBEDS) + "}" in text
+    for bed in testbeds.TESTBEDS.values():
+        assert f"'{bed.name}' = recipes/{bed.recipe_prefix}_*.yaml" in text
+        assert f"~{bed.expected_step_s['free']:g} s per step" in text
+    with pytest.raises(SystemExit):
+        cli.main(["compare", "--testbed", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err

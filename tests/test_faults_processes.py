@@ -2,7 +2,7 @@
 
 AReaL stops its workers in ``PPOTrainer.__exit__``; an error while ``PPOTrainer(...)`` is built
 skips it, and the scheduler's ``__del__`` fallback does not finish at interpreter shutdown
-(docs/troubleshooting.md, "Faults"). ``areal_a3po.embedded.train.stop_leftover_processes`` runs in
+(docs/troubleshooting.md, "Faults"). ``areal_a3po.testbeds.entry.stop_leftover_processes`` runs in
 the entry script's ``finally``; here it runs in a fresh interpreter (it stops every descendant of
 the process that calls it) with a child that ignores SIGTERM, as a stuck worker would.
 """
@@ -19,13 +19,13 @@ import time
 import psutil
 import pytest
 
-from areal_a3po.embedded import procs
+from areal_a3po.compare import procs
 
 pytestmark = pytest.mark.version_independent
 
 SCRIPT = """
 import json, subprocess, sys
-from areal_a3po.embedded.train import stop_leftover_processes
+from areal_a3po.testbeds.entry import stop_leftover_processes
 polite = subprocess.Popen(["sleep", "120"])
 stubborn = subprocess.Popen(
     [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -82,7 +82,9 @@ def test_compare_signal_while_arm_runs_stops_arm_group_and_says_rerun(tmp_path, 
     deadline = time.monotonic() + 120
     # the arm's controller (AReaL's entry script, its own session) names the out dir
     # (the wait is also the helper's positive control: it does see an arm's processes)
-    while not any("areal_a3po.embedded.train" in p for p in procs.processes_mentioning(str(out))):
+    while not any(
+        "areal_a3po.testbeds.tiny.train" in p for p in procs.processes_mentioning(str(out))
+    ):
         assert compare.poll() is None and time.monotonic() < deadline, compare.stdout.read()
         time.sleep(0.5)
     os.kill(compare.pid, getattr(signal, sig))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from areal_a3po import cli
+from areal_a3po import cli, testbeds
 from areal_a3po.report.load import RunDataError, load_scalars
 
 pytestmark = pytest.mark.version_independent
@@ -144,10 +145,12 @@ def test_run_arm_rerun_skips_complete_continues_interrupted_and_restarts_changed
     Launches are cut by the runner's own time bound (2 s: AReaL never starts), so the arm dir holds
     the launch command of a real invocation; the event files stand for the steps it logged.
     """
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
 
-    monkeypatch.setattr(runner, "START_LIMIT_S", 2.0)
-    monkeypatch.setattr(runner, "STEP_LIMIT_S", 0.0)
+    tiny = testbeds.get("tiny")  # an arm may run 2 s: AReaL never starts
+    monkeypatch.setitem(
+        testbeds.TESTBEDS, "tiny", replace(tiny, start_limit_s=2.0, step_limit_s=0.0)
+    )
     with pytest.raises(runner.EmbeddedRunError, match="timed out"):
         runner.run_arm("a3po", tmp_path, steps=3, progress=False)
     arm = tmp_path / "a3po"

@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 
 from areal_a3po import keys
-from areal_a3po.embedded import procs, runner, task
-from areal_a3po.embedded.model import build_model_dir
-from areal_a3po.embedded.progress import steps_logged
+from areal_a3po.compare import procs, runner
+from areal_a3po.compare.progress import steps_logged
 from areal_a3po.report import load_scalars
+from areal_a3po.testbeds.tiny import task
+from areal_a3po.testbeds.tiny.model import build_model_dir
 from tests import harness as H
 
 STEPS, FREQ, KILL_AFTER, INTERVAL, CAP = 5, 2, 2, 3, 2

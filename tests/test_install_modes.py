@@ -112,7 +112,7 @@ def test_wheel_contents_pth_hook_and_entry_points(wheel):
         assert z.read("areal_a3po.pth").decode().startswith("import areal_a3po._bootstrap")
         eps = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "[areal_a3po.providers]" in eps and "a3po = areal_a3po.providers:A3PO" in eps
-    assert "areal_a3po/embedded/vllm_cpu/server.py" in names
+    assert "areal_a3po/testbeds/vllm_cpu/server.py" in names
     # Every recipe of the checkout, byte for byte (areal_a3po.recipes reads them from there).
     shipped = {n.rsplit("/", 1)[1]: n for n in names if n.startswith("areal_a3po/_recipes/")}
     checkout = {p.name: p for p in (ROOT / "recipes").glob("*.yaml")}
@@ -187,7 +187,7 @@ def test_wheel_installed_fresh_venv_activates_in_new_interpreter(wheel, tmp_path
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.count("\n") == 1 and "unknown recipe 'no_such_recipe'" in bad.stderr
     # The embedded default of `a3po compare` reads its CPU recipes from the package.
-    probe = "from areal_a3po.embedded import runner; print(runner.recipe_path('a3po'))"
+    probe = "from areal_a3po.compare import runner; print(runner.recipe_path('a3po'))"
     where = subprocess.run(
         [str(py), "-c", probe], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
     )

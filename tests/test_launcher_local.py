@@ -19,11 +19,13 @@ import os
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from areal_a3po.embedded import procs, runner
+from areal_a3po import testbeds
+from areal_a3po.compare import procs, runner
 from areal_a3po.report import load_scalars
 from tests import harness as H
 
@@ -44,7 +46,7 @@ STALENESS_MAX = "ppo_actor/update/version_stats/sample_staleness_theta_max"
 def test_header_local_line_is_the_entry_script_with_scheduler_local(twin):
     recipe = runner.recipe_path(twin)
     line = runner.header_command(recipe)
-    assert line == "python3 -m areal_a3po.embedded.train --config $RECIPE scheduler.type=local"
+    assert line == "python3 -m areal_a3po.testbeds.tiny.train --config $RECIPE scheduler.type=local"
     assert runner.header_command(recipe, "single-controller, Ray").endswith("scheduler.type=ray")
     cmd, env = runner.launch_command(recipe, ["total_train_steps=3"])
     assert cmd == ["bash", "-c", f'exec {line} "$@"', "a3po-arm", "total_train_steps=3"]
@@ -65,7 +67,7 @@ def test_arm_plan_labels_only_swept_dimensions():
     "provider", ["recompute", "a3po-step", "a3po", "behave", "loglinear", "current"]
 )
 def test_arm_overrides_every_provider_loads_with_areal(provider, tmp_path, load_recipe):
-    from areal_a3po.embedded import arms
+    from areal_a3po.compare import arms
 
     twin, overrides = arms.arm_overrides(provider, 3, tmp_path / "fr", 1, 8, "/m", f"{provider}_x")
     cfg = load_recipe(runner.recipe_path(twin), tmp_path / "fr", *overrides)
@@ -100,8 +102,10 @@ def test_run_arm_controller_failure_raises_naming_arm_and_log(tmp_path):
 
 
 def test_run_arm_over_time_limit_is_stopped_and_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "START_LIMIT_S", 2.0)
-    monkeypatch.setattr(runner, "STEP_LIMIT_S", 0.0)
+    tiny = testbeds.get("tiny")  # an arm may run 2 s: AReaL never starts
+    monkeypatch.setitem(
+        testbeds.TESTBEDS, "tiny", replace(tiny, start_limit_s=2.0, step_limit_s=0.0)
+    )
     with pytest.raises(runner.EmbeddedRunError, match=r"\[a3po\] AReaL's controller timed out"):
         runner.run_arm("a3po", tmp_path, steps=1, progress=False)
     assert not procs.processes_mentioning(str(tmp_path)), procs.processes_mentioning(str(tmp_path))
@@ -155,7 +159,7 @@ def test_areal_local_scheduler_started_workers_and_vllm(main_job):
             assert f"LocalScheduler INFO: Worker {role}/0 started" in log, (arm, role)
         assert "Created new worker via fork: eval-rollout/0" in log or "eval-rollout/0" in log
         bridge = (
-            f"{sys.executable.rsplit('/', 1)[0]}/python3 -m areal_a3po.embedded.vllm_cpu.server"
+            f"{sys.executable.rsplit('/', 1)[0]}/python3 -m areal_a3po.testbeds.vllm_cpu.server"
         )
         assert f"Launching vLLM server with command: {bridge}" in log, arm
         assert "--host 127.0.0.1" in log.split("Launching vLLM server with command:")[1][:2000]
@@ -212,7 +216,7 @@ def test_reports_from_run_default_and_from_two_run_dirs(main_job, tmp_path):
 
 
 def test_pace_mode_bad_value_names_the_variable(monkeypatch):
-    from areal_a3po.embedded import pacing
+    from areal_a3po.testbeds import pacing
 
     monkeypatch.setenv(pacing.ENV, "fast")
     with pytest.raises(ValueError, match=r"AREAL_A3PO_PACE='fast': must be one of free, cap"):
@@ -222,7 +226,7 @@ def test_pace_mode_bad_value_names_the_variable(monkeypatch):
 
 
 def test_pace_at_cap_without_staleness_manager_says_what_it_needs():
-    from areal_a3po.embedded import pacing
+    from areal_a3po.testbeds import pacing
 
     with pytest.raises(RuntimeError, match="single-controller RolloutController"):
         pacing.pace_at_cap(object())

@@ -3,7 +3,7 @@
 The test starts the head (``ray start --head --block`` in its own process group, with
 ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: Ray's single-node mode, where every Ray service uses
 127.0.0.1; ``--node-ip-address=127.0.0.1`` alone is replaced by the external address), runs the
-a3po twin through :func:`areal_a3po.embedded.runner.run_arm` (the header line run as written, AReaL's
+a3po twin through :func:`areal_a3po.compare.runner.run_arm` (the header line run as written, AReaL's
 ``RayScheduler`` creating the actor and rollout workers as Ray actors), and stops the head's
 process group. The plugin is active in the Ray workers: the a3po stats come from the actor
 worker's ``ppo_update`` and AReaL's ``compute_logp`` forward never runs.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from areal_a3po.embedded import procs, runner
+from areal_a3po.compare import procs, runner
 from tests import harness as H
 
 STEPS = 3
@@ -94,7 +94,7 @@ def test_ray_header_line_trains_with_plugin_in_ray_workers(ray_head, tmp_path, m
     assert "timeperf/recompute_logp" not in s  # compute_logp never ran
     log = (tmp_path / "a3po_ray" / "controller.log").read_text(errors="replace")
     assert "RayScheduler" in log or "RayRPCServer" in log
-    bridge = "-m areal_a3po.embedded.vllm_cpu.server"
+    bridge = "-m areal_a3po.testbeds.vllm_cpu.server"
     assert "Launching vLLM server with command:" in log and bridge in log
     print(f"ray arm: first step {res.first_step_s:.0f}s, train {res.train_s:.1f}s "
           f"for {STEPS - 1} steps, total {res.total_s:.0f}s, rewards {res.rewards}")  # fmt: skip

@@ -242,6 +242,18 @@ def test_cli_compare_run_dirs_with_seeds_groups_arms(seed_runs, tmp_path, capsys
     assert js["arms"][2]["verdicts"]["faster (trainer_compute)"] == "faster"
 
 
+def test_cli_compare_run_dirs_per_run_option_count_differs_one_line_error(seed_runs, tmp_path):
+    """Each RUN gets one record: a per-run option with another count is refused, naming it."""
+    from areal_a3po import cli
+
+    dirs, _, _ = seed_runs
+    for option, value, what in (("--labels", "a,b", "labels"), ("--seeds", "1,2", "seeds"),
+                                ("--staleness", "1,2", "staleness caps")):  # fmt: skip
+        with pytest.raises(SystemExit, match=f"a3po compare: got 2 {what} for 3 run directories"):
+            cli.main(["compare", *dirs[:3], option, value, "--out", str(tmp_path)])
+    assert not (tmp_path / "report").exists()
+
+
 def test_compare_staleness_sweep_table_each_provider_vs_baseline_at_same_point(tmp_path):
     """Two staleness points x (recompute, a3po) x two seeds: one row per point, lag shown."""
 
@@ -563,7 +575,7 @@ def test_update_docs_eval_variance_constructed_runs_gives_ratio_to_binomial(tmp_
     """Within-run variance of the held-out evaluations over p (1 - p) / EVAL_SIZE."""
     import statistics
 
-    from areal_a3po.embedded.gym_task import EVAL_SIZE
+    from areal_a3po.testbeds.smollm2.task import EVAL_SIZE
 
     runs = {"recompute": [[0.1, 0.3, 0.2], [0.2, 0.2, 0.2]], "a3po-step": [[0.0, 0.4, 0.2]] * 2}
     kept = tmp_path / "kept"

@@ -1,10 +1,10 @@
 """The SmolLM2 testbed: GGUF conversion, the reasoning-gym task's scoring, the recipes' launch line.
 
-* The converted checkpoint (``embedded/smollm2.py``) tokenizes like the GGUF tokenizer and gives the
+* The converted checkpoint (``testbeds/smollm2/model.py``) tokenizes like the GGUF tokenizer and gives the
   logits of transformers' own GGUF load on a few chat prompts; it is the 30-layer Llama's weights
   in a Qwen2 container (zero q/k/v biases; why: ``smollm2.convert``) without quantisation config
   and with untied embeddings, and is never written over a directory it did not build.
-* reasoning-gym's scorer, through the task's reward function (``embedded/gym_task.py``): 1 for the
+* reasoning-gym's scorer, through the task's reward function (``testbeds/smollm2/task.py``): 1 for the
   reference answer in a chat completion, 0 for a wrong one or none; one held-out set for every
   seed, sharing no generator seed and no question with any seed's training split.
 * The ``single-controller, local`` header line of ``recipes/cpu_smollm2_recompute.yaml``, run as
@@ -36,7 +36,7 @@ gguf = pytest.importorskip("gguf", reason="scripts/setup_env.sh installs gguf")
 @pytest.fixture(scope="session")
 def gguf_loaded():
     """(model, tokenizer) as transformers loads them from the GGUF file, once per session."""
-    from areal_a3po.embedded import smollm2
+    from areal_a3po.testbeds.smollm2 import model as smollm2
 
     return smollm2.load_gguf()
 
@@ -44,7 +44,7 @@ def gguf_loaded():
 @pytest.fixture(scope="session")
 def smollm2_dir(tmp_path_factory, gguf_loaded) -> str:
     """The converted checkpoint, built once per session (read-only for tests)."""
-    from areal_a3po.embedded import smollm2
+    from areal_a3po.testbeds.smollm2 import model as smollm2
 
     out = tmp_path_factory.mktemp("smollm2") / "smollm2"
     return smollm2.build_model_dir(str(out), loaded=gguf_loaded)
@@ -55,7 +55,7 @@ def smollm2_dir(tmp_path_factory, gguf_loaded) -> str:
 
 @pytest.mark.version_independent
 def test_gguf_path_found_from_package_metadata_without_import():
-    from areal_a3po.embedded import smollm2
+    from areal_a3po.testbeds.smollm2 import model as smollm2
 
     path = smollm2.gguf_path()
     assert path.endswith(".gguf") and os.path.getsize(path) > 50_000_000
@@ -99,7 +99,7 @@ def test_converted_checkpoint_logits_equal_transformers_gguf_load(smollm2_dir, g
 
 @pytest.mark.version_independent
 def test_build_refuses_a_directory_it_did_not_build(tmp_path, smollm2_dir):
-    from areal_a3po.embedded import smollm2
+    from areal_a3po.testbeds.smollm2 import model as smollm2
 
     foreign = tmp_path / "model"
     foreign.mkdir()
@@ -118,7 +118,7 @@ def test_build_refuses_a_directory_it_did_not_build(tmp_path, smollm2_dir):
 
 @pytest.mark.version_independent
 def test_reward_reference_answer_scores_one_wrong_or_missing_zero():
-    from areal_a3po.embedded import gym_task
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     rows = gym_task.build_rows(seed=3, size=8)
     for row in rows:
@@ -142,7 +142,8 @@ SEEDS = (1, 2, 3, 7, 42)
 
 @pytest.mark.version_independent
 def test_heldout_set_several_seeds_identical_rows():
-    from areal_a3po.embedded import gym_task, train_gym
+    from areal_a3po.testbeds.smollm2 import task as gym_task
+    from areal_a3po.testbeds.smollm2 import train as train_gym
 
     held = {seed: train_gym.build_splits(seed, 256)[1] for seed in SEEDS}
     first = held[SEEDS[0]]
@@ -157,7 +158,7 @@ def test_heldout_set_several_seeds_identical_rows():
 
 @pytest.mark.version_independent
 def test_training_splits_several_seeds_exclude_heldout_questions_and_keep_size():
-    from areal_a3po.embedded import gym_task
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     held = gym_task.build_heldout_rows()
     held_q = {gym_task.question(r) for r in held}
@@ -178,7 +179,7 @@ def test_training_splits_several_seeds_exclude_heldout_questions_and_keep_size()
 
 @pytest.mark.version_independent
 def test_split_meeting_heldout_generator_seeds_raises():
-    from areal_a3po.embedded import gym_task
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     with pytest.raises(ValueError, match="overlaps the held-out split"):
         gym_task.build_rows(seed=gym_task.HELDOUT_SEED - 10, size=100)
@@ -191,7 +192,8 @@ def test_split_meeting_heldout_generator_seeds_raises():
 
 @pytest.mark.version_independent  # the recipe against the task: leg 1 builds the model once
 def test_recipe_micro_batch_cap_holds_one_sequence_of_the_task(load_recipe, tmp_path, smollm2_dir):
-    from areal_a3po.embedded import gym_task, train_gym
+    from areal_a3po.testbeds.smollm2 import task as gym_task
+    from areal_a3po.testbeds.smollm2 import train as train_gym
 
     cfg = load_recipe(RECIPE, tmp_path, f"actor.path={smollm2_dir}")
     train, held = train_gym.build_splits(cfg.seed, train_gym.DATASET_SIZE)
@@ -240,7 +242,7 @@ def test_recipe_actor_worker_env_torch_threads_two_unless_mkl_dropped(
     "A3PO_REAL_MODEL_E2E=1 (areal 1.0.4)",
 )
 def test_header_local_line_two_steps_logs_actor_stats_and_heldout_reward(tmp_path, smollm2_dir):
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
     from areal_a3po.report import load_scalars
 
     steps = 2
@@ -271,14 +273,16 @@ def test_header_local_line_two_steps_logs_actor_stats_and_heldout_reward(tmp_pat
 
 
 def test_testbed_option_picks_the_smollm2_twins_and_times(tmp_path):
-    from areal_a3po.embedded import runner, testbeds
+    from areal_a3po import testbeds
+    from areal_a3po.compare import runner
 
     for twin in ("recompute", "a3po"):
         recipe = runner.recipe_path(twin, "smollm2")
         assert recipe.name == f"cpu_smollm2_{twin}.yaml"
         line = runner.header_command(recipe)
         assert (
-            line == "python3 -m areal_a3po.embedded.train_gym --config $RECIPE scheduler.type=local"
+            line
+            == "python3 -m areal_a3po.testbeds.smollm2.train --config $RECIPE scheduler.type=local"
         )
     assert runner.recipe_path("a3po") == runner.recipe_path("a3po", "tiny")
     bed = testbeds.get("smollm2")

@@ -56,7 +56,7 @@ def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_pa
     fileroot = tmp_path / "fr"
     _fake_run(fileroot, "recompute")
     run_json = tmp_path / "run.json"
-    cmd = "python3 -m areal_a3po.embedded.train_gym --config recipes/cpu_smollm2_recompute.yaml x=1"
+    cmd = "python3 -m areal_a3po.testbeds.smollm2.train --config recipes/cpu_smollm2_recompute.yaml x=1"
     run_json.write_text(json.dumps({"cmd": cmd, "rc": 0, "start": 100.0, "end": 461.25}))
 
     paths = smollm2_runs.keep(fileroot, "recompute", "twin", 7, run_json)
@@ -87,11 +87,11 @@ def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_pa
 
 
 def test_provider_of_reads_recipe_then_overrides():
-    line = "python3 -m areal_a3po.embedded.train_gym --config recipes/cpu_smollm2_a3po.yaml"
+    line = "python3 -m areal_a3po.testbeds.smollm2.train --config recipes/cpu_smollm2_a3po.yaml"
     assert smollm2_runs.provider_of(line) == "a3po-step"
     assert smollm2_runs.provider_of(line + " actor.prox_logp_method=a3po") == "a3po"
     with pytest.raises(ValueError, match="--config RECIPE"):
-        smollm2_runs.provider_of("python3 -m areal_a3po.embedded.train_gym")
+        smollm2_runs.provider_of("python3 -m areal_a3po.testbeds.smollm2.train")
 
 
 def test_markdown_run_without_facts_is_left_out(tmp_path):

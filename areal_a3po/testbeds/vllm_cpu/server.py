@@ -1,8 +1,8 @@
 """Run AReaL's own vLLM server module (``areal.engine.vllm_ext.areal_vllm_server``) on vLLM 0.32 CPU.
 
-    python -m areal_a3po.embedded.vllm_cpu.server <the same flags AReaL passes to areal_vllm_server>
+    python -m areal_a3po.testbeds.vllm_cpu.server <the same flags AReaL passes to areal_vllm_server>
 
-Applies :mod:`areal_a3po.embedded.vllm_cpu.compat`, then executes AReaL's module source, unchanged, as
+Applies :mod:`areal_a3po.testbeds.vllm_cpu.compat`, then executes AReaL's module source, unchanged, as
 ``__main__`` (its ``if __name__ == "__main__"`` block parses the flags and serves).
 
 How it is executed, and why:
@@ -46,7 +46,7 @@ def areal_server_source() -> str:
 def main() -> None:
     import builtins
 
-    from areal_a3po.embedded.vllm_cpu import compat
+    from areal_a3po.testbeds.vllm_cpu import compat
 
     os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
     changes = compat.install()

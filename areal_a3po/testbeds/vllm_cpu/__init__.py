@@ -7,7 +7,7 @@ AReaL pins never uses it. Nothing here edits AReaL's or vLLM's installed files:
 
 - :mod:`.compat`            import-time shims applied in the API-server process (moved vLLM modules,
                             AReaL's ``/areal_*`` routes actually mounted, ``pause_generation`` keyword).
-- :mod:`.server`            ``python -m areal_a3po.embedded.vllm_cpu.server ...``: applies the
+- :mod:`.server`            ``python -m areal_a3po.testbeds.vllm_cpu.server ...``: applies the
                             shims, then runs ``areal.engine.vllm_ext.areal_vllm_server``
                             unchanged as ``__main__``.
 - :mod:`.worker_extension`  ``vllm.worker_extension_cls`` for disk weight updates on CPU
@@ -20,7 +20,7 @@ This package's import is free of side effects and of heavy imports (vLLM's spawn
 import it).
 """
 
-WORKER_EXTENSION_CLS = "areal_a3po.embedded.vllm_cpu.worker_extension.CPUDiskWeightUpdateExtension"
-SERVER_MODULE = "areal_a3po.embedded.vllm_cpu.server"
+WORKER_EXTENSION_CLS = "areal_a3po.testbeds.vllm_cpu.worker_extension.CPUDiskWeightUpdateExtension"
+SERVER_MODULE = "areal_a3po.testbeds.vllm_cpu.server"
 
 __all__ = ["SERVER_MODULE", "WORKER_EXTENSION_CLS"]

