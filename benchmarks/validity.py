@@ -306,7 +306,8 @@ def run(seeds: list[int], steps: int, out: Path, kept: Path, minibatches: int = 
     this = {"seeds": list(seeds), **stamp(started)}
     before = json.loads((kept / META_JSON).read_text()) if (kept / META_JSON).is_file() else {}
     kept_seeds = {r.seed for r in records}
-    sittings = [x for x in before.get("sittings", []) if set(x["seeds"]) & (kept_seeds - {*seeds})]
+    earlier_sittings = before.get("sittings") or ([_sitting(before)] if before else [])
+    sittings = [x for x in earlier_sittings if set(x["seeds"]) & (kept_seeds - {*seeds})]
     meta = {
         "provider": PROVIDER,
         "testbed": TESTBED,
@@ -321,6 +322,11 @@ def run(seeds: list[int], steps: int, out: Path, kept: Path, minibatches: int = 
     (kept / META_JSON).write_text(json.dumps(meta, indent=1) + "\n")
     print(f"validity: kept {len(records)} run records in {kept}\n{result.verdict}")
     return 0
+
+
+def _sitting(meta: dict) -> dict:
+    """A kept study's meta written before sittings were recorded: its one sitting."""
+    return {k: meta[k] for k in ("seeds", "started_utc", "finished_utc", "machine")}
 
 
 def keep_untrained(out: Path, kept: Path) -> int:

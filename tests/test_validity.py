@@ -190,6 +190,12 @@ def test_run_keeps_one_record_per_seed_and_prints_expected_time(tmp_path, monkey
     assert meta["seeds"] == [1, 2, 3, 4, 5]
     assert [x["seeds"] for x in meta["sittings"]] == [[1, 2, 3], [3, 4, 5]]
     assert "(seeds 1, 2, 3); " in validity.markdown(kept)
+    # A meta kept before sittings were recorded counts as one sitting, not none
+    del meta["sittings"]
+    (kept / validity.META_JSON).write_text(json.dumps(meta))
+    assert validity.run([5], 20, tmp_path / "third", kept) == 0
+    meta = json.loads((kept / validity.META_JSON).read_text())
+    assert [x["seeds"] for x in meta["sittings"]] == [[1, 2, 3, 4, 5], [5]]
 
 
 def test_run_too_few_steps_for_three_evaluations_refuses_before_running(tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ TESTBED = Testbed(
     "evaluations as the reward of record",
     default_steps=20,
     expected_start_s=100.0,
-    expected_step_s={"free": 85.0, "cap": 90.0},
+    expected_step_s={"free": 70.0, "cap": 75.0},
     start_limit_s=1200.0,
     step_limit_s=300.0,
 )
