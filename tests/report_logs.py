@@ -168,3 +168,13 @@ def seed_run_stats(recompute: float, train: float, reward: float, seed: int):
         return {**{f"timeperf/{k}": v for k, v in times.items()}, "ppo_actor/task_reward/avg": r}
 
     return make
+
+
+def runs(dirs, labels=None, seeds=None, providers=None, caps=None):
+    """The :class:`areal_a3po.report.Run` records of ``dirs`` with the given per-run values."""
+    from areal_a3po.report import Run
+
+    n = len(dirs)
+    cols = [labels, seeds, providers, caps]
+    cols = [c if c is not None else [None] * n for c in cols]
+    return [Run(str(d), *vals) for d, *vals in zip(dirs, *cols, strict=True)]

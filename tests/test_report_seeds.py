@@ -32,7 +32,7 @@ def seed_runs(tmp_path_factory):
 
 def test_compare_seeds_known_saving_detected_identical_within_noise(seed_runs, tmp_path):
     dirs, labels, seeds = seed_runs
-    rep = rp.compare(dirs, str(tmp_path), labels=labels, seeds=seeds, last_n=2)
+    rep = rp.compare(F.runs(dirs, labels, seeds), str(tmp_path), last_n=2)
     arms = {a.label: a for a in rep.arms}
     assert list(arms) == ["recompute", "same", "fast"] and arms["fast"].seeds == [1, 2, 3]
     fast, same = arms["fast"], arms["same"]
@@ -60,8 +60,8 @@ def test_compare_one_seed_per_arm_reads_cleanly_without_intervals(seed_runs, tmp
     dirs, labels, _ = seed_runs
     notes = {"recompute": "the baseline", "fast": "a fast one"}
     rep = rp.compare(
-        dirs[:3], str(tmp_path), labels=labels[:3], last_n=2,
-        providers=["recompute", "same", "fast"], provider_notes=notes,
+        F.runs(dirs[:3], labels[:3], providers=["recompute", "same", "fast"]), str(tmp_path),
+        last_n=2, provider_notes=notes,
     )  # fmt: skip
     fast = rep.arms[2]
     assert fast.ratio["trainer_compute"].low is None
@@ -71,7 +71,7 @@ def test_compare_one_seed_per_arm_reads_cleanly_without_intervals(seed_runs, tmp
     assert "no interval" not in md and "One seed per arm" in md and "--seeds 1,2,3,4,5" in md
     assert "- `recompute`: the baseline\n- `same`\n- `fast`: a fast one\n" in md
     assert "reward_seeds" not in rep.paths
-    two = rp.compare(dirs[:6], str(tmp_path / "two"), labels=labels[:6], seeds=[1] * 3 + [2] * 3)
+    two = rp.compare(F.runs(dirs[:6], labels[:6], [1] * 3 + [2] * 3), str(tmp_path / "two"))
     md2 = open(two.paths["report_md"], encoding="utf-8").read()
     assert "One seed per arm" not in md2 and "no interval (2 paired seeds" in md2
 
@@ -81,7 +81,7 @@ def test_kept_records_rebuild_the_same_arms_without_event_files(seed_runs, tmp_p
     from areal_a3po.report.seeds import group_records, summarize_arms
 
     dirs, labels, seeds = seed_runs
-    rep = rp.compare(dirs, str(tmp_path), labels=labels, seeds=seeds, last_n=2, target=0.4)
+    rep = rp.compare(F.runs(dirs, labels, seeds), str(tmp_path), last_n=2, target=0.4)
     records = rp.read_records(str(tmp_path / rp.RECORDS_DIR))
     assert len(records) == 9 and {r.arm for r in records} == {"recompute", "same", "fast"}
     assert all(
@@ -101,7 +101,7 @@ def test_kept_records_rebuild_the_same_arms_without_event_files(seed_runs, tmp_p
 
 def test_time_to_target_cumulative_step_time_and_ratio(seed_runs, tmp_path):
     dirs, labels, seeds = seed_runs
-    rep = rp.compare(dirs, str(tmp_path), labels=labels, seeds=seeds, last_n=2, target=0.4)
+    rep = rp.compare(F.runs(dirs, labels, seeds), str(tmp_path), last_n=2, target=0.4)
     base, fast = rep.arms[0], rep.arms[2]
     # recompute: reward 0.5*(k+1)/5 + 0.01*seed, last-2 mean >= 0.4 first at step 4 (all 5 steps)
     rec = rp.read_records(str(tmp_path / rp.RECORDS_DIR))
@@ -130,7 +130,7 @@ def test_held_out_reward_is_the_reward_of_record_when_every_run_evaluated(tmp_pa
             dirs.append(F.write_run(tmp_path / "runs", f"{label}{seed}", make(final, seed)))
             labels.append(label)
             seeds.append(seed)
-    rep = rp.compare(dirs, str(tmp_path / "out"), labels=labels, seeds=seeds, margin=0.05)
+    rep = rp.compare(F.runs(dirs, labels, seeds), str(tmp_path / "out"), margin=0.05)
     a3po = rep.arms[1]
     # two evaluations per run, fewer than LAST_EVALS: the mean of both, and the name says so
     assert a3po.reward_source == (
@@ -140,7 +140,7 @@ def test_held_out_reward_is_the_reward_of_record_when_every_run_evaluated(tmp_pa
     # mean of final/2 and final: 0.75 x the final rewards' difference of -0.02
     torch.testing.assert_close(a3po.reward_difference.estimate, -0.015, rtol=0.0, atol=1e-6)
     assert a3po.verdicts["reward"] == "not worse than baseline by more than 0.05"
-    tight = rp.compare(dirs, str(tmp_path / "out2"), labels=labels, seeds=seeds, margin=0.01)
+    tight = rp.compare(F.runs(dirs, labels, seeds), str(tmp_path / "out2"), margin=0.01)
     # -0.015 with a tight interval: beyond a 0.01 margin as a whole, inferiority established
     assert tight.arms[1].verdicts["reward"] == "worse than baseline by more than 0.01"
     md = open(rep.paths["report_md"], encoding="utf-8").read()
@@ -227,7 +227,7 @@ def test_cli_set_bad_key_refused_by_areal_before_any_arm_starts(tmp_path):
 def test_compare_seeds_duplicate_seed_in_arm_raises(seed_runs, tmp_path):
     dirs, labels, _ = seed_runs
     with pytest.raises(ValueError, match="two runs of arm 'recompute' have seed 1"):
-        rp.compare(dirs[:6], str(tmp_path), labels=labels[:6], seeds=[1] * 6)
+        rp.compare(F.runs(dirs[:6], labels[:6], [1] * 6), str(tmp_path))
 
 
 def test_cli_compare_run_dirs_with_seeds_groups_arms(seed_runs, tmp_path, capsys):
@@ -282,7 +282,8 @@ def test_compare_staleness_sweep_table_each_provider_vs_baseline_at_same_point(t
                 labels.append(f"{provider}_s{k}")
                 seeds.append(seed)
                 sweep.append((provider, k))
-    rep = rp.compare(dirs, str(tmp_path / "out"), labels=labels, seeds=seeds, sweep=sweep, last_n=2)
+    runs = F.runs(dirs, labels, seeds, [p for p, _ in sweep], [k for _, k in sweep])
+    rep = rp.compare(runs, str(tmp_path / "out"), last_n=2)
     assert rep.sweep.points == [2, 8] and rep.sweep.providers == ["recompute", "a3po"]
     at8 = rep.sweep.cells[8]["a3po"]
     assert at8.arm.ratio["step_time"].high < 1.0  # no recompute stage: faster at every point
@@ -317,7 +318,7 @@ def test_update_docs_builds_choosing_table_and_recommendation_from_kept_records(
     dirs, labels, seeds = seed_runs
     names = {"recompute": "recompute", "same": "a3po-step", "fast": "a3po"}
     out = tmp_path / "out"
-    rp.compare(dirs, str(out), labels=[names[x] for x in labels], seeds=seeds, last_n=2)
+    rp.compare(F.runs(dirs, [names[x] for x in labels], seeds), str(out), last_n=2)
     kept = tmp_path / "kept"
     shutil.copytree(out / rp.RECORDS_DIR, kept / "tiny-mb4" / studies.RUNS)
     meta = {
@@ -501,7 +502,7 @@ def test_update_docs_choosing_repeated_study_rows_are_labelled_as_the_repeat(
     dirs, labels, seeds = seed_runs
     names = {"recompute": "recompute", "same": "a3po-step", "fast": "a3po"}
     out = tmp_path / "out"
-    rp.compare(dirs, str(out), labels=[names[x] for x in labels], seeds=seeds, last_n=2)
+    rp.compare(F.runs(dirs, [names[x] for x in labels], seeds), str(out), last_n=2)
     kept = tmp_path / "kept"
     providers = ["recompute", "a3po", "a3po-step", "loglinear"]
     for name in ("tiny-mb4", "tiny-mb4-repeat"):

@@ -1,6 +1,6 @@
 """``a3po compare``: run the embedded default (or take the given run dirs), then write the report.
 
-A study is a list of :class:`Run` records, one per run, whichever way the runs came: the arms the
+A study is a list of :class:`~areal_a3po.report.Run` records, one per run, whichever way the runs came: the arms the
 embedded default ran (:mod:`areal_a3po.compare.runner`), or the ``RUN`` directories given with
 their per-run options (``--labels``, ``--seeds``, ``--staleness``).
 """
@@ -12,19 +12,10 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Run:
-    """One run the report compares: its tensorboard dir and what is known of how it ran."""
-
-    dir: str
-    label: str | None = None  # None: the report labels it by its directory
-    seed: int | None = None
-    provider: str | None = None
-    staleness: int | None = None  # its rollout.max_head_offpolicyness (the cap)
+from areal_a3po.report import Run
 
 
 @dataclass(frozen=True)
@@ -33,7 +24,6 @@ class Study:
 
     runs: list[Run]
     pace: str | None = None
-    swept: bool = False  # several staleness points: the report adds the staleness table
 
 
 def int_list(text: str, what: str) -> list[int]:
@@ -154,13 +144,7 @@ def embedded_study(args: argparse.Namespace) -> Study | int:
         Run(r.run_dir, lbl, r.seed, r.provider, r.staleness)
         for r, lbl in zip(results, labels, strict=True)
     ]
-    return Study(runs, pace, swept)
-
-
-def _column(runs: Sequence[Run], name: str) -> list | None:
-    """The runs' ``name`` field as a list, or None when no run has it (the report's default)."""
-    values = [getattr(r, name) for r in runs]
-    return None if all(v is None for v in values) else values
+    return Study(runs, pace)
 
 
 def write_report(study: Study, args: argparse.Namespace) -> int:
@@ -168,17 +152,12 @@ def write_report(study: Study, args: argparse.Namespace) -> int:
     from areal_a3po import report
     from areal_a3po.report.load import RunDataError
 
-    runs = study.runs
-    providers = _column(runs, "provider")
+    providers = [r.provider for r in study.runs if r.provider is not None]
     try:
         rep = report.compare(
-            [r.dir for r in runs], os.path.join(args.out, "report"),
-            labels=_column(runs, "label"), last_n=args.last, warmup=args.warmup,
-            seeds=_column(runs, "seed"),
-            sweep=[(r.provider, r.staleness) for r in runs] if study.swept else None,
-            caps=_column(runs, "staleness"), providers=providers, pace=study.pace,
-            overrides=args.overrides, target=args.target_reward, margin=args.margin,
-            provider_notes=_provider_notes(providers),
+            study.runs, os.path.join(args.out, "report"), last_n=args.last, warmup=args.warmup,
+            pace=study.pace, overrides=args.overrides, target=args.target_reward,
+            margin=args.margin, provider_notes=_provider_notes(providers),
         )  # fmt: skip
     except (FileNotFoundError, RunDataError) as exc:  # a run dir that cannot be read: no report
         print(f"a3po compare: error: {exc}", file=sys.stderr)
@@ -191,14 +170,14 @@ def write_report(study: Study, args: argparse.Namespace) -> int:
     return 0
 
 
-def _provider_notes(providers: list[str] | None) -> dict[str, str]:
+def _provider_notes(providers: list[str]) -> dict[str, str]:
     """Provider -> the first line of its registered description, for the report."""
     from areal_a3po import registry
 
     known = registry.providers()
     return {
         p: known[p].description.splitlines()[0]
-        for p in dict.fromkeys(providers or [])
+        for p in dict.fromkeys(providers)
         if p in known and known[p].description
     }
 

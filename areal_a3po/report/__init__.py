@@ -8,10 +8,11 @@ Modules, in the order the data flows:
   approximation error, saving against the baseline); ``summarise`` computes it from RunData.
 * ``columns``: ``METRICS``, the one declaration of every flat number (JSON key, summary-table
   row, format, getter).
-* ``render``: the summary table, report.md and report.json; ``plots``: the PNGs.
+* ``render``: the :class:`Report` type, the summary table, report.md and report.json;
+  ``render_arms``: the across-seeds tables (report.md and the docs); ``plots``: the PNGs.
 * ``record``: the kept data of one run (:class:`RunRecord`, small JSON); ``stats``, ``seeds``,
   ``sweep``: per-seed summaries and intervals across seeds, computed from records.
-* ``result``: the :class:`Report` type; ``build``: :func:`compare`, which runs all of the above.
+* ``build``: :class:`Run` (one run to compare) and :func:`compare`, which runs all of the above.
 
 Nothing here prints; :func:`format_table` returns the text to print.
 """
@@ -19,7 +20,7 @@ Nothing here prints; :func:`format_table` returns the text to print.
 from __future__ import annotations
 
 from areal_a3po.report.areal_keys import EVAL_REWARD_KEYS, NAMED_TIME_PARTS, REWARD_KEYS
-from areal_a3po.report.build import RECORDS_DIR, REPORT_JSON, REPORT_MD, compare
+from areal_a3po.report.build import RECORDS_DIR, REPORT_JSON, REPORT_MD, Run, compare
 from areal_a3po.report.columns import METRICS, TABLE_COLUMNS, Metric
 from areal_a3po.report.load import RunData, find_tag, load_scalars
 from areal_a3po.report.plots import (
@@ -29,8 +30,7 @@ from areal_a3po.report.plots import (
     PLOT_STALENESS,
 )
 from areal_a3po.report.record import RunRecord, read_records
-from areal_a3po.report.render import format_table
-from areal_a3po.report.result import Report
+from areal_a3po.report.render import Report, format_table
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import (
     APPROX_ERROR_METRICS,
@@ -56,6 +56,7 @@ __all__ = [
     "TABLE_COLUMNS",
     "Metric",
     "Report",
+    "Run",
     "RunData",
     "RunRecord",
     "RunSummary",

@@ -1,4 +1,4 @@
-"""Text of a :class:`Report`: the summary table, ``report.md`` and ``report.json``.
+"""A :class:`Report` and its text: the summary table, ``report.md`` and ``report.json``.
 
 Cells come from ``columns.METRICS``; each Markdown section below names the metrics it shows
 (header, metric key) and only adds its own headers and prose.
@@ -10,15 +10,49 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from areal_a3po.report.columns import REWARD_SPLITS, TABLE_COLUMNS, cell, fmt
-from areal_a3po.report.render_arms import arms_section, settings_lines, sweep_section
-from areal_a3po.report.result import Report
+from areal_a3po.report import stats
+from areal_a3po.report.columns import REWARD_SPLITS, TABLE_COLUMNS, cell, flat_row, fmt
+from areal_a3po.report.over_cap import WHY, OverCap
+from areal_a3po.report.record import RunRecord
+from areal_a3po.report.render_arms import ONE_SEED, arms_tables
+from areal_a3po.report.seeds import ArmSeeds
 from areal_a3po.report.sittings import sittings
 from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import APPROX_TABLE_METRICS
-from areal_a3po.report.text import pipe_table
+from areal_a3po.report.sweep import LAG_TOLERANCE, Sweep, sweep_rows
+from areal_a3po.report.text import interval_text, pipe_table
+
+
+@dataclass
+class Report:
+    """Result of ``compare``: one summary per run, the arms across seeds, and the files written."""
+
+    runs: list[RunSummary]  # in the order given; the first is the baseline
+    out_dir: str
+    paths: dict[str, str]  # "report_md", "report_json", and one entry per plot written
+    baseline: str
+    last_n: int
+    warmup: int | None  # as requested (None = automatic: 1 when > 2 timed steps)
+    notes: list[str] = field(default_factory=list)
+    arms: list[ArmSeeds] = field(default_factory=list)  # runs grouped by label across seeds
+    sweep: Sweep | None = None  # providers x staleness points, when several points were run
+    over_cap: list[OverCap] = field(default_factory=list)  # runs with token lags above their cap
+    records: list[RunRecord] = field(default_factory=list)  # the kept data, one per run
+    overrides: list[str] = field(default_factory=list)  # AReaL overrides given to every arm
+    target: float | None = None  # reward of record whose time to reach is compared
+    margin: float = stats.MARGIN  # non-inferiority margin of the reward difference
+    # provider -> what it is (one line), for the providers the arms ran; given by the caller
+    # (report.* does not read the registry)
+    provider_notes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def table(self) -> list[dict[str, Any]]:
+        """One flat row per run (``columns.METRICS``; None where not logged)."""
+        return [flat_row(run) for run in self.runs]
+
 
 # A section column: (header, metric key) or (header, function giving the cell text).
 Column = tuple[str, str | Callable[[RunSummary], str]]
@@ -142,10 +176,10 @@ def _reward(report: Report) -> list[str]:
     last = f"last-{report.last_n}"
     rows = []
     for r in report.runs:
-        for field, split in REWARD_SPLITS:
-            if split == "eval" and getattr(r, field).key is None:
+        for part, split in REWARD_SPLITS:
+            if split == "eval" and getattr(r, part).key is None:
                 continue
-            names = [f"{field}_{name}" for _, name in REWARD_SECTION]
+            names = [f"{part}_{name}" for _, name in REWARD_SECTION]
             rows.append([r.label, split] + [cell(k, r) for k in names])
     header = ["run", "split"] + [h.replace("last-N", last) for h, _ in REWARD_SECTION]
     return [
@@ -173,8 +207,6 @@ def _staleness(report: Report) -> list[str]:
         out += ["", "Token share per lag, all steps:", ""]
         out.append(pipe_table(["run", *[f"lag {x}" for x in labels], "tokens"], rows))
     if report.over_cap:
-        from areal_a3po.report.over_cap import WHY
-
         out += ["", "Token lags above `rollout.max_head_offpolicyness`:", ""]
         out += [f"- {o.sentence()}" for o in report.over_cap]
         out += ["", f"Why: {WHY}"]
@@ -195,6 +227,52 @@ def _approx(report: Report) -> list[str]:
     else:
         out += ["No run logged approximation errors.", ""]
     return out + [_section(RECOMPUTED_SECTION, report.runs), ""]
+
+
+def settings_lines(report: Report) -> list[str]:
+    """The settings every arm shared beyond its recipe: AReaL overrides, target, margin."""
+    out = []
+    if report.overrides:
+        out.append(
+            "AReaL overrides given to every arm: "
+            + " ".join(f"`{o}`" for o in report.overrides)
+            + "."
+        )
+    if report.target is not None:
+        out.append(f"Target reward (time to target): {report.target:g}.")
+    return out
+
+
+def arms_section(report: Report) -> list[str]:
+    """Across seeds: per-seed summaries, ratios and differences vs the baseline, with intervals."""
+    if not report.arms:
+        return []
+    base = report.arms[0].label
+    head = [f"## Across seeds (baseline arm: {base})", ""]
+    if max(len(a.seeds) for a in report.arms) == 1:
+        return head + [ONE_SEED, ""]
+    return head + arms_tables(report.arms, report.margin, report.target, sittings(report.records))
+
+
+def sweep_section(report: Report) -> list[str]:
+    if report.sweep is None:
+        return []
+    header, rows = sweep_rows(report.sweep, interval_text)
+    sources = sorted({c.arm.reward_source for cells in report.sweep.cells.values()
+                      for c in cells.values()})  # fmt: skip
+    return [
+        f"## Staleness sweep (each provider vs {report.sweep.baseline} at the same staleness)",
+        "",
+        "Per cell: step-time and trainer-compute (recompute + train) ratios vs the baseline "
+        f"provider [95 % CI, across seeds], reward of record ({'; '.join(sources)}; mean over "
+        "seeds) [95 % CI], and the "
+        "token lag the arm trained on (mean over steps and seeds, and its max). Arms of one row "
+        f"compare only if their lags match: a lag spread above {LAG_TOLERANCE} versions is "
+        "flagged.",
+        "",
+        pipe_table(header, rows, align_right_from=len(header)),
+        "",
+    ]
 
 
 def markdown(report: Report) -> str:

@@ -1,12 +1,10 @@
-"""report.md sections over arms: across seeds (intervals, verdicts) and the staleness sweep."""
+"""The across-seeds tables of arms (intervals, verdicts, seeds a claim needs): report.md and docs."""
 
 from __future__ import annotations
 
 from areal_a3po.report import stats
-from areal_a3po.report.result import Report
 from areal_a3po.report.seeds import NO_EVAL, STEP, TRAINER, ArmSeeds
-from areal_a3po.report.sittings import Sitting, sittings, sittings_text
-from areal_a3po.report.sweep import LAG_TOLERANCE, sweep_rows
+from areal_a3po.report.sittings import Sitting, sittings_text
 from areal_a3po.report.text import interval_text, pipe_table
 
 COVERAGE = (
@@ -23,34 +21,9 @@ ONE_SEED = (
 )
 
 
-def settings_lines(report: Report) -> list[str]:
-    """The settings every arm shared beyond its recipe: AReaL overrides, target, margin."""
-    out = []
-    if report.overrides:
-        out.append(
-            "AReaL overrides given to every arm: "
-            + " ".join(f"`{o}`" for o in report.overrides)
-            + "."
-        )
-    if report.target is not None:
-        out.append(f"Target reward (time to target): {report.target:g}.")
-    return out
-
-
 def _seed_values(a: ArmSeeds, get) -> str:
     vals = [(s, get(x)) for s, x in a.per_seed.items()]
     return ", ".join(f"{s}: {'n/a' if v is None else f'{v:.3f}'}" for s, v in vals) or "n/a"
-
-
-def arms_section(report: Report) -> list[str]:
-    """Across seeds: per-seed summaries, ratios and differences vs the baseline, with intervals."""
-    if not report.arms:
-        return []
-    base = report.arms[0].label
-    head = [f"## Across seeds (baseline arm: {base})", ""]
-    if max(len(a.seeds) for a in report.arms) == 1:
-        return head + [ONE_SEED, ""]
-    return head + arms_tables(report.arms, report.margin, report.target, sittings(report.records))
 
 
 def arms_tables(
@@ -228,26 +201,5 @@ def _target_rows(arms: list[ArmSeeds], target: float) -> list[str]:
         "both arms reached it):",
         "",
         pipe_table(header, rows),
-        "",
-    ]
-
-
-def sweep_section(report: Report) -> list[str]:
-    if report.sweep is None:
-        return []
-    header, rows = sweep_rows(report.sweep, interval_text)
-    sources = sorted({c.arm.reward_source for cells in report.sweep.cells.values()
-                      for c in cells.values()})  # fmt: skip
-    return [
-        f"## Staleness sweep (each provider vs {report.sweep.baseline} at the same staleness)",
-        "",
-        "Per cell: step-time and trainer-compute (recompute + train) ratios vs the baseline "
-        f"provider [95 % CI, across seeds], reward of record ({'; '.join(sources)}; mean over "
-        "seeds) [95 % CI], and the "
-        "token lag the arm trained on (mean over steps and seeds, and its max). Arms of one row "
-        f"compare only if their lags match: a lag spread above {LAG_TOLERANCE} versions is "
-        "flagged.",
-        "",
-        pipe_table(header, rows, align_right_from=len(header)),
         "",
     ]

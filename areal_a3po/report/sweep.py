@@ -120,11 +120,11 @@ def final_rewards(sweep: Sweep) -> dict[str, list[tuple[int, ArmSeeds]]]:
 
 
 def points_from_runs(
-    labels: Sequence[str], providers: Sequence[str], stalenesses: Sequence[int]
+    labels: Sequence[str], points: Sequence[tuple[str, int]]
 ) -> dict[str, tuple[str, int]]:
     """Arm label -> (provider, staleness), checking that each label names one point."""
     out: dict[str, tuple[str, int]] = {}
-    for lbl, p, k in zip(labels, providers, stalenesses, strict=True):
-        if out.setdefault(lbl, (p, k)) != (p, k):
-            raise ValueError(f"arm '{lbl}' is given two sweep points: {out[lbl]} and {(p, k)}")
+    for lbl, point in zip(labels, points, strict=True):
+        if out.setdefault(lbl, point) != point:
+            raise ValueError(f"arm '{lbl}' is given two sweep points: {out[lbl]} and {point}")
     return out
