@@ -95,7 +95,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("n_event_files", None, "int", lambda r: len(r.event_files)),
     Metric("steps", "steps logged", "int", lambda r: r.n_steps),
     Metric("last_step", None, "int", lambda r: r.last_step),
-    # timing (mean per step after the warm-up)
+    # timing (median per step after the warm-up)
     Metric("timed_steps", None, "int", lambda r: r.timing.timed_steps),
     Metric("timed_steps_used", "timed steps used", "int", lambda r: r.timing.steps_used),
     Metric("warmup_skipped", "warm-up steps skipped", "int", lambda r: r.timing.warmup_skipped),

@@ -33,11 +33,10 @@ from areal_a3po.report import stats
 from areal_a3po.report.defaults import LAST_EVALS
 from areal_a3po.report.load import step_total
 from areal_a3po.report.record import RunRecord
-from areal_a3po.report.summarise import resolve_warmup
+from areal_a3po.report.summarise import resolve_warmup, summarize_timing
 
 TRAINER = "trainer_compute"
 STEP = "step_time"
-STAGES = (ak.TIME_ROLLOUT, ak.TIME_RECOMPUTE, ak.TIME_TRAIN, ak.TIME_UPDATE)
 NO_EVAL = "no held-out evaluation logged"
 # The step is bounded by the generator when the trainer waits this share of it for rollouts.
 GENERATOR_BOUND_SHARE = 0.10
@@ -121,25 +120,20 @@ def summarize_seed(
     held_out: bool,
     last_evals: int = LAST_EVALS,
 ) -> SeedSummary:
-    """Medians of the timed steps after the warm-up, reward of record, time to target.
+    """Step times (:func:`summarize_timing`, the run's one reduction), reward of record, time to
+    target.
 
     Reward of record: the mean of the last ``last_evals`` held-out evaluations (``held_out``),
     else of the last ``last_n`` training rewards; time to target: the first step where that mean,
     over the window ending there, reaches ``target``.
     """
     per_step = rec.step_times()
-    steps = list(per_step)
-    used = steps[resolve_warmup(len(steps), warmup) :]
+    timing = summarize_timing(per_step, warmup)
     time: dict[str, float] = {}
-    if used:
-        rows = [per_step[s] for s in used]
-        time[TRAINER] = statistics.median(
-            r.get(ak.TIME_RECOMPUTE, 0.0) + r.get(ak.TIME_TRAIN, 0.0) for r in rows
-        )
-        time[STEP] = statistics.median(step_total(r) for r in rows)
-        for stage in STAGES:
-            if stage in rec.stages:
-                time[stage] = statistics.median(r.get(stage, 0.0) for r in rows)
+    if timing.steps_used:
+        time[TRAINER] = timing.trainer_compute_s
+        time[STEP] = timing.step_time_s
+        time.update({s: timing.parts_s[s] for s in ak.NAMED_TIME_PARTS if s in rec.stages})
     series, window = (rec.eval_reward, last_evals) if held_out else (rec.reward, last_n)
     reward = None
     if series:
@@ -150,7 +144,7 @@ def summarize_seed(
         hit = next((s for s in sorted(smooth) if smooth[s] >= target), None)
         if hit is not None:
             ttt = sum(step_total(v) for s, v in per_step.items() if s <= hit)
-    return SeedSummary(rec.seed, len(used), time, reward, ttt)
+    return SeedSummary(rec.seed, timing.steps_used, time, reward, ttt)
 
 
 # ----------------------------------------------------------------------------- arms

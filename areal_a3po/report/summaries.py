@@ -17,17 +17,18 @@ TIME_OTHER = "other"  # every timeperf/* stage not in NAMED_TIME_PARTS, summed
 
 @dataclass(frozen=True)
 class TimingSummary:
-    """Mean seconds per step after the warm-up; a stage absent from a step counts 0 s."""
+    """Median seconds per step after the warm-up (``summarise.summarize_timing`` says why)."""
 
     timed_steps: int
     warmup_skipped: int
     steps_used: int
     first_step_used: int | None = None
     step_time_s: float | None = None
+    trainer_compute_s: float | None = None  # recompute_logp + train_step: the method's own cost
     parts_s: dict[str, float | None] = field(default_factory=dict)  # NAMED_TIME_PARTS + other
     other_parts_s: dict[str, float | None] = field(default_factory=dict)  # stages in "other"
     logged_parts: list[str] = field(default_factory=list)
-    commit_interval_s: float | None = None  # mean wall time between consecutive commits
+    commit_interval_s: float | None = None  # median wall time between consecutive commits
     step_time_source: str | None = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from areal_a3po import keys
@@ -53,8 +53,13 @@ def _mean(values: Iterable[float]) -> float | None:
     return float(statistics.fmean(values)) if values else None
 
 
+def _median(values: Iterable[float]) -> float | None:
+    values = list(values)
+    return float(statistics.median(values)) if values else None
+
+
 def resolve_warmup(n_steps: int, warmup: int | None) -> int:
-    """Steps dropped from timing means: ``warmup`` if given, else 1 when there are > 2 steps."""
+    """Steps dropped from step-time medians: ``warmup`` if given, else 1 when there are > 2 steps."""
     if warmup is None:
         return 1 if n_steps > 2 else 0
     if warmup < 0:
@@ -62,33 +67,50 @@ def resolve_warmup(n_steps: int, warmup: int | None) -> int:
     return min(warmup, max(n_steps - 1, 0))
 
 
-def summarize_timing(data: RunData, warmup: int | None) -> TimingSummary:
-    per_step = data.step_times()
+def summarize_timing(
+    per_step: Mapping[int, Mapping[str, float]],
+    warmup: int | None,
+    wall_time: Mapping[int, float] | None = None,
+) -> TimingSummary:
+    """The one reduction of a run's step times (``per_step``: step -> stage -> s, the pivot of
+    :meth:`RunData.step_times` or :meth:`RunRecord.step_times`): medians after the warm-up.
+
+    Medians, not means: on a shared 2-core machine one step now and then is stretched by
+    something outside the method (another process, a garbage collection, a checkpoint or an
+    evaluation), and a mean of a few steps moves with it; the per-seed numbers behind every
+    interval were medians already, so report.md's per-run tables and the across-seeds tables now
+    show one number. A stage absent from a step counts 0 s, so the parts need not add up to the
+    step's median.
+    """
     steps = list(per_step)
     skip = resolve_warmup(len(steps), warmup)
     used = steps[skip:]
     logged = sorted({k for s in per_step.values() for k in s})
     if not used:
         return TimingSummary(len(steps), skip if steps else 0, 0, logged_parts=logged)
+    rows = [per_step[s] for s in used]
     has_total = any(t in logged for t in ak.TIME_TOTAL_PARTS)
-    parts = {name: _mean(per_step[s].get(name, 0.0) for s in used) for name in ak.NAMED_TIME_PARTS}
+    parts = {name: _median(r.get(name, 0.0) for r in rows) for name in ak.NAMED_TIME_PARTS}
     others = sorted(
-        {k for s in used for k in per_step[s]} - set(ak.NAMED_TIME_PARTS) - set(ak.TIME_TOTAL_PARTS)
+        {k for r in rows for k in r} - set(ak.NAMED_TIME_PARTS) - set(ak.TIME_TOTAL_PARTS)
     )
-    parts[TIME_OTHER] = _mean(sum(per_step[s].get(k, 0.0) for k in others) for s in used)
+    parts[TIME_OTHER] = _median(sum(r.get(k, 0.0) for k in others) for r in rows)
     # Cross-check from the event files: wall time between consecutive commits.
-    wall = data.wall_time
+    wall = wall_time or {}
     deltas = [wall[s] - wall[s - 1] for s in used if s - 1 in wall and s in wall]
     return TimingSummary(
         timed_steps=len(steps),
         warmup_skipped=skip,
         steps_used=len(used),
         first_step_used=used[0],
-        step_time_s=_mean(step_total(per_step[s]) for s in used),
+        step_time_s=_median(step_total(r) for r in rows),
+        trainer_compute_s=_median(
+            r.get(ak.TIME_RECOMPUTE, 0.0) + r.get(ak.TIME_TRAIN, 0.0) for r in rows
+        ),
         parts_s=parts,
-        other_parts_s={k: _mean(per_step[s].get(k, 0.0) for s in used) for k in others},
+        other_parts_s={k: _median(r.get(k, 0.0) for r in rows) for k in others},
         logged_parts=logged,
-        commit_interval_s=_mean(deltas),
+        commit_interval_s=_median(deltas),
         step_time_source="timeperf/total" if has_total else "sum of timeperf/* stages per step",
     )
 
@@ -217,7 +239,7 @@ def summarize_run(data: RunData, label: str, warmup: int | None, last_n: int) ->
         n_tags=len(data.scalars),
         n_steps=len(all_steps),
         last_step=all_steps[-1] if all_steps else None,
-        timing=summarize_timing(data, warmup),
+        timing=summarize_timing(data.step_times(), warmup, data.wall_time),
         reward=summarize_reward(data.scalars.get(reward_key), reward_key, last_n),
         eval_reward=summarize_reward(data.scalars.get(eval_key), eval_key, last_n),
         staleness=summarize_staleness(data),
