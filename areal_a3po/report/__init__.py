@@ -4,8 +4,8 @@ Modules, in the order the data flows:
 
 * ``areal_keys``: AReaL's own tag names (the plugin's come from ``areal_a3po.keys``).
 * ``load``: event files -> :class:`RunData` (tag -> step -> value), tag matching by suffix.
-* ``summaries``: the typed :class:`RunSummary` of one run (timing, reward, staleness,
-  approximation error, saving against the baseline); ``summarise`` computes it from RunData.
+* ``summarise``: the typed :class:`RunSummary` of one run (timing, reward, staleness,
+  approximation error, saving against the baseline), computed from RunData.
 * ``columns``: ``METRICS``, the one declaration of every flat number (JSON key, summary-table
   row, format, getter).
 * ``render``: the :class:`Report` type, the summary table, report.md and report.json;
@@ -31,11 +31,11 @@ from areal_a3po.report.plots import (
 )
 from areal_a3po.report.record import RunRecord, read_records
 from areal_a3po.report.render import Report, format_table
-from areal_a3po.report.summaries import RunSummary
 from areal_a3po.report.summarise import (
     APPROX_ERROR_METRICS,
     EXACT_TOKEN_SHARE_KEYS,
     RECOMPUTED_KEYS,
+    RunSummary,
 )
 
 __all__ = [

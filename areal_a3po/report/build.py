@@ -10,13 +10,12 @@ from areal_a3po.report import render
 from areal_a3po.report.areal_keys import REWARD_KEYS
 from areal_a3po.report.defaults import LAST_N, MARGIN
 from areal_a3po.report.load import data_notes, load_scalars
-from areal_a3po.report.over_cap import over_cap
+from areal_a3po.report.over_cap import OverCap, over_cap
 from areal_a3po.report.plots import write_plots, write_seed_plots, write_sweep_plot
 from areal_a3po.report.record import RunRecord, record_from_run, write_records
 from areal_a3po.report.render import Report
 from areal_a3po.report.seeds import group_records, summarize_arms
-from areal_a3po.report.summaries import RunSummary
-from areal_a3po.report.summarise import summarize_run, with_baseline
+from areal_a3po.report.summarise import RunSummary, summarize_run, with_baseline
 from areal_a3po.report.sweep import Sweep, points_from_runs, summarize_sweep
 
 REPORT_MD = "report.md"
@@ -71,6 +70,16 @@ def _sweep(runs: list[Run], records: list[RunRecord], grouped, **kw) -> Sweep | 
     return summarize_sweep(grouped, points, runs[0].provider, **kw)
 
 
+def _over_caps(records: list[RunRecord], labels: list[str], runs: list[Run]) -> list[OverCap]:
+    """The runs whose token lags exceed their staleness cap."""
+    overs = [
+        over_cap(rec, lbl, r.staleness)
+        for rec, lbl, r in zip(records, labels, runs, strict=True)
+        if r.staleness is not None
+    ]
+    return [o for o in overs if o is not None]
+
+
 def compare(
     runs: list[Run],
     out_dir: str,
@@ -115,11 +124,6 @@ def compare(
     grouped = group_records(records)
     kw = {"warmup": warmup, "last_n": last_n, "target": target, "margin": margin}
     study = _sweep(runs, records, grouped, **kw)
-    overs = [
-        over_cap(rec, lbl, r.staleness)
-        for rec, lbl, r in zip(records, labels, runs, strict=True)
-        if r.staleness is not None
-    ]
     os.makedirs(out_dir, exist_ok=True)
     paths, plot_notes = write_plots(summaries, datas, out_dir)
     paths.update(write_seed_plots(grouped, out_dir))
@@ -129,7 +133,7 @@ def compare(
         runs=summaries, out_dir=out_dir, paths=paths, baseline=labels[0], last_n=last_n,
         warmup=warmup, arms=summarize_arms(grouped, **kw), sweep=study,
         notes=[n for s in summaries for n in _notes(s)] + data_notes(datas, labels) + plot_notes,
-        over_cap=[o for o in overs if o is not None], records=records,
+        over_cap=_over_caps(records, labels, runs), records=records,
         overrides=list(overrides or []), target=target, margin=margin,
         provider_notes=dict(provider_notes or {}),
     )  # fmt: skip

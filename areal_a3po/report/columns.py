@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from areal_a3po.report.areal_keys import TIME_RECOMPUTE, TIME_ROLLOUT, TIME_TRAIN, TIME_UPDATE
-from areal_a3po.report.summaries import TIME_OTHER, RunSummary
+from areal_a3po.report.summarise import TIME_OTHER, RunSummary
 
 NA = "n/a"
 Kind = Literal["int", "sec", "ratio", "pct", "rew", "err", "str", "bool"]

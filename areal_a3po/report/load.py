@@ -123,14 +123,7 @@ def load_scalars(run_dir: str) -> RunData:
             superseded = [p for _, p, _ in loaded[:i]]
     loaded = [item for item in loaded if item[1] not in superseded]
 
-    scalars: dict[str, Series] = {}
-    wall: dict[int, float] = {}
-    for _, _, per_tag in loaded:
-        for tag, events in per_tag.items():
-            series = scalars.setdefault(tag, {})
-            for ev in events:
-                series[int(ev.step)] = float(ev.value)
-                wall[int(ev.step)] = float(ev.wall_time)
+    scalars, wall = _merge([per_tag for _, _, per_tag in loaded])
     return RunData(
         run_dir=run_dir,
         event_files=[p for _, p, _ in loaded],
@@ -141,6 +134,19 @@ def load_scalars(run_dir: str) -> RunData:
         superseded_files=superseded,
         experiment=experiment_of(run_dir),
     )
+
+
+def _merge(files: list[dict]) -> tuple[dict[str, Series], dict[int, float]]:
+    """(tag -> step -> value, step -> wall time) of event files, oldest first: later ones win."""
+    scalars: dict[str, Series] = {}
+    wall: dict[int, float] = {}
+    for per_tag in files:
+        for tag, events in per_tag.items():
+            series = scalars.setdefault(tag, {})
+            for ev in events:
+                series[int(ev.step)] = float(ev.value)
+                wall[int(ev.step)] = float(ev.wall_time)
+    return scalars, wall
 
 
 def record_damage(path: str) -> str | None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from areal_a3po.report.areal_keys import NAMED_TIME_PARTS
 from areal_a3po.report.load import RunData, step_total
-from areal_a3po.report.summaries import TIME_OTHER, RunSummary
+from areal_a3po.report.summarise import TIME_OTHER, RunSummary
 
 PLOT_REWARD_STEP = "reward_vs_step.png"
 PLOT_REWARD_TIME = "reward_vs_time.png"

@@ -20,8 +20,7 @@ from areal_a3po.report.record import RunRecord
 from areal_a3po.report.render_arms import ONE_SEED, arms_tables
 from areal_a3po.report.seeds import ArmSeeds
 from areal_a3po.report.sittings import sittings
-from areal_a3po.report.summaries import RunSummary
-from areal_a3po.report.summarise import APPROX_TABLE_METRICS
+from areal_a3po.report.summarise import APPROX_TABLE_METRICS, RunSummary
 from areal_a3po.report.sweep import LAG_TOLERANCE, Sweep, sweep_rows
 from areal_a3po.report.text import interval_text, pipe_table
 

@@ -48,27 +48,7 @@ def arms_tables(
         f"{sittings_text(parts or []) or COVERAGE}",
         "",
     ]
-    time_rows = []
-    for a in arms:
-        for metric, name in ((TRAINER, "trainer compute"), (STEP, "step time")):
-            ratio = a.ratio.get(metric)
-            time_rows.append(
-                [
-                    a.label,
-                    str(len(a.seeds)),
-                    name,
-                    _seed_values(a, lambda x, m=metric: x.time_s.get(m)),
-                    interval_text(a.time.get(metric)),
-                    interval_text(ratio) if ratio else "(baseline)",
-                    a.verdicts.get(f"faster ({metric})", "") if ratio else "",
-                    a.bottleneck if metric == STEP else "",
-                ]
-            )
-    header = [
-        "arm", "seeds", "per step", "median per seed (s)", "mean over seeds (s)",
-        "ratio vs baseline", "faster", "bounded by",
-    ]  # fmt: skip
-    out += [pipe_table(header, time_rows, align_right_from=1), ""]
+    out += _time_table(arms)
     stage_names = sorted({m for a in arms for m in a.time if m not in (TRAINER, STEP)})
     if stage_names:
         rows = [[a.label] + [interval_text(a.time.get(m)) for m in stage_names] for a in arms]
@@ -92,22 +72,51 @@ def arms_tables(
     out += [pipe_table(header, reward_rows), ""]
     planned = [a for a, p in zip(arms, plans, strict=True) if p is not None]
     if planned:
-        n = planned[0].reward_difference.n_seeds
-        low, high = stats.sd_interval_factors(n)
-        out += [
-            f"Seeds a claim would need (where the verdict is {stats.NO_CLAIM!r}): the seeds at "
-            f"which {planning_assumptions(margin)}, if the arms were equal ({PLAN_COLUMNS[0]!r}) "
-            f"or if the true difference were the one seen ({PLAN_COLUMNS[1]!r}; {NEVER!r} where "
-            f"it is at or below -{margin:g}), the per-seed differences having the spread seen "
-            "here (noncentral t). A planning figure: from "
-            f"{n} seeds that spread is known only to within {low:.2f} to {high:.2f} times "
-            f"itself ({round(stats.CONFIDENCE * 100)} % interval), and the seeds needed go "
-            "with its square.",
-            "",
-        ]
+        out += _planning_paragraph(planned[0].reward_difference.n_seeds, margin)
     if target is not None:
         out += _target_rows(arms, target)
     return out
+
+
+def _time_table(arms: list[ArmSeeds]) -> list[str]:
+    """Trainer compute and step time per arm: per seed, over seeds, ratio and verdict."""
+    time_rows = []
+    for a in arms:
+        for metric, name in ((TRAINER, "trainer compute"), (STEP, "step time")):
+            ratio = a.ratio.get(metric)
+            time_rows.append(
+                [
+                    a.label,
+                    str(len(a.seeds)),
+                    name,
+                    _seed_values(a, lambda x, m=metric: x.time_s.get(m)),
+                    interval_text(a.time.get(metric)),
+                    interval_text(ratio) if ratio else "(baseline)",
+                    a.verdicts.get(f"faster ({metric})", "") if ratio else "",
+                    a.bottleneck if metric == STEP else "",
+                ]
+            )
+    header = [
+        "arm", "seeds", "per step", "median per seed (s)", "mean over seeds (s)",
+        "ratio vs baseline", "faster", "bounded by",
+    ]  # fmt: skip
+    return [pipe_table(header, time_rows, align_right_from=1), ""]
+
+
+def _planning_paragraph(n: int, margin: float) -> list[str]:
+    """What the "seeds a claim would need" columns assume, from ``n`` paired seeds."""
+    low, high = stats.sd_interval_factors(n)
+    return [
+        f"Seeds a claim would need (where the verdict is {stats.NO_CLAIM!r}): the seeds at "
+        f"which {planning_assumptions(margin)}, if the arms were equal ({PLAN_COLUMNS[0]!r}) "
+        f"or if the true difference were the one seen ({PLAN_COLUMNS[1]!r}; {NEVER!r} where "
+        f"it is at or below -{margin:g}), the per-seed differences having the spread seen "
+        "here (noncentral t). A planning figure: from "
+        f"{n} seeds that spread is known only to within {low:.2f} to {high:.2f} times "
+        f"itself ({round(stats.CONFIDENCE * 100)} % interval), and the seeds needed go "
+        "with its square.",
+        "",
+    ]
 
 
 NEVER = "never"

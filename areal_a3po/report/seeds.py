@@ -200,47 +200,63 @@ def summarize_arms(
         for label, bs in arms.items()
     }
     base = next(iter(arms))
-    b = summaries[base]
-    out = []
-    for label, per_seed in summaries.items():
-        metrics = sorted({m for x in per_seed.values() for m in x.time_s})
-        time = {m: stats.mean_ci(_col(per_seed, lambda x, m=m: x.time_s.get(m))) for m in metrics}
-        rewards = _col(per_seed, lambda x: x.reward)
-        ttt = _col(per_seed, lambda x: x.time_to_target_s)
-        ratio: dict[str, stats.Interval] = {}
-        diff = ttt_ratio = None
-        if label != base:
-            for m in (TRAINER, STEP):
-                arm_m, base_m = (_col(d, lambda x, m=m: x.time_s.get(m)) for d in (per_seed, b))
-                if set(arm_m) & set(base_m):
-                    ratio[m] = stats.ratio_ci(arm_m, base_m)
-            base_r = _col(b, lambda x: x.reward)
-            if set(rewards) & set(base_r):
-                diff = stats.difference_ci(rewards, base_r)
-            base_t = _col(b, lambda x: x.time_to_target_s)
-            if set(ttt) & set(base_t):
-                ttt_ratio = stats.ratio_ci(ttt, base_t)
-        steps = [len(r.step_times()) for r in arms[label].values()]
-        out.append(
-            ArmSeeds(
-                label=label,
-                seeds=sorted(per_seed),
-                warmup=resolve_warmup(min(steps), warmup) if steps else 0,
-                per_seed=per_seed,
-                reward_source=source,
-                time=time,
-                reward=stats.mean_ci(rewards, what="reward") if rewards else None,
-                margin=margin,
-                target=target,
-                ratio=ratio,
-                reward_difference=diff,
-                time_to_target=stats.mean_ci(ttt, what="time to target") if ttt else None,
-                time_to_target_ratio=ttt_ratio,
-                bottleneck=_bottleneck(time),
-                held_out=held_out,
-            )
-        )
-    return out
+    common = {"source": source, "held_out": held_out, "margin": margin, "target": target}
+    return [
+        _arm(label, per_seed, None if label == base else summaries[base], arms[label], warmup,
+             **common)
+        for label, per_seed in summaries.items()
+    ]  # fmt: skip
+
+
+def _arm(
+    label: str,
+    per_seed: dict[int, SeedSummary],
+    b: dict[int, SeedSummary] | None,
+    records: Mapping[int, RunRecord],
+    warmup: int | None,
+    *,
+    source: str,
+    held_out: bool,
+    margin: float,
+    target: float | None,
+) -> ArmSeeds:
+    """One arm's intervals, and against the baseline arm's per-seed summaries ``b`` (None: it is
+    the baseline)."""
+    metrics = sorted({m for x in per_seed.values() for m in x.time_s})
+    time = {m: stats.mean_ci(_col(per_seed, lambda x, m=m: x.time_s.get(m))) for m in metrics}
+    rewards = _col(per_seed, lambda x: x.reward)
+    ttt = _col(per_seed, lambda x: x.time_to_target_s)
+    ratio: dict[str, stats.Interval] = {}
+    diff = ttt_ratio = None
+    if b is not None:
+        for m in (TRAINER, STEP):
+            arm_m, base_m = (_col(d, lambda x, m=m: x.time_s.get(m)) for d in (per_seed, b))
+            if set(arm_m) & set(base_m):
+                ratio[m] = stats.ratio_ci(arm_m, base_m)
+        base_r = _col(b, lambda x: x.reward)
+        if set(rewards) & set(base_r):
+            diff = stats.difference_ci(rewards, base_r)
+        base_t = _col(b, lambda x: x.time_to_target_s)
+        if set(ttt) & set(base_t):
+            ttt_ratio = stats.ratio_ci(ttt, base_t)
+    steps = [len(r.step_times()) for r in records.values()]
+    return ArmSeeds(
+        label=label,
+        seeds=sorted(per_seed),
+        warmup=resolve_warmup(min(steps), warmup) if steps else 0,
+        per_seed=per_seed,
+        reward_source=source,
+        time=time,
+        reward=stats.mean_ci(rewards, what="reward") if rewards else None,
+        margin=margin,
+        target=target,
+        ratio=ratio,
+        reward_difference=diff,
+        time_to_target=stats.mean_ci(ttt, what="time to target") if ttt else None,
+        time_to_target_ratio=ttt_ratio,
+        bottleneck=_bottleneck(time),
+        held_out=held_out,
+    )
 
 
 def group_records(records: Iterable[RunRecord]) -> dict[str, dict[int, RunRecord]]:
