@@ -1,8 +1,8 @@
 """The one declaration of the report's flat metrics: :data:`METRICS`.
 
 Each :class:`Metric` gives a JSON key (``table`` rows of ``report.json``), a row title in the
-summary table (``None``: JSON only), a format kind, and how to read the value from a
-:class:`RunSummary`. The summary table (:data:`TABLE_COLUMNS`), the JSON rows (:func:`flat_row`)
+summary table (``None``: JSON only), a format kind, and the field of the run's reduction
+(:class:`RunSummary`) it shows, as a dotted path: no getter per number. The summary table (:data:`TABLE_COLUMNS`), the JSON rows (:func:`flat_row`)
 and the cells of the Markdown sections (``render``) all come from it. To add a number to the
 report, add one ``Metric`` here.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any, Literal
 
 from areal_a3po.report.areal_keys import TIME_RECOMPUTE, TIME_ROLLOUT, TIME_TRAIN, TIME_UPDATE
@@ -27,13 +28,23 @@ def _no_note(run: RunSummary) -> str:
 
 @dataclass(frozen=True)
 class Metric:
-    """One flat number (or label) per run."""
+    """One flat number (or label) per run: one field of the run's reduction."""
 
     key: str  # key in report.json's table rows
     label: str | None  # row title in the summary table; None = JSON only ("last-N" -> last-<n>)
     kind: Kind  # how :func:`fmt` writes it
-    get: Callable[[RunSummary], Any]  # the value, None where the run did not log it
+    path: str  # the RunSummary field, dotted ("timing.parts_s.rollout"); None where not logged
     note: Callable[[RunSummary], str] = _no_note  # text after the value in the summary table
+
+    def value(self, run: RunSummary) -> Any:
+        """The field at :attr:`path` (attributes, then dict keys), None where a part is None."""
+
+        def step(obj: Any, name: str) -> Any:
+            if obj is None:
+                return None
+            return obj.get(name) if isinstance(obj, dict) else getattr(obj, name)
+
+        return reduce(step, self.path.split("."), run)
 
 
 def fmt(value: Any, kind: Kind) -> str:
@@ -57,20 +68,7 @@ def fmt(value: Any, kind: Kind) -> str:
     raise ValueError(f"unknown format kind {kind!r}")
 
 
-# ------------------------------------------------------------------------- getters, notes
-
-
-def _part(stage: str) -> Callable[[RunSummary], float | None]:
-    return lambda r: r.timing.parts_s.get(stage)
-
-
-def _vs(name: str) -> Callable[[RunSummary], Any]:
-    return lambda r: getattr(r.vs_baseline, name) if r.vs_baseline is not None else None
-
-
-def _reward(split: str, name: str, kind: Kind, label: str | None = None, **kw: Any) -> Metric:
-    """``split`` is the RunSummary field ("reward" or "eval_reward"), also the key prefix."""
-    return Metric(f"{split}_{name}", label, kind, lambda r: getattr(getattr(r, split), name), **kw)
+# ------------------------------------------------------------------------- notes
 
 
 def _recompute_not_run(r: RunSummary) -> str:
@@ -83,86 +81,87 @@ def _best_step(r: RunSummary) -> str:
 
 
 def _approx_method(r: RunSummary) -> str:
-    method = r.approx.sole_abs_error()[0]
+    method = r.approx.sole_method
     return f" [{method}]" if method else ""
 
+
+def _parts(stage: str) -> str:
+    return f"timing.parts_s.{stage}"
+
+
+def _rewards(split: str, names: list[tuple[str, str, str | None]]) -> list[Metric]:
+    """``split`` is the RunSummary field ("reward" or "eval_reward"), also the key prefix."""
+
+    def note(n: str) -> Callable[[RunSummary], str]:  # the train reward's best names its step
+        return _best_step if (split, n) == ("reward", "best") else _no_note
+
+    return [
+        Metric(f"{split}_{n}", label, kind, f"{split}.{n}", note(n)) for n, kind, label in names
+    ]
+
+
+_TRAIN = [
+    ("key", "str", None), ("n_points", "int", None), ("final", "rew", "reward final"),
+    ("best", "rew", "reward best"), ("best_step", "int", None), ("last_n", "int", None),
+    ("last_mean", "rew", "reward last-N mean"), ("last_std", "rew", "reward last-N std"),
+    ("last_min", "rew", "reward last-N min"), ("last_max", "rew", "reward last-N max"),
+]  # fmt: skip
+_EVAL = [(n, k, {"final": "eval reward final", "best": "eval reward best"}.get(n))
+         for n, k, _ in _TRAIN]  # fmt: skip
 
 # ------------------------------------------------------------------------- the declaration
 
 METRICS: tuple[Metric, ...] = (
-    Metric("label", None, "str", lambda r: r.label),
-    Metric("run_dir", None, "str", lambda r: r.run_dir),
-    Metric("n_event_files", None, "int", lambda r: len(r.event_files)),
-    Metric("steps", "steps logged", "int", lambda r: r.n_steps),
-    Metric("last_step", None, "int", lambda r: r.last_step),
+    Metric("label", None, "str", "label"),
+    Metric("run_dir", None, "str", "run_dir"),
+    Metric("n_event_files", None, "int", "n_event_files"),
+    Metric("steps", "steps logged", "int", "n_steps"),
+    Metric("last_step", None, "int", "last_step"),
     # timing (median per step after the warm-up)
-    Metric("timed_steps", None, "int", lambda r: r.timing.timed_steps),
-    Metric("timed_steps_used", "timed steps used", "int", lambda r: r.timing.steps_used),
-    Metric("warmup_skipped", "warm-up steps skipped", "int", lambda r: r.timing.warmup_skipped),
-    Metric("step_time_s", "step time (s)", "sec", lambda r: r.timing.step_time_s),
-    Metric("rollout_s", "  rollout wait (s)", "sec", _part(TIME_ROLLOUT)),
+    Metric("timed_steps", None, "int", "timing.timed_steps"),
+    Metric("timed_steps_used", "timed steps used", "int", "timing.steps_used"),
+    Metric("warmup_skipped", "warm-up steps skipped", "int", "timing.warmup_skipped"),
+    Metric("step_time_s", "step time (s)", "sec", "timing.step_time_s"),
+    Metric("rollout_s", "  rollout wait (s)", "sec", _parts(TIME_ROLLOUT)),
     Metric(
         "recompute_logp_s",
         "  recompute_logp (s)",
         "sec",
-        _part(TIME_RECOMPUTE),
+        _parts(TIME_RECOMPUTE),
         note=_recompute_not_run,
     ),
-    Metric("train_step_s", "  train_step (s)", "sec", _part(TIME_TRAIN)),
-    Metric("update_weights_s", "  update_weights (s)", "sec", _part(TIME_UPDATE)),
-    Metric("other_s", "  other stages (s)", "sec", _part(TIME_OTHER)),
-    Metric("commit_interval_s", None, "sec", lambda r: r.timing.commit_interval_s),
-    Metric(
-        "recompute_logp_logged", None, "bool", lambda r: TIME_RECOMPUTE in r.timing.logged_parts
-    ),
+    Metric("train_step_s", "  train_step (s)", "sec", _parts(TIME_TRAIN)),
+    Metric("update_weights_s", "  update_weights (s)", "sec", _parts(TIME_UPDATE)),
+    Metric("other_s", "  other stages (s)", "sec", _parts(TIME_OTHER)),
+    Metric("commit_interval_s", None, "sec", "timing.commit_interval_s"),
+    Metric("recompute_logp_logged", None, "bool", "timing.recompute_logged"),
     # saving against the baseline
-    Metric("step_time_ratio", "step time / baseline", "ratio", _vs("step_time_ratio")),
-    Metric("speedup", "speedup vs baseline (x)", "ratio", _vs("speedup")),
-    Metric("saved_s_per_step", None, "sec", _vs("saved_s_per_step")),
+    Metric("step_time_ratio", "step time / baseline", "ratio", "vs_baseline.step_time_ratio"),
+    Metric("speedup", "speedup vs baseline (x)", "ratio", "vs_baseline.speedup"),
+    Metric("saved_s_per_step", None, "sec", "vs_baseline.saved_s_per_step"),
     Metric(
-        "recompute_removed_share", "recompute_logp removed", "pct", _vs("recompute_removed_share")
+        "recompute_removed_share",
+        "recompute_logp removed",
+        "pct",
+        "vs_baseline.recompute_removed_share",
     ),
     # reward (train, then eval)
-    _reward("reward", "key", "str"),
-    _reward("reward", "n_points", "int"),
-    _reward("reward", "final", "rew", "reward final"),
-    _reward("reward", "best", "rew", "reward best", note=_best_step),
-    _reward("reward", "best_step", "int"),
-    _reward("reward", "last_n", "int"),
-    _reward("reward", "last_mean", "rew", "reward last-N mean"),
-    _reward("reward", "last_std", "rew", "reward last-N std"),
-    _reward("reward", "last_min", "rew", "reward last-N min"),
-    _reward("reward", "last_max", "rew", "reward last-N max"),
-    _reward("eval_reward", "key", "str"),
-    _reward("eval_reward", "n_points", "int"),
-    _reward("eval_reward", "final", "rew", "eval reward final"),
-    _reward("eval_reward", "best", "rew", "eval reward best"),
-    _reward("eval_reward", "best_step", "int"),
-    _reward("eval_reward", "last_n", "int"),
-    _reward("eval_reward", "last_mean", "rew"),
-    _reward("eval_reward", "last_std", "rew"),
-    _reward("eval_reward", "last_min", "rew"),
-    _reward("eval_reward", "last_max", "rew"),
+    *_rewards("reward", _TRAIN),
+    *_rewards("eval_reward", _EVAL),
     # staleness
-    Metric("staleness_avg", "staleness avg", "ratio", lambda r: r.staleness.avg),
-    Metric("staleness_max", "staleness max", "ratio", lambda r: r.staleness.max),
-    Metric("staleness_source", "staleness source", "str", lambda r: r.staleness.source),
-    Metric("mismatch_avg", "mismatch avg", "err", lambda r: r.staleness.mismatch_avg),
-    Metric("mismatch_max", "mismatch max", "err", lambda r: r.staleness.mismatch_max),
+    Metric("staleness_avg", "staleness avg", "ratio", "staleness.avg"),
+    Metric("staleness_max", "staleness max", "ratio", "staleness.max"),
+    Metric("staleness_source", "staleness source", "str", "staleness.source"),
+    Metric("mismatch_avg", "mismatch avg", "err", "staleness.mismatch_avg"),
+    Metric("mismatch_max", "mismatch max", "err", "staleness.mismatch_max"),
     # proximal approximation
     Metric(
-        "approx_abs_error",
-        "prox abs error (mean)",
-        "err",
-        lambda r: r.approx.sole_abs_error()[1],
-        note=_approx_method,
+        "approx_abs_error", "prox abs error (mean)", "err", "approx.sole_abs_error", _approx_method
     ),
-    Metric("approx_method", None, "str", lambda r: r.approx.sole_abs_error()[0]),
-    Metric("recomputed_steps", None, "int", lambda r: r.approx.recomputed_steps),
-    Metric(
-        "recomputed_step_share", "steps recomputed", "pct", lambda r: r.approx.recomputed_step_share
-    ),
-    Metric("exact_token_share", "exact-token share", "pct", lambda r: r.approx.exact_token_share),
+    Metric("approx_method", None, "str", "approx.sole_method"),
+    Metric("recomputed_steps", None, "int", "approx.recomputed_steps"),
+    Metric("recomputed_step_share", "steps recomputed", "pct", "approx.recomputed_step_share"),
+    Metric("exact_token_share", "exact-token share", "pct", "approx.exact_token_share"),
 )
 
 METRIC = {m.key: m for m in METRICS}
@@ -172,10 +171,10 @@ REWARD_SPLITS = (("reward", "train"), ("eval_reward", "eval"))  # RunSummary fie
 
 def flat_row(run: RunSummary) -> dict[str, Any]:
     """One ``table`` row of report.json: every metric's key and raw value."""
-    return {m.key: m.get(run) for m in METRICS}
+    return {m.key: m.value(run) for m in METRICS}
 
 
 def cell(key: str, run: RunSummary, *, note: bool = False) -> str:
     """Formatted value of metric ``key`` for ``run`` (with its note when ``note``)."""
     m = METRIC[key]
-    return fmt(m.get(run), m.kind) + (m.note(run) if note else "")
+    return fmt(m.value(run), m.kind) + (m.note(run) if note else "")

@@ -36,6 +36,10 @@ class TimingSummary:
     commit_interval_s: float | None = None  # median wall time between consecutive commits
     step_time_source: str | None = None
 
+    @property
+    def recompute_logged(self) -> bool:
+        return ak.TIME_RECOMPUTE in self.logged_parts
+
 
 @dataclass(frozen=True)
 class RewardSummary:
@@ -99,13 +103,21 @@ class ApproxSummary:
     exact_token_share_key: str | None = None
     exact_token_share: float | None = None
 
-    def sole_abs_error(self) -> tuple[str | None, float | None]:
+    def _sole(self) -> tuple[str | None, float | None]:
         """(method, mean abs error) when exactly one method logged errors, else (None, None)."""
         if len(self.methods) != 1:  # several methods (AReaL metrics mode): see report.md
             return None, None
         method, metrics = next(iter(self.methods.items()))
         err = metrics.get(keys.ABS_ERROR)
         return (method, err.mean) if err is not None else (None, None)
+
+    @property
+    def sole_method(self) -> str | None:
+        return self._sole()[0]
+
+    @property
+    def sole_abs_error(self) -> float | None:
+        return self._sole()[1]
 
 
 @dataclass(frozen=True)
@@ -136,6 +148,10 @@ class RunSummary:
     staleness: StalenessSummary
     approx: ApproxSummary
     vs_baseline: VersusBaseline | None = None  # set by :func:`with_baseline`
+
+    @property
+    def n_event_files(self) -> int:
+        return len(self.event_files)
 
 
 # The plugin's tags (names from areal_a3po.keys); AReaL's are in areal_keys.
