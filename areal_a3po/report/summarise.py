@@ -1,10 +1,6 @@
-"""One run reduced: :class:`RunSummary` and its parts, computed from the run's :class:`RunData`.
-
-One ``RunSummary`` per run directory, i.e. per seed. Every field name is also its key in the
-``runs`` section of report.json (``dataclasses.asdict``); ``columns.METRICS`` reads the report's
-flat numbers out of these. Step times have one reduction, :func:`summarize_timing` (medians after
-the warm-up), which the per-seed summaries (``seeds``) use on the kept records too.
-"""
+"""One run reduced: :class:`RunSummary` (one per run directory; its fields are report.json's
+``runs`` keys, ``columns.METRICS`` names its flat numbers), computed from the run's
+:class:`RunData`. Step times have one reduction, :func:`summarize_timing`, also for ``seeds``."""
 
 from __future__ import annotations
 
