@@ -36,6 +36,7 @@ from pathlib import Path
 from areal_a3po.report import stats
 from areal_a3po.report.defaults import LAST_EVALS  # the held-out reward of record's window
 from areal_a3po.report.record import RunRecord, read_records, record_from_run, write_records
+from areal_a3po.report.seeds import window_mean
 from areal_a3po.report.text import pipe_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def reward_of_record(record: RunRecord, last: int = LAST_EVALS) -> float:
             f"({record.eval_reward_key or 'no eval reward logged'}); the reward of record needs "
             f"the last {last}"
         )
-    return sum(v for _, v in evals[-last:]) / last
+    return window_mean(record.eval_reward, last)  # the report's reward of record, as its tables
 
 
 def verdict(gain: stats.Interval) -> str:

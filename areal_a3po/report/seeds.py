@@ -112,6 +112,11 @@ def _trailing_mean(series: Mapping[int, float], n: int) -> dict[int, float]:
     }
 
 
+def window_mean(series: Mapping[int, float], window: int) -> float | None:
+    """A run's reward of record: the mean of the series' last ``window`` points (by step)."""
+    return statistics.fmean(series[s] for s in sorted(series)[-window:]) if series else None
+
+
 def summarize_seed(
     rec: RunRecord,
     warmup: int | None,
@@ -135,9 +140,7 @@ def summarize_seed(
         time[STEP] = timing.step_time_s
         time.update({s: timing.parts_s[s] for s in ak.NAMED_TIME_PARTS if s in rec.stages})
     series, window = (rec.eval_reward, last_evals) if held_out else (rec.reward, last_n)
-    reward = None
-    if series:
-        reward = statistics.fmean(series[s] for s in sorted(series)[-window:])
+    reward = window_mean(series, window)
     ttt = None
     if target is not None and series and per_step:
         smooth = _trailing_mean(series, window)
