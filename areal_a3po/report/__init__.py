@@ -5,9 +5,10 @@ Modules, in the order the data flows:
 * ``areal_keys``: AReaL's own tag names (the plugin's come from ``areal_a3po.keys``).
 * ``load``: event files -> :class:`RunData` (tag -> step -> value), tag matching by suffix.
 * ``summarise``: the typed :class:`RunSummary` of one run (timing, reward, staleness,
-  approximation error, saving against the baseline), computed from RunData.
+  approximation error, saving against the baseline), computed from RunData; step times through
+  one reduction (medians after the warm-up) that ``seeds`` uses on the records too.
 * ``columns``: ``METRICS``, the one declaration of every flat number (JSON key, summary-table
-  row, format, getter).
+  row, format, and the RunSummary field it shows).
 * ``render``: the :class:`Report` type, the summary table, report.md and report.json;
   ``render_arms``: the across-seeds tables (report.md and the docs); ``plots``: the PNGs.
 * ``record``: the kept data of one run (:class:`RunRecord`, small JSON); ``stats``, ``seeds``,
