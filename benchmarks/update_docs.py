@@ -373,7 +373,7 @@ def _choice(study_name: str, provider: str, what: str) -> str:
 
 
 def _stage_ratio(study_name: str, provider: str, stage: str) -> str:
-    """One timed stage of a provider's arm over recompute's: per-seed medians, paired t-interval."""
+    """One timed stage of a provider's arm over recompute's: per-seed means, paired t-interval."""
     found = _arm(f"stage_ratio:{study_name}:{provider}", study_name, provider)
     if found is None:
         return NOT_RUN

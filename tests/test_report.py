@@ -84,17 +84,17 @@ def test_find_tag_extra_prefix_matches_by_suffix():
 # ------------------------------------------------------------------ timing and saving
 
 
-def test_step_time_default_warmup_equals_hand_median(report):
+def test_step_time_default_warmup_equals_hand_mean(report):
     base, a3po = _row(report, "recompute"), _row(report, "a3po")
-    # steps 1..4 (step 0 skipped as warm-up), medians:
-    # base: 6.75, 7.25, 8.25, 7.25 -> 7.25 ; a3po: 6.0, 6.0, 6.5, 6.0 -> 6.0
+    # steps 1..4 (step 0 skipped as warm-up):
+    # base: 6.75, 7.25, 8.25, 7.25 -> 7.375 ; a3po: 6.0, 6.0, 6.5, 6.0 -> 6.125
     assert base["warmup_skipped"] == 1 and a3po["warmup_skipped"] == 1
     assert base["timed_steps_used"] == 4
-    assert base["step_time_s"] == pytest.approx(7.25)
-    assert a3po["step_time_s"] == pytest.approx(6.0)
-    assert _run(report, "recompute").timing.trainer_compute_s == pytest.approx(4.0)
+    assert base["step_time_s"] == pytest.approx(7.375)
+    assert a3po["step_time_s"] == pytest.approx(6.125)
+    assert _run(report, "recompute").timing.trainer_compute_s == pytest.approx(1.125 + 3.0)
     assert base["rollout_s"] == pytest.approx(2.5)
-    assert base["recompute_logp_s"] == pytest.approx(1.0)
+    assert base["recompute_logp_s"] == pytest.approx(1.125)
     assert base["train_step_s"] == pytest.approx(3.0)
     assert base["update_weights_s"] == pytest.approx(0.5)
     assert base["other_s"] == pytest.approx(0.25)  # compute_advantage
@@ -104,8 +104,8 @@ def test_step_time_default_warmup_equals_hand_median(report):
 
 def test_saving_vs_baseline_no_recompute_removes_full_share(report):
     base, a3po = _row(report, "recompute"), _row(report, "a3po")
-    assert a3po["step_time_ratio"] == pytest.approx(6.0 / 7.25)
-    assert a3po["speedup"] == pytest.approx(7.25 / 6.0)
+    assert a3po["step_time_ratio"] == pytest.approx(6.125 / 7.375)
+    assert a3po["speedup"] == pytest.approx(7.375 / 6.125)
     assert a3po["recompute_removed_share"] == pytest.approx(1.0)
     assert base["step_time_ratio"] == pytest.approx(1.0)
     assert base["recompute_removed_share"] == pytest.approx(0.0)
@@ -117,9 +117,29 @@ def test_step_time_warmup_zero_includes_first_step(runs, tmp_path):
     base = rep.table[0]
     assert base["warmup_skipped"] == 0 and base["timed_steps_used"] == F.N_STEPS
     assert _run(rep, "recompute").timing.first_step_used == 0
-    # median of 19.5, 6.75, 7.25, 8.25, 7.25: the slow first step does not move it
-    assert base["step_time_s"] == pytest.approx(7.25)
-    assert base["recompute_logp_s"] == pytest.approx(1.0)
+    assert base["step_time_s"] == pytest.approx((19.5 + 29.5) / 5)
+    assert base["recompute_logp_s"] == pytest.approx((4.0 + 4.5) / 5)
+
+
+def test_recompute_on_some_steps_removed_share_is_the_mean_saving(runs, tmp_path):
+    """A run that recomputes on step 2 only of the timed steps 1..4 (as ``hybrid`` does between
+    calibrations): the mean is what it pays, 0.25 s of recompute per step against the baseline's
+    1.125 s; a median would read 0 s and "100 % removed"."""
+
+    def partial(step: int) -> dict:
+        times = {k: list(v) for k, v in F.BASE_TIMES.items()}
+        times["recompute_logp"] = [4.0, 0.0, 1.0, 0.0, 0.0]
+        tr = F.tracker_with_times_and_reward(times, F.BASE_REWARDS, step)
+        stats = tr.export()
+        if times["recompute_logp"][step] == 0.0:  # AReaL times the stage only when it runs
+            del stats["timeperf/recompute_logp"]
+        return stats
+
+    part = F.write_run(tmp_path / "logs", "partial", partial)
+    rep = rp.compare(F.runs([runs["base"], part], labels=["recompute", "partial"]), str(tmp_path))
+    row = _row(rep, "partial")
+    assert row["recompute_logp_s"] == pytest.approx(0.25)
+    assert row["recompute_removed_share"] == pytest.approx(1.0 - 0.25 / 1.125)
 
 
 def test_baseline_without_recompute_removed_share_is_none(runs, tmp_path):
@@ -128,7 +148,7 @@ def test_baseline_without_recompute_removed_share_is_none(runs, tmp_path):
     )
     assert rep.baseline == "a3po"
     assert _row(rep, "recompute")["recompute_removed_share"] is None
-    assert _row(rep, "recompute")["step_time_ratio"] == pytest.approx(7.25 / 6.0)
+    assert _row(rep, "recompute")["step_time_ratio"] == pytest.approx(7.375 / 6.125)
 
 
 # ------------------------------------------------------------------ reward, staleness, approx
@@ -287,7 +307,7 @@ def test_report_json_round_trips(report):
 def test_report_md_and_format_table_show_numbers(report):
     text = rp.format_table(report)
     assert "| metric" in text and "recompute" in text and "a3po" in text
-    assert "7.250" in text and "6.000" in text and "100.0%" in text
+    assert "7.375" in text and "6.125" in text and "100.0%" in text
     assert "0.000 (not run)" in text
     with open(report.paths["report_md"], encoding="utf-8") as fh:
         md = fh.read()

@@ -6,7 +6,7 @@ Modules, in the order the data flows:
 * ``load``: event files -> :class:`RunData` (tag -> step -> value), tag matching by suffix.
 * ``summarise``: the typed :class:`RunSummary` of one run (timing, reward, staleness,
   approximation error, saving against the baseline), computed from RunData; step times through
-  one reduction (medians after the warm-up) that ``seeds`` uses on the records too.
+  one reduction (means after the warm-up) that ``seeds`` uses on the records too.
 * ``columns``: ``METRICS``, the one declaration of every flat number (JSON key, summary-table
   row, format, and the RunSummary field it shows).
 * ``render``: the :class:`Report` type, the summary table, report.md and report.json;

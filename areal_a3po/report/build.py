@@ -94,7 +94,7 @@ def compare(
 ) -> Report:
     """Compare runs (the first is the baseline) and write report.md, report.json and plots.
 
-    ``warmup``: timed steps dropped at the start of every run before its step-time medians;
+    ``warmup``: timed steps dropped at the start of every run before its step-time means;
     None = 1 when a run has more than 2 timed steps, else 0. Rewards use every step.
     Runs with one label and different seeds form an arm, whose intervals and verdicts against the
     baseline arm are in the "Across seeds" section. When every run names its provider and

@@ -117,7 +117,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("n_event_files", None, "int", "n_event_files"),
     Metric("steps", "steps logged", "int", "n_steps"),
     Metric("last_step", None, "int", "last_step"),
-    # timing (median per step after the warm-up)
+    # timing (mean per step after the warm-up)
     Metric("timed_steps", None, "int", "timing.timed_steps"),
     Metric("timed_steps_used", "timed steps used", "int", "timing.steps_used"),
     Metric("warmup_skipped", "warm-up steps skipped", "int", "timing.warmup_skipped"),

@@ -97,7 +97,7 @@ def _reward_vs_time(runs, datas, colors, path: str) -> None:
 
 
 def _breakdown(timed: list[tuple[int, RunSummary]], path: str) -> None:
-    """Stacked median step time per stage, one bar per run."""
+    """Stacked mean step time per stage, one bar per run."""
     fig, ax = _figure(max(5.0, 1.6 * len(timed) + 3.0), 4.5)
     x = list(range(len(timed)))
     bottoms = [0.0] * len(timed)
@@ -111,7 +111,7 @@ def _breakdown(timed: list[tuple[int, RunSummary]], path: str) -> None:
         )
     ax.set_xticks(x)
     ax.set_xticklabels([r.label for _, r in timed], rotation=15)
-    ax.set_ylabel("seconds per step (median after warm-up)")
+    ax.set_ylabel("seconds per step (mean after warm-up)")
     ax.set_title("Step time breakdown")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)

@@ -135,7 +135,7 @@ def format_table(report: Report) -> str:
         [
             pipe_table(header, rows),
             "",
-            f"baseline: {report.baseline}; step time = median over steps after the warm-up of the "
+            f"baseline: {report.baseline}; step time = mean over steps after the warm-up of the "
             "per-step sum of timeperf/* stages; a stage not logged in a step counts 0 s.",
         ]
     )
@@ -158,14 +158,14 @@ def _providers(report: Report) -> list[str]:
 
 
 def _step_time(report: Report) -> list[str]:
-    out = ["## Step time (s, median per step)", "", _section(STEP_TIME_SECTION, report.runs), ""]
+    out = ["## Step time (s, mean per step)", "", _section(STEP_TIME_SECTION, report.runs), ""]
     for r in report.runs:
         other = r.timing.other_parts_s
         if other:
             items = ", ".join(f"{k} {v:.3f}" for k, v in sorted(other.items(), key=lambda x: -x[1]))
             out.append(f"- {r.label} other stages: {items}")
     out.append(
-        "- commit interval: median wall time between consecutive logged steps (event wall_time), "
+        "- commit interval: mean wall time between consecutive logged steps (event wall_time), "
         "a cross-check that the timeperf stages cover the step."
     )
     return out + [""]
@@ -283,7 +283,7 @@ def markdown(report: Report) -> str:
         "# A-3PO comparison",
         "",
         f"Baseline (first run): **{report.baseline}**. Last-N window: {report.last_n} steps.",
-        f"Warm-up steps skipped in step-time medians: {warm}.",
+        f"Warm-up steps skipped in step-time means: {warm}.",
         *settings_lines(report),
         "",
         _section(RUNS_SECTION, report.runs, align_right_from=2),

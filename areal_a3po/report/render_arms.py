@@ -40,7 +40,7 @@ def arms_tables(
     pct = round(stats.CONFIDENCE * 100)
     source = arms[0].reward_source + ("" if arms[0].held_out else f" ({NO_EVAL})")
     out = [
-        "The unit is the run. Each seed is summarised first (median trainer compute and step time "
+        "The unit is the run. Each seed is summarised first (mean trainer compute and step time "
         f"per step after the warm-up; reward of record: {source}); intervals are {pct} % "
         "Student-t intervals across seeds, paired by seed: on per-seed log-ratios for times "
         "(shown as the geometric mean ratio), on per-seed differences for reward. With fewer "
@@ -97,7 +97,7 @@ def _time_table(arms: list[ArmSeeds]) -> list[str]:
                 ]
             )
     header = [
-        "arm", "seeds", "per step", "median per seed (s)", "mean over seeds (s)",
+        "arm", "seeds", "per step", "per seed (s)", "mean over seeds (s)",
         "ratio vs baseline", "faster", "bounded by",
     ]  # fmt: skip
     return [pipe_table(header, time_rows, align_right_from=1), ""]

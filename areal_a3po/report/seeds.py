@@ -4,7 +4,7 @@ An *arm* is one label (a provider at one setting) run with several seeds, one ru
 unit is the run: each seed is reduced to
 
 * its **trainer compute** per step (``recompute_logp`` + ``train_step``, the method's own cost)
-  and its **step time**: medians over the steps after the warm-up;
+  and its **step time**: means over the steps after the warm-up;
 * its **reward of record**: the mean of its last :data:`LAST_EVALS` held-out (eval) rewards
   when the run evaluated, else the mean training reward of its last N steps (every table names
   which, :func:`held_out_source` / :func:`train_source`). Not the final evaluation alone: one
@@ -61,7 +61,7 @@ class SeedSummary:
 
     seed: int
     steps_used: int
-    time_s: dict[str, float]  # trainer_compute, step_time, each logged stage: median per step
+    time_s: dict[str, float]  # trainer_compute, step_time, each logged stage: mean per step
     reward: float | None  # reward of record
     time_to_target_s: float | None  # None: no target, or not reached
 
@@ -75,7 +75,7 @@ class ArmSeeds:
     warmup: int
     per_seed: dict[int, SeedSummary]
     reward_source: str  # the reward of record's name: held_out_source() or train_source()
-    time: dict[str, stats.Interval]  # mean over seeds of the per-seed medians
+    time: dict[str, stats.Interval]  # mean over seeds of the per-seed means
     reward: stats.Interval | None
     margin: float = stats.MARGIN
     target: float | None = None

@@ -1,7 +1,7 @@
 """Intervals across seeds and plain verdicts for ``a3po compare`` (numpy/scipy, no AReaL/torch).
 
 The unit is the run. Each run (one seed of one arm) is first reduced to a few numbers
-(:mod:`areal_a3po.report.seeds`: its median trainer compute, its reward of record, its time to a
+(:mod:`areal_a3po.report.seeds`: its mean trainer compute, its reward of record, its time to a
 target reward); the intervals below are across those per-seed numbers, never across steps, which
 are autocorrelated and drift within a run.
 
@@ -153,7 +153,7 @@ def ratio_ci(
 ) -> Interval:
     """Arm / baseline time ratio: geometric mean of per-seed ratios, t-interval on log-ratios.
 
-    Inputs are one positive number per seed (e.g. a run's median trainer compute per step).
+    Inputs are one positive number per seed (e.g. a run's mean trainer compute per step).
     """
     a, b, note = _paired(arm, base, "ratio")
     if np.any(a <= 0) or np.any(b <= 0):

@@ -18,7 +18,7 @@ TIME_OTHER = "other"  # every timeperf/* stage not in NAMED_TIME_PARTS, summed
 
 @dataclass(frozen=True)
 class TimingSummary:
-    """Median seconds per step after the warm-up (``summarise.summarize_timing`` says why)."""
+    """Mean seconds per step after the warm-up (``summarise.summarize_timing`` says why)."""
 
     timed_steps: int
     warmup_skipped: int
@@ -29,7 +29,7 @@ class TimingSummary:
     parts_s: dict[str, float | None] = field(default_factory=dict)  # NAMED_TIME_PARTS + other
     other_parts_s: dict[str, float | None] = field(default_factory=dict)  # stages in "other"
     logged_parts: list[str] = field(default_factory=list)
-    commit_interval_s: float | None = None  # median wall time between consecutive commits
+    commit_interval_s: float | None = None  # mean wall time between consecutive commits
     step_time_source: str | None = None
 
     @property
@@ -181,13 +181,8 @@ def _mean(values: Iterable[float]) -> float | None:
     return float(statistics.fmean(values)) if values else None
 
 
-def _median(values: Iterable[float]) -> float | None:
-    values = list(values)
-    return float(statistics.median(values)) if values else None
-
-
 def resolve_warmup(n_steps: int, warmup: int | None) -> int:
-    """Steps dropped from step-time medians: ``warmup`` if given, else 1 when there are > 2 steps."""
+    """Steps dropped from step-time means: ``warmup`` if given, else 1 when there are > 2 steps."""
     if warmup is None:
         return 1 if n_steps > 2 else 0
     if warmup < 0:
@@ -201,14 +196,13 @@ def summarize_timing(
     wall_time: Mapping[int, float] | None = None,
 ) -> TimingSummary:
     """The one reduction of a run's step times (``per_step``: step -> stage -> s, the pivot of
-    :meth:`RunData.step_times` or :meth:`RunRecord.step_times`): medians after the warm-up.
+    :meth:`RunData.step_times` or :meth:`RunRecord.step_times`): means after the warm-up.
 
-    Medians, not means: on a shared 2-core machine one step now and then is stretched by
-    something outside the method (another process, a garbage collection, a checkpoint or an
-    evaluation), and a mean of a few steps moves with it; the per-seed numbers behind every
-    interval were medians already, so report.md's per-run tables and the across-seeds tables now
-    show one number. A stage absent from a step counts 0 s, so the parts need not add up to the
-    step's median.
+    Means, not medians: the mean is what a run costs (total time / steps), and it carries the
+    stages that run on some steps only (``hybrid``'s recompute, evaluations, checkpoints), which a
+    median sets to 0. A stage absent from a step counts 0 s, so the parts add up to the step time.
+    Report.md's per-run tables and every per-seed summary behind the across-seeds intervals read
+    this one number.
     """
     steps = list(per_step)
     skip = resolve_warmup(len(steps), warmup)
@@ -218,11 +212,11 @@ def summarize_timing(
         return TimingSummary(len(steps), skip if steps else 0, 0, logged_parts=logged)
     rows = [per_step[s] for s in used]
     has_total = any(t in logged for t in ak.TIME_TOTAL_PARTS)
-    parts = {name: _median(r.get(name, 0.0) for r in rows) for name in ak.NAMED_TIME_PARTS}
+    parts = {name: _mean(r.get(name, 0.0) for r in rows) for name in ak.NAMED_TIME_PARTS}
     others = sorted(
         {k for r in rows for k in r} - set(ak.NAMED_TIME_PARTS) - set(ak.TIME_TOTAL_PARTS)
     )
-    parts[TIME_OTHER] = _median(sum(r.get(k, 0.0) for k in others) for r in rows)
+    parts[TIME_OTHER] = _mean(sum(r.get(k, 0.0) for k in others) for r in rows)
     # Cross-check from the event files: wall time between consecutive commits.
     wall = wall_time or {}
     deltas = [wall[s] - wall[s - 1] for s in used if s - 1 in wall and s in wall]
@@ -231,14 +225,14 @@ def summarize_timing(
         warmup_skipped=skip,
         steps_used=len(used),
         first_step_used=used[0],
-        step_time_s=_median(step_total(r) for r in rows),
-        trainer_compute_s=_median(
+        step_time_s=_mean(step_total(r) for r in rows),
+        trainer_compute_s=_mean(
             r.get(ak.TIME_RECOMPUTE, 0.0) + r.get(ak.TIME_TRAIN, 0.0) for r in rows
         ),
         parts_s=parts,
-        other_parts_s={k: _median(r.get(k, 0.0) for r in rows) for k in others},
+        other_parts_s={k: _mean(r.get(k, 0.0) for r in rows) for k in others},
         logged_parts=logged,
-        commit_interval_s=_median(deltas),
+        commit_interval_s=_mean(deltas),
         step_time_source="timeperf/total" if has_total else "sum of timeperf/* stages per step",
     )
 
