@@ -40,7 +40,7 @@ OVERRIDES = (
 
 # Kept files that no longer count as evidence, and why (kept as they ran, shown as withdrawn).
 WITHDRAWN = {
-    "smollm2": (
+    "smollm2-raw-logprobs": (
         "its behaviour log-probs were vLLM's raw ones, before temperature, against the trainer's "
         "at T = 0.7: on lag-0 tokens of minibatch 0 every provider that reads pi_behave scores "
         "that mismatch, not its approximation (the `a3po` and `behave` rows there)"

@@ -172,7 +172,7 @@ def test_fidelity_markdown_withdrawn_kept_file_says_so_with_reason():
     spec.loader.exec_module(bench)
     kept = keys_root() / "docs" / "benchmarks" / "fidelity"
     assert "**Withdrawn**: its behaviour log-probs were vLLM's raw ones" in bench.markdown(
-        kept / "smollm2.json"
+        kept / "smollm2-raw-logprobs.json"
     )
     assert "Withdrawn" not in bench.markdown(kept / "pipeline-check-tiny.json")
 

@@ -47,8 +47,8 @@ def test_fidelity_cli_kept_file_prints_the_table_docs_show(capsys):
 
 def test_fidelity_cli_withdrawn_kept_file_tables_equal_the_docs_below_the_withdrawal(capsys):
     """The withdrawal is the study's word (benchmarks/fidelity.py), the tables the product's."""
-    assert cli.main(["fidelity", str(KEPT / "smollm2.json")]) == 0
-    docs = _docs_section("smollm2").split("no longer evidence.\n\n", 1)[1]
+    assert cli.main(["fidelity", str(KEPT / "smollm2-raw-logprobs.json")]) == 0
+    docs = _docs_section("smollm2-raw-logprobs").split("no longer evidence.\n\n", 1)[1]
     assert docs in capsys.readouterr().out
 
 
