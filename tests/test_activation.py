@@ -169,3 +169,39 @@ def test_activation_loopback_env_every_gethostip_returns_127_ports_unseeded(fres
     # Negative control: without loopback mode AReaL's own draw repeats under one seed.
     off = fresh_python.result(fresh_python.run(["-c", LOOPBACK_PROBE], {"AREAL_A3PO_LOOPBACK": ""}))
     assert off["ports"][0] == off["ports"][1]
+
+
+C10D_PROBE = """
+import json, os, psutil
+import torch.distributed as dist
+from areal.utils.network import find_free_ports, gethostip
+def listeners(port):
+    conns = psutil.Process().net_connections("tcp")
+    return sorted({c.laddr.ip for c in conns if c.status == psutil.CONN_LISTEN and c.laddr.port == port})
+out = {"ip": gethostip()}
+# FSDPEngine.create_process_group: env:// with the MASTER_ADDR AReaL's schedulers set (gethostip)
+worker_port, controller_port = find_free_ports(2)
+os.environ.update(MASTER_ADDR=gethostip(), MASTER_PORT=str(worker_port), RANK="0", WORLD_SIZE="1")
+dist.init_process_group(backend="gloo")
+out["worker"] = listeners(worker_port)
+dist.destroy_process_group()
+# TrainController's placeholder group: init_method=f"tcp://localhost:{port}"
+dist.init_process_group(backend="gloo", init_method=f"tcp://localhost:{controller_port}", rank=0, world_size=1)
+out["controller"] = listeners(controller_port)
+dist.destroy_process_group()
+print("RESULT" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_activation_loopback_env_c10d_store_listens_on_127_not_every_interface(fresh_python):
+    """torch's TCPStore server binds ``::`` whatever host it is given; in loopback mode rank 0's
+    store of AReaL's two process groups (worker env://, controller tcp://localhost) is bound to
+    127.0.0.1 by the plugin (areal_a3po/coupling/network.py)."""
+    env = {"AREAL_A3PO_LOOPBACK": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    out = fresh_python.result(fresh_python.run(["-c", C10D_PROBE], env))
+    assert out == {"ip": "127.0.0.1", "worker": ["127.0.0.1"], "controller": ["127.0.0.1"]}
+    # Negative control: without loopback mode torch's own server listens on every interface.
+    env["AREAL_A3PO_LOOPBACK"] = ""
+    off = fresh_python.result(fresh_python.run(["-c", C10D_PROBE], env))
+    assert off["controller"] in (["::"], ["0.0.0.0"]), off

@@ -22,11 +22,12 @@ override it. What the test does:
 * controller side: ``areal.infra.scheduler.local.gethostip`` is monkeypatched to return
   127.0.0.1 in the test process, so the scheduler's health checks, RPCs, ``MASTER_ADDR`` for the
   worker's process group, all use loopback;
-* ``GLOO_SOCKET_IFNAME=lo`` for the worker through ``scheduling_spec[0].env_vars``.
+* ``GLOO_SOCKET_IFNAME=lo`` and ``AREAL_A3PO_LOOPBACK=1`` for the worker through
+  ``scheduling_spec[0].env_vars`` (the plugin's loopback mode binds torch's c10d TCPStore, which
+  torch itself binds to ``::`` whatever MASTER_ADDR is, to 127.0.0.1).
 
 Checked on the worker's sockets (psutil): the RPC server listens on 127.0.0.1, every connection is
-loopback; the only wildcard listener is torch's c10d TCPStore on MASTER_PORT, which torch binds
-to ``::`` whatever MASTER_ADDR is (no bind-address option in torch 2.13).
+loopback; nothing listens on a wildcard address, torch's c10d TCPStore on MASTER_PORT included.
 
 Bounded and cleaned up: worker readiness has a timeout (``LocalScheduler(startup_timeout=...)``),
 each test has a pytest-timeout, a watchdog kills the worker's process tree (only PIDs the
@@ -139,7 +140,7 @@ def single_controller_actor(root: Path, actor_config, method: str, monkeypatch, 
                 mem=4,
                 port_count=2,
                 cmd=f"python -m areal.infra.rpc.rpc_server --host {LOOPBACK}",
-                env_vars={"GLOO_SOCKET_IFNAME": "lo"},
+                env_vars={"GLOO_SOCKET_IFNAME": "lo", "AREAL_A3PO_LOOPBACK": "1"},
             ),
         ),
         **overrides,
@@ -183,19 +184,17 @@ def single_controller_actor(root: Path, actor_config, method: str, monkeypatch, 
 
 
 def _assert_on_loopback(controller) -> None:
-    """AReaL's addresses are loopback; the worker's RPC server listens on 127.0.0.1 only.
-
-    The one wildcard listener allowed is torch's c10d TCPStore on MASTER_PORT
-    (``worker_ports[1]``): ``init_process_group`` (areal/engine/fsdp_engine.py:325) creates it and
-    torch 2.13's TCPStore has no bind-address option; clients reach it at MASTER_ADDR=127.0.0.1.
-    """
+    """AReaL's addresses are loopback; the worker listens on 127.0.0.1 only: its RPC server and
+    torch's c10d TCPStore on MASTER_PORT (``worker_ports[1]``, created by ``init_process_group``,
+    areal/engine/fsdp_engine.py:325), which the plugin's loopback mode binds there."""
     assert [w.ip for w in controller.workers] == [LOOPBACK]
     rpc_port, store_port = (int(p) for p in controller.workers[0].worker_ports[:2])
     sockets = _sockets(controller.started_pids)
     listening = {(ip, port) for status, ip, port, _ in sockets if status == psutil.CONN_LISTEN}
     assert (LOOPBACK, rpc_port) in listening, sockets
     exposed = {(ip, port) for ip, port in listening if not _is_loopback(ip)}
-    assert exposed <= {("::", store_port), ("0.0.0.0", store_port)}, sockets
+    assert (LOOPBACK, store_port) in listening, sockets
+    assert not exposed, sockets
     remote = {raddr for status, _, _, raddr in sockets if status != psutil.CONN_LISTEN}
     assert all(_is_loopback(ip) for ip in remote), sockets
 

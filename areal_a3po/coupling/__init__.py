@@ -17,8 +17,9 @@ AReaL module                   what changes (module here)
 ``areal.trainer.ppo.actor``    versions rolled with logprobs, minibatch index for providers,
                                the plugin's loss and metrics (:mod:`.actor`); stats exports fed
                                to ``hybrid``'s calibrators (:mod:`.stats`)
-``areal.utils.network``        ``gethostip`` -> 127.0.0.1 with ``AREAL_A3PO_LOOPBACK=1``
-                               (:mod:`.network`)
+``areal.utils.network``        ``gethostip`` -> 127.0.0.1 with ``AREAL_A3PO_LOOPBACK=1``; then
+                               also torch's c10d TCPStore server binds the loopback address,
+                               not ``::`` (:mod:`.network`)
 ``areal.infra.rpc.guard.app``  worker servers bind 127.0.0.1, not 0.0.0.0, with
                                ``AREAL_A3PO_LOOPBACK=1`` (:mod:`.rpc_guard`)
 areal.infra.remote_inf_engine  generated tokens labelled with the weight version their request
