@@ -8,8 +8,9 @@ tensors with ``to_tensor_dict``) over its ``VLLMBackend``; then one step of ARea
 ``FSDPPPOActor`` (``compute_advantages``, where the plugin rolls versions, and ``ppo_update``)
 under ``a3po-metrics``, which calls every approximate provider on every micro-batch.
 
-Stand-in: the inference server (vLLM cannot load new weights fast enough for a unit test, and
-the AReaL 2.x legs are about AReaL's client code). It answers ``/v1/completions`` in vLLM's
+Stand-in: the inference server, as in tests/test_version_race.py (a real vLLM does not say which
+weights served a token, so it cannot give the ground truth, and a CPU start costs each leg about
+35 s). It answers ``/v1/completions`` in vLLM's
 format and holds a weight version of its own; a weight update, done as AReaL's trainer does it
 (``rl_trainer.py``: the server loads version v+1, then ``rollout.set_version(v+1)``), lands
 
