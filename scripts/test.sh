@@ -4,7 +4,8 @@
 # Legs: 1. areal 1.0.4 (.venv), whole suite; 2. AReaL 2.0.0 (.venv-areal2), whole suite but the
 # tests marked version_independent;
 # 3. AReaL main snapshot (PYTHONPATH=.areal-main over .venv-areal2): activation, loss parity, FSDP
-# engine, mismatch monitor, padded and packed loss inputs, update-fidelity probe. Legs 2-3 need the snapshots in ../shared/vendor (CI has
+# engine, mismatch monitor, padded and packed loss inputs, update-fidelity probe, multi-turn and
+# agent token versions. Legs 2-3 need the snapshots in ../shared/vendor (CI has
 # them; elsewhere they are skipped).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,9 +40,9 @@ if [ -z "$main" ]; then
   exit $rc
 fi
 scripts/setup_env.sh --overlay "$main" .areal-main
-echo "=== leg 3/3: AReaL $(basename "$main" .tar.gz) (.areal-main over .venv-areal2): activation, loss parity, FSDP engine, version race, mismatch monitor, padded inputs, update-fidelity probe"
+echo "=== leg 3/3: AReaL $(basename "$main" .tar.gz) (.areal-main over .venv-areal2): activation, loss parity, FSDP engine, version race, mismatch monitor, padded inputs, update-fidelity probe, multi-turn versions"
 PYTHONPATH="$root/.areal-main" .venv-areal2/bin/python "${pytest[@]}" tests/test_activation.py \
   tests/test_areal_parity.py tests/test_fsdp_actor.py tests/test_areal2_config.py \
   tests/test_areal2_fsdp.py tests/test_version_race.py tests/test_mismatch.py \
-  tests/test_padded_inputs.py tests/test_update_fidelity.py -m "$m2" ${args[@]+"${args[@]}"} || rc=1
+  tests/test_padded_inputs.py tests/test_update_fidelity.py tests/test_multi_turn_versions.py -m "$m2" ${args[@]+"${args[@]}"} || rc=1
 exit $rc
