@@ -327,6 +327,14 @@ def _named_inputs(inp: ProxInputs, theta: bool) -> dict[str, torch.Tensor]:
 def _check(
     inp: ProxInputs, provider_name: str, needs_versions: bool, tensors: dict[str, torch.Tensor]
 ) -> None:
+    _check_layout(inp, provider_name, tensors)
+    if needs_versions:
+        _check_versions_layout(inp, provider_name)
+    _check_values(inp, provider_name, needs_versions, tensors)
+
+
+def _check_layout(inp: ProxInputs, provider_name: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Shapes, dtypes and current_version: what is wrong before any value is read."""
     shape = inp.loss_mask.shape
     if inp.loss_mask.numel() == 0:
         raise ProxInputError(
@@ -351,24 +359,33 @@ def _check(
         )
     if inp.current_version < 0:
         raise ProxInputError(f"current_version must be >= 0, got {inp.current_version}.")
-    mask = inp.loss_mask.bool()
-    v = inp.versions
-    if needs_versions:
-        if v is None:
-            raise ProxInputError(
-                f"Provider '{provider_name}' needs per-token 'versions' but the batch has none. "
-                "The rollout workflow must record the weight version of every generated token "
-                "(AReaL's RLVRWorkflow does; custom workflows must set 'versions')."
-            )
-        if not isinstance(v, torch.Tensor) or v.dtype.is_floating_point or v.dtype == torch.bool:
-            raise ProxInputError(
-                f"'versions' must be an integer tensor, got "
-                f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}."
-            )
-        if v.shape != shape:
-            raise ProxInputError(
-                f"'versions' has shape {tuple(v.shape)} but loss_mask has {tuple(shape)}."
-            )
+
+
+def _check_versions_layout(inp: ProxInputs, provider_name: str) -> None:
+    """The per-token versions a version-reading provider needs: present, integer, loss_mask's shape."""
+    v, shape = inp.versions, inp.loss_mask.shape
+    if v is None:
+        raise ProxInputError(
+            f"Provider '{provider_name}' needs per-token 'versions' but the batch has none. "
+            "The rollout workflow must record the weight version of every generated token "
+            "(AReaL's RLVRWorkflow does; custom workflows must set 'versions')."
+        )
+    if not isinstance(v, torch.Tensor) or v.dtype.is_floating_point or v.dtype == torch.bool:
+        raise ProxInputError(
+            f"'versions' must be an integer tensor, got "
+            f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}."
+        )
+    if v.shape != shape:
+        raise ProxInputError(
+            f"'versions' has shape {tuple(v.shape)} but loss_mask has {tuple(shape)}."
+        )
+
+
+def _check_values(
+    inp: ProxInputs, provider_name: str, needs_versions: bool, tensors: dict[str, torch.Tensor]
+) -> None:
+    """Finite values and versions in [0, current_version] inside the loss mask."""
+    mask, v = inp.loss_mask.bool(), inp.versions
     # Fast path, one host sync and few passes: a sum of log-probs is finite iff every term is
     # (|log p| << 1e38); a version outside [0, current_version] turns its token's sum into NaN.
     parts = [t if t.dtype == torch.float32 else t.to(torch.float32) for t in tensors.values()]
