@@ -27,7 +27,7 @@ class TimingSummary:
     step_time_s: float | None = None
     trainer_compute_s: float | None = None  # recompute_logp + train_step: the method's own cost
     parts_s: dict[str, float | None] = field(default_factory=dict)  # NAMED_TIME_PARTS + other
-    other_parts_s: dict[str, float | None] = field(default_factory=dict)  # stages in "other"
+    other_parts_s: dict[str, float | None] = field(default_factory=dict)  # summed in "other"
     logged_parts: list[str] = field(default_factory=list)
     commit_interval_s: float | None = None  # mean wall time between consecutive commits
     step_time_source: str | None = None
@@ -216,7 +216,8 @@ def summarize_timing(
     others = sorted(
         {k for r in rows for k in r} - set(ak.NAMED_TIME_PARTS) - set(ak.TIME_TOTAL_PARTS)
     )
-    parts[TIME_OTHER] = _mean(sum(r.get(k, 0.0) for k in others) for r in rows)
+    other_parts = {k: _mean(r.get(k, 0.0) for r in rows) for k in others}
+    parts[TIME_OTHER] = sum(other_parts.values(), 0.0)
     # Cross-check from the event files: wall time between consecutive commits.
     wall = wall_time or {}
     deltas = [wall[s] - wall[s - 1] for s in used if s - 1 in wall and s in wall]
@@ -230,7 +231,7 @@ def summarize_timing(
             r.get(ak.TIME_RECOMPUTE, 0.0) + r.get(ak.TIME_TRAIN, 0.0) for r in rows
         ),
         parts_s=parts,
-        other_parts_s={k: _mean(r.get(k, 0.0) for r in rows) for k in others},
+        other_parts_s=other_parts,
         logged_parts=logged,
         commit_interval_s=_mean(deltas),
         step_time_source="timeperf/total" if has_total else "sum of timeperf/* stages per step",
