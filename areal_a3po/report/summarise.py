@@ -348,11 +348,15 @@ def summarize_approx(data: RunData) -> ApproxSummary:
     )
 
 
+def reward_tags(data: RunData) -> tuple[str | None, str | None]:
+    """The run's (training reward tag, held-out reward tag, from the eval tracker's tags)."""
+    eval_tags = [t for t in data.scalars if is_eval(t)]
+    return data.find(ak.REWARD_KEYS), find_tag(eval_tags, ak.EVAL_REWARD_KEYS, allow_eval=True)
+
+
 def summarize_run(data: RunData, label: str, warmup: int | None, last_n: int) -> RunSummary:
     """Everything the report shows about one run, without the comparison to the baseline."""
-    reward_key = data.find(ak.REWARD_KEYS)
-    eval_tags = [t for t in data.scalars if is_eval(t)]
-    eval_key = find_tag(eval_tags, ak.EVAL_REWARD_KEYS, allow_eval=True)
+    reward_key, eval_key = reward_tags(data)
     all_steps = sorted({s for series in data.scalars.values() for s in series})
     return RunSummary(
         label=label,
