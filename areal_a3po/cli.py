@@ -57,7 +57,7 @@ def _fidelity(args: argparse.Namespace) -> int:
     from areal_a3po.report import fidelity
     from areal_a3po.report.load import RunDataError
 
-    staleness = int_list(args.staleness, "--staleness") if args.staleness else None
+    staleness = int_list(args.staleness, "--staleness", "a3po fidelity") if args.staleness else None
     try:
         runs, notes = fidelity.load(args.runs, staleness)
     except (FileNotFoundError, RunDataError, ValueError) as exc:

@@ -148,6 +148,22 @@ def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
 
 
+def _rejected(states: Sequence[LossState], proxes: list[torch.Tensor], rs: Any) -> torch.Tensor:
+    """Where rejection sampling ``rs`` acts on each micro-batch with these pi_prox, flattened."""
+    return _flat(
+        [
+            rejection_decision(
+                p,
+                s.input_data.get("logprobs", s.inputs.behave_logp),
+                s.inputs.loss_mask.bool(),
+                rs,
+                s.input_data,
+            )
+            for s, p in zip(states, proxes, strict=True)
+        ]
+    )
+
+
 def log_fidelity(records: Sequence[tuple[LossState, Any]]) -> None:
     """Log the fidelity statistics of one update's micro-batches (``(LossState, mask)`` records,
     inside the ``compute_logp`` scope), over their loss tokens: all of them, since the
@@ -176,23 +192,9 @@ def log_fidelity(records: Sequence[tuple[LossState, Any]]) -> None:
         for d in range(bins + 1)
     ]
     stats_tracker.denominator(**{keys.fidelity_tokens(mb, lb): b for mb, lb, b in buckets})
-
-    def rejected(proxes: list[torch.Tensor]) -> torch.Tensor:
-        return _flat(
-            [
-                rejection_decision(
-                    p,
-                    s.input_data.get("logprobs", s.inputs.behave_logp),
-                    s.inputs.loss_mask.bool(),
-                    rs,
-                    s.input_data,
-                )
-                for s, p in zip(states, proxes, strict=True)
-            ]
-        )
-
     gt_clip = clip_class(theta, gt, adv, args)
-    gt_reject = rejected([i.recomputed.float() for i in inps]) if rs is not None else None
+    gt_proxes = [i.recomputed.float() for i in inps]
+    gt_reject = _rejected(states, gt_proxes, rs) if rs is not None else None
     for name in names:
         proxes = [scored_prox(name, s) for s in states]
         prox = _flat(proxes)
@@ -201,7 +203,7 @@ def log_fidelity(records: Sequence[tuple[LossState, Any]]) -> None:
             keys.CLIP_MISMATCH: (clip_class(theta, prox, adv, args) != gt_clip).float(),
         }
         if gt_reject is not None:
-            values[keys.REJECT_MISMATCH] = (rejected(proxes) != gt_reject).float()
+            values[keys.REJECT_MISMATCH] = (_rejected(states, proxes, rs) != gt_reject).float()
         else:  # no rejection sampling configured: no decision to differ
             values[keys.REJECT_MISMATCH] = torch.zeros_like(prox)
         for mb, lb, _ in buckets:

@@ -172,8 +172,9 @@ def mismatch_keys() -> set[str]:
 
 
 # ------------------------------------------------------------------------- controller
-HYBRID_RECOMPUTE = "a3po/hybrid/recompute"  # scalar: this step runs the recompute
-HYBRID_ESCALATED = "a3po/hybrid/escalated"  # scalar: the fallback's last error was too high
+HYBRID_RECOMPUTE = CONTROLLER_PREFIX + "hybrid/recompute"  # scalar: this step runs the recompute
+# scalar: the fallback's last error was too high
+HYBRID_ESCALATED = CONTROLLER_PREFIX + "hybrid/escalated"
 
 
 def full(local: str, suffix: str | None = None) -> str:

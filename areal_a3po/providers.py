@@ -69,37 +69,25 @@ def _per_token(inp: ProxInputs, key: tuple, weight_of) -> torch.Tensor:
     return torch.take(table, v) if v.dtype == torch.int64 else table[v]
 
 
-def _cached(inp: ProxInputs, key: tuple, make) -> torch.Tensor:
+def _cached(inp: ProxInputs, key: tuple, weight_of) -> torch.Tensor:
+    """:func:`_per_token`'s weights, computed once per micro-batch (kept in ``inp.extras``)."""
     weight = inp.extras.get(key)
     if weight is None:
-        weight = inp.extras[key] = make()
+        weight = inp.extras[key] = _per_token(inp, key, weight_of)
     return weight
 
 
 def paper_weight(inp: ProxInputs) -> torch.Tensor:
     """w = clamp(k/d, 0, 1) per token (k: the anchor offset), once per micro-batch."""
     k = _anchor(inp)
-    return _cached(
-        inp,
-        ("lag_weight", k),
-        lambda: _per_token(
-            inp, ("lag_weight", k), lambda v: approx.lag_weight(v, inp.current_version, k)
-        ),
-    )
+    return _cached(inp, ("lag_weight", k), lambda v: approx.lag_weight(v, inp.current_version, k))
 
 
 def step_weight(inp: ProxInputs) -> torch.Tensor:
     """w = (k/K) / (d + k/K) per token on PPO minibatch k of K (v_prox = start of the step)."""
     progress = inp.minibatch / max(inp.n_minibatches, 1)  # v_theta - V
-    return _cached(
-        inp,
-        ("step_weight", progress),
-        lambda: _per_token(
-            inp,
-            ("step_weight", progress),
-            lambda v: approx.start_of_step_weight(v, inp.current_version, progress),
-        ),
-    )
+    weight_of = lambda v: approx.start_of_step_weight(v, inp.current_version, progress)  # noqa: E731
+    return _cached(inp, ("step_weight", progress), weight_of)
 
 
 def lag_weight(inp: ProxInputs) -> torch.Tensor:
@@ -268,7 +256,9 @@ def check_update(inp: ProxInputs, provider_name: str, needs_versions: bool) -> N
     skip their own check and look lag weights up per version (:func:`checked`). Two host syncs
     per update.
     """
-    _check(inp, provider_name, needs_versions, _named_inputs(inp, theta=False))
+    tensors = _named_inputs(inp, theta=False)
+    _check_layout(inp, provider_name, needs_versions, tensors)
+    _check_values(inp, provider_name, needs_versions, tensors)
     everywhere = torch.isfinite(inp.behave_logp).all()
     v = inp.versions
     if v is not None:
@@ -312,7 +302,9 @@ def check_inputs(inp: ProxInputs, provider_name: str, needs_versions: bool) -> N
     Costs one device-to-host sync (a single ``any`` over all failure masks).
     NaN/inf outside the loss mask are ignored.
     """
-    _check(inp, provider_name, needs_versions, _named_inputs(inp, theta=True))
+    tensors = _named_inputs(inp, theta=True)
+    _check_layout(inp, provider_name, needs_versions, tensors)
+    _check_values(inp, provider_name, needs_versions, tensors)
 
 
 def _named_inputs(inp: ProxInputs, theta: bool) -> dict[str, torch.Tensor]:
@@ -324,9 +316,11 @@ def _named_inputs(inp: ProxInputs, theta: bool) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _check(
+def _check_layout(
     inp: ProxInputs, provider_name: str, needs_versions: bool, tensors: dict[str, torch.Tensor]
 ) -> None:
+    """Shapes, dtypes, current_version and the versions tensor: what is wrong before any value
+    is read."""
     shape = inp.loss_mask.shape
     if inp.loss_mask.numel() == 0:
         raise ProxInputError(
@@ -351,24 +345,31 @@ def _check(
         )
     if inp.current_version < 0:
         raise ProxInputError(f"current_version must be >= 0, got {inp.current_version}.")
-    mask = inp.loss_mask.bool()
+    if not needs_versions:
+        return
     v = inp.versions
-    if needs_versions:
-        if v is None:
-            raise ProxInputError(
-                f"Provider '{provider_name}' needs per-token 'versions' but the batch has none. "
-                "The rollout workflow must record the weight version of every generated token "
-                "(AReaL's RLVRWorkflow does; custom workflows must set 'versions')."
-            )
-        if not isinstance(v, torch.Tensor) or v.dtype.is_floating_point or v.dtype == torch.bool:
-            raise ProxInputError(
-                f"'versions' must be an integer tensor, got "
-                f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}."
-            )
-        if v.shape != shape:
-            raise ProxInputError(
-                f"'versions' has shape {tuple(v.shape)} but loss_mask has {tuple(shape)}."
-            )
+    if v is None:
+        raise ProxInputError(
+            f"Provider '{provider_name}' needs per-token 'versions' but the batch has none. "
+            "The rollout workflow must record the weight version of every generated token "
+            "(AReaL's RLVRWorkflow does; custom workflows must set 'versions')."
+        )
+    if not isinstance(v, torch.Tensor) or v.dtype.is_floating_point or v.dtype == torch.bool:
+        raise ProxInputError(
+            f"'versions' must be an integer tensor, got "
+            f"{v.dtype if isinstance(v, torch.Tensor) else type(v).__name__}."
+        )
+    if v.shape != shape:
+        raise ProxInputError(
+            f"'versions' has shape {tuple(v.shape)} but loss_mask has {tuple(shape)}."
+        )
+
+
+def _check_values(
+    inp: ProxInputs, provider_name: str, needs_versions: bool, tensors: dict[str, torch.Tensor]
+) -> None:
+    """Finite values and versions in [0, current_version] inside the loss mask."""
+    mask, v = inp.loss_mask.bool(), inp.versions
     # Fast path, one host sync and few passes: a sum of log-probs is finite iff every term is
     # (|log p| << 1e38); a version outside [0, current_version] turns its token's sum into NaN.
     parts = [t if t.dtype == torch.float32 else t.to(torch.float32) for t in tensors.values()]

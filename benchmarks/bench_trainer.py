@@ -62,7 +62,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer_setup import (  # noqa: E402  (benchmarks/, next to this file)
+import areal.trainer.ppo.actor as areal_actor  # noqa: E402
+from areal.api.cli_args import MicroBatchSpec  # noqa: E402
+from areal.utils import stats_tracker  # noqa: E402
+from areal.utils.data import concat_batch  # noqa: E402
+from bench_trainer_report import ARMS, report  # noqa: E402  (benchmarks/, next to this file)
+from trainer_setup import (  # noqa: E402
     CURRENT_VERSION,
     SIZES,
     State,
@@ -75,23 +80,27 @@ from trainer_setup import (  # noqa: E402  (benchmarks/, next to this file)
     with_behave,
 )
 
-from areal_a3po.report import stats  # noqa: E402
+from areal_a3po import loss, mismatch, prox_metrics, registry  # noqa: E402
+from areal_a3po.config import A3POConfig  # noqa: E402
+from areal_a3po.providers import check_update  # noqa: E402
 from tests import harness as H  # noqa: E402  (the project's real-AReaL-on-CPU helpers)
-
-ARMS = (
-    "recompute",
-    "update a3po",
-    "update prox",
-    "loss a3po",
-    "loss prox",
-    "loss extra",
-    "provider",
-    "validation",
-    "monitor",
-)
 
 
 def main() -> None:
+    args = _args()
+    setting = "quick" if args.quick else args.setting
+    rounds = args.rounds or (3 if setting == "quick" else 8)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
+        n_params, sizes, cfg = _setup(setting, args.model_dir, Path(tmp))
+        with H.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
+            bench = Bench(engine, cfg, sizes)
+            times, clock = bench.rounds(rounds, args.inner)
+            mem = bench.peak_memory()
+    report(times, mem, rounds, clock, args, bench.traj, n_params, (setting, sizes, cfg))
+
+
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="--setting quick, 3 rounds (smoke run)")
     ap.add_argument(
@@ -105,327 +114,241 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 8)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     ap.add_argument("--inner", type=int, default=20, help="loss/provider repeats per round")
-    args = ap.parse_args()
-    setting = "quick" if args.quick else args.setting
-    rounds = args.rounds or (3 if setting == "quick" else 8)
-    torch.set_num_threads(args.threads)
+    return ap.parse_args()
+
+
+def _setup(setting: str, model_dir: str | None, tmp: Path) -> tuple[int, tuple, object]:
+    """(parameters, sizes as in ``trainer_setup.SIZES``, the actor config) of ``setting``; the
+    model is built (or converted, smollm2) under ``tmp``."""
     mb_spec, actor_fields = None, {}
-    tmp = tempfile.TemporaryDirectory(prefix="bench-trainer-")
     if setting == "recipe":
         sizes, mb_spec = recipe_setting()
     elif setting == "smollm2":
-        model_dir = Path(args.model_dir or Path(tmp.name) / "smollm2")
-        model_path, n_params, sizes, actor_fields = smollm2_setting(model_dir)
+        model_path, n_params, sizes, actor_fields = smollm2_setting(
+            Path(model_dir or tmp / "smollm2")
+        )
         mb_spec = actor_fields.pop("mb_spec")
     else:
         sizes = SIZES[setting]
-    hidden, inter, layers, heads, kv, vocab, n_seqs, prompt, response, max_lag = sizes
-
-    import areal.trainer.ppo.actor as areal_actor
-    from areal.api.cli_args import MicroBatchSpec
-    from areal.utils import stats_tracker
-    from areal.utils.data import concat_batch
-
-    from areal_a3po import loss, mismatch, prox_metrics, registry
-    from areal_a3po.config import A3POConfig
-    from areal_a3po.providers import check_update
-
+    hidden, inter, layers, heads, kv, vocab, _, prompt, response, _ = sizes
     if setting != "smollm2":
-        model_path, n_params = build_model(
-            Path(tmp.name) / "model", hidden, inter, layers, heads, kv, vocab
-        )
-    seq = prompt + response
+        model_path, n_params = build_model(tmp / "model", hidden, inter, layers, heads, kv, vocab)
     cfg = H.actor_config(
         model_path,
         prox_logp_method="recompute",
         # one sequence per micro-batch (the recipe: its own mb_spec, which does the same)
-        mb_spec=MicroBatchSpec(**(mb_spec or {"max_tokens_per_mb": seq})),
+        mb_spec=MicroBatchSpec(**(mb_spec or {"max_tokens_per_mb": prompt + response})),
         **actor_fields,
     )
-    with H.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
+    return n_params, sizes, cfg
+
+
+class Bench:
+    """The arms on one engine, each one trainer step's worth of work, from one restored state."""
+
+    def __init__(self, engine, cfg, sizes: tuple) -> None:
+        _, _, _, _, _, vocab, n_seqs, prompt, response, max_lag = sizes
+        self.engine, self.cfg = engine, cfg
         traj = make_batch(n_seqs, prompt, response, vocab, max_lag)
-        traj = with_behave(traj, engine.compute_logp(fresh(traj)), torch.Generator().manual_seed(1))
+        gen = torch.Generator().manual_seed(1)
+        self.traj = with_behave(traj, engine.compute_logp(fresh(traj)), gen)
+        self._capture()
 
-        def recompute():
-            return engine.compute_logp(fresh(traj))
-
-        def update(method: str, prox=None, capture: list | None = None) -> None:
-            engine.config.prox_logp_method = method
-            engine.config.a3po = A3POConfig()
-            data = engine.compute_advantages(fresh(traj, prox))
-            original = areal_actor.grpo_loss_fn
-            if capture is not None:
-
-                def recording(logprobs, entropy, input_data, **kw):
-                    capture.append((logprobs.detach(), entropy.detach(), dict(input_data), kw))
-                    return original(logprobs, entropy, input_data, **kw)
-
-                areal_actor.grpo_loss_fn = recording
-            try:
-                engine.ppo_update(data)
-            finally:
-                areal_actor.grpo_loss_fn = original
-
-        # Warm-up (allocator, optimizer state), then the state every update starts from.
-        update("a3po")
+    def _capture(self) -> None:
+        """Warm-up (allocator, optimizer state), the state every update starts from, and the
+        micro-batch tensors of one a3po and one recompute update (the loss arms replay them)."""
+        self.update("a3po")
         stats_tracker.export()
-        state = State(engine)
-        prox = recompute()
-        cap_a3po: list = []
-        cap_prox: list = []
-        update("a3po", capture=cap_a3po)
+        self.state = State(self.engine)
+        self.prox = self.recompute()
+        self.cap_a3po: list = []
+        self.cap_prox: list = []
+        self.update("a3po", capture=self.cap_a3po)
         stats_tracker.export()  # one update per export, as in training
-        state.restore()
-        update("recompute", prox, capture=cap_prox)
+        self.state.restore()
+        self.update("recompute", self.prox, capture=self.cap_prox)
         stats_tracker.export()
-        state.restore()
-        again = recompute()
-        for a, b in zip(prox, again, strict=True):  # the restore really restores
+        self.state.restore()
+        again = self.recompute()
+        for a, b in zip(self.prox, again, strict=True):  # the restore really restores
             torch.testing.assert_close(a, b, rtol=0, atol=0)
         stats_tracker.export()
-
-        loss_fn = areal_actor.grpo_loss_fn  # the plugin's dispatch (AReaL's for recompute)
-
+        self.loss_fn = areal_actor.grpo_loss_fn  # the plugin's dispatch (AReaL's for recompute)
         # the batch as _ppo_update receives it (AReaL concatenates the trajectories first)
-        whole, _ = concat_batch(engine.compute_advantages(fresh(traj)))
+        self.whole, _ = concat_batch(self.engine.compute_advantages(fresh(self.traj)))
+        versions = torch.roll(self.whole["versions"], shifts=-1, dims=-1)
+        self.rolled = {**self.whole, "versions": versions}
+        self.provider = registry.get_provider("a3po")
+
+    # ------------------------------------------------------------------ the arms
+
+    def recompute(self):
+        return self.engine.compute_logp(fresh(self.traj))
+
+    def update(self, method: str, prox=None, capture: list | None = None) -> None:
+        self.engine.config.prox_logp_method = method
+        self.engine.config.a3po = A3POConfig()
+        data = self.engine.compute_advantages(fresh(self.traj, prox))
+        original = areal_actor.grpo_loss_fn
+        if capture is not None:
+
+            def recording(logprobs, entropy, input_data, **kw):
+                capture.append((logprobs.detach(), entropy.detach(), dict(input_data), kw))
+                return original(logprobs, entropy, input_data, **kw)
+
+            areal_actor.grpo_loss_fn = recording
+        try:
+            self.engine.ppo_update(data)
+        finally:
+            areal_actor.grpo_loss_fn = original
+
+    def loss_calls(self, captured: list) -> None:
+        for lp, ent, data, kw in captured:
+            self.loss_fn(lp.requires_grad_(True), ent, data, **kw)
+
+    def plugin_step(self) -> None:
+        """What the plugin adds to a step besides the loss: the rolled versions, the token
+        lag, the minibatch context and the statistics (coupling.actor's _ppo_update wrapper)."""
+        cfg, whole = self.cfg, self.whole
+        versions = torch.roll(whole["versions"], shifts=-1, dims=-1)
         bins = A3POConfig().staleness_bins
-
-        def loss_calls(captured):
-            for lp, ent, data, kw in captured:
-                loss_fn(lp.requires_grad_(True), ent, data, **kw)
-
-        def plugin_step():
-            """What the plugin adds to a step besides the loss: the rolled versions, the token
-            lag, the minibatch context and the statistics (coupling.actor's _ppo_update wrapper)."""
-            versions = torch.roll(whole["versions"], shifts=-1, dims=-1)
-            prox_metrics.log_token_lag(versions, whole["loss_mask"], CURRENT_VERSION, bins)
-            ctx = loss.UpdateContext(options=A3POConfig(), n_minibatches=1)
-            loss.begin_update(ctx, {**whole, "versions": versions}, "a3po", CURRENT_VERSION)
-            token = loss.UPDATE.set(ctx)
-            try:
-                with mismatch.per_update(cfg.eps_clip, cfg.eps_clip_higher, cfg.temperature):
-                    with prox_metrics.per_update():
-                        loss_calls(cap_a3po)
-            finally:
-                loss.UPDATE.reset(token)
-
-        def monitor_alone():
-            """One step's mismatch monitor on AReaL's recompute path (every micro-batch counted:
-            the recompute ran; versions one position off, rolled by the monitor)."""
+        prox_metrics.log_token_lag(versions, whole["loss_mask"], CURRENT_VERSION, bins)
+        ctx = loss.UpdateContext(options=A3POConfig(), n_minibatches=1)
+        loss.begin_update(ctx, {**whole, "versions": versions}, "a3po", CURRENT_VERSION)
+        token = loss.UPDATE.set(ctx)
+        try:
             with mismatch.per_update(cfg.eps_clip, cfg.eps_clip_higher, cfg.temperature):
-                for lp, _, data, kw in cap_prox:
-                    mismatch.record(lp, data, kw, 0, aligned=False)
+                with prox_metrics.per_update():
+                    self.loss_calls(self.cap_a3po)
+        finally:
+            loss.UPDATE.reset(token)
 
-        provider = registry.get_provider("a3po")
-        rolled = {**whole, "versions": torch.roll(whole["versions"], shifts=-1, dims=-1)}
+    def monitor_alone(self) -> None:
+        """One step's mismatch monitor on AReaL's recompute path (every micro-batch counted:
+        the recompute ran; versions one position off, rolled by the monitor)."""
+        cfg = self.cfg
+        with mismatch.per_update(cfg.eps_clip, cfg.eps_clip_higher, cfg.temperature):
+            for lp, _, data, kw in self.cap_prox:
+                mismatch.record(lp, data, kw, 0, aligned=False)
 
-        def checked_batch() -> registry.ProxInputs:
-            """The update's batch as ``loss.begin_update`` checks it (theta is not read)."""
-            return registry.ProxInputs(
-                behave_logp=rolled["logprobs"],
-                theta_logp=rolled["logprobs"],
-                loss_mask=rolled["loss_mask"].bool(),
-                versions=rolled["versions"],
-                current_version=CURRENT_VERSION,
+    def checked_batch(self):
+        """The update's batch as ``loss.begin_update`` checks it (theta is not read)."""
+        rolled = self.rolled
+        return registry.ProxInputs(
+            behave_logp=rolled["logprobs"],
+            theta_logp=rolled["logprobs"],
+            loss_mask=rolled["loss_mask"].bool(),
+            versions=rolled["versions"],
+            current_version=CURRENT_VERSION,
+            options=A3POConfig(),
+        )
+
+    def provider_alone(self) -> None:
+        """One step's provider work as in training: the micro-batches of a checked update
+        (weights looked up per version; the table built once per update)."""
+        shared: dict = {}
+        check_update(dataclasses.replace(self.checked_batch(), shared=shared), "a3po", True)
+        for lp, _, data, kw in self.cap_a3po:
+            inp = registry.ProxInputs(
+                behave_logp=data["logprobs"],
+                theta_logp=lp,
+                loss_mask=data["loss_mask"].bool(),
+                versions=data["versions"],
+                current_version=kw["current_version"],
                 options=A3POConfig(),
+                shared=shared,
             )
+            self.provider.compute(inp)
 
-        def provider_alone():
-            """One step's provider work as in training: the micro-batches of a checked update
-            (weights looked up per version; the table built once per update)."""
-            shared: dict = {}
-            check_update(dataclasses.replace(checked_batch(), shared=shared), "a3po", True)
-            for lp, _, data, kw in cap_a3po:
-                inp = registry.ProxInputs(
-                    behave_logp=data["logprobs"],
-                    theta_logp=lp,
-                    loss_mask=data["loss_mask"].bool(),
-                    versions=data["versions"],
-                    current_version=kw["current_version"],
-                    options=A3POConfig(),
-                    shared=shared,
-                )
-                provider.compute(inp)
+    def validation_alone(self) -> None:
+        """One step's input check: the whole batch, once (``check_update``)."""
+        check_update(self.checked_batch(), "a3po", True)
 
-        def validation_alone():
-            """One step's input check: the whole batch, once (``check_update``)."""
-            check_update(checked_batch(), "a3po", True)
+    # ------------------------------------------------------------------ measuring them
 
-        def timed(fn, export: bool = False) -> tuple[float, float]:
-            """(wall, CPU time of this process): CPU time is what contention does not inflate.
+    @staticmethod
+    def timed(fn, export: bool = False) -> tuple[float, float]:
+        """(wall, CPU time of this process): CPU time is what contention does not inflate.
 
-            One call is one trainer step's worth of work; the trainer exports (and so empties)
-            the stats tracker once per step: timed with ``export``, else emptied untimed. Left to
-            pile up over many calls, AReaL's ``stats_tracker.stat`` (it checks each key's earlier
-            entries on every call) would grow quadratically: a bench artefact, not a step's cost.
-            """
-            t, c = time.perf_counter(), time.process_time()
-            fn()
-            if export:
-                stats_tracker.export()
-            out = time.perf_counter() - t, time.process_time() - c
+        One call is one trainer step's worth of work; the trainer exports (and so empties)
+        the stats tracker once per step: timed with ``export``, else emptied untimed. Left to
+        pile up over many calls, AReaL's ``stats_tracker.stat`` (it checks each key's earlier
+        entries on every call) would grow quadratically: a bench artefact, not a step's cost.
+        """
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        if export:
             stats_tracker.export()
-            return out
+        out = time.perf_counter() - t, time.process_time() - c
+        stats_tracker.export()
+        return out
 
-        clocks = ("cpu", "wall")
+    def rounds(self, rounds: int, inner: int) -> tuple[dict, tuple[float, float]]:
+        """clock -> arm -> round -> [median], and (wall seconds, this process's CPU share)."""
         times: dict[str, dict[str, dict[int, list[float]]]] = {
-            c: {a: {} for a in ARMS} for c in clocks
+            c: {a: {} for a in ARMS} for c in ("cpu", "wall")
         }
 
         def put(name: str, r: int, samples: list[tuple[float, float]]) -> None:
             for i, c in enumerate(("wall", "cpu")):
                 times[c][name][r] = [statistics.median(x[i] for x in samples)]
 
-        def loss_pairs(r: int) -> None:
-            """``inner`` back-to-back pairs (a3po, prox); per clock, medians of each and of the
-            pairwise differences."""
-            a, b = [], []
-            for _ in range(args.inner):
-                a.append(timed(plugin_step, export=True))
-                b.append(timed(lambda: loss_calls(cap_prox), export=True))
-            put("loss a3po", r, a)
-            put("loss prox", r, b)
-            put("loss extra", r, [(x[0] - y[0], x[1] - y[1]) for x, y in zip(a, b, strict=True)])
-
         order = ("recompute", "update a3po", "update prox", "loss", "provider")
         t0, cpu0 = time.perf_counter(), time.process_time()
         for r in range(rounds):
             for k in range(len(order)):
                 name = order[(r + k) % len(order)]  # rotate: no arm always runs first
-                if name == "recompute":
-                    put(name, r, [timed(recompute)])
-                elif name == "update a3po":
-                    state.restore()
-                    put(name, r, [timed(lambda: update("a3po"))])
-                elif name == "update prox":
-                    state.restore()
-                    put(name, r, [timed(lambda: update("recompute", prox))])
-                elif name == "loss":
-                    loss_pairs(r)
-                else:
-                    for key, fn in (("provider", provider_alone), ("validation", validation_alone)):
-                        put(key, r, [timed(fn) for _ in range(args.inner)])
-                    put(
-                        "monitor", r, [timed(monitor_alone, export=True) for _ in range(args.inner)]
-                    )
+                self._run(name, inner, lambda n, samples, r=r: put(n, r, samples))
         wall = time.perf_counter() - t0
-        cpu_share = (time.process_time() - cpu0) / wall  # < 1: other processes took the core
+        return times, (wall, (time.process_time() - cpu0) / wall)  # < 1: others took the core
 
-        # Peak memory, untimed (the profiler slows the calls down).
-        state.restore()
-        mem = {"recompute": peak_bytes(recompute)}
-        state.restore()
-        mem["update a3po"] = peak_bytes(lambda: update("a3po"))
+    def _run(self, name: str, inner: int, put) -> None:
+        """One round of one arm of ``rounds``' order, its samples given to ``put(arm, samples)``."""
+        timed = self.timed
+        if name == "recompute":
+            put(name, [timed(self.recompute)])
+        elif name == "update a3po":
+            self.state.restore()
+            put(name, [timed(lambda: self.update("a3po"))])
+        elif name == "update prox":
+            self.state.restore()
+            put(name, [timed(lambda: self.update("recompute", self.prox))])
+        elif name == "loss":  # back-to-back pairs (a3po, prox): each, and their differences
+            a, b = [], []
+            for _ in range(inner):
+                a.append(timed(self.plugin_step, export=True))
+                b.append(timed(lambda: self.loss_calls(self.cap_prox), export=True))
+            put("loss a3po", a)
+            put("loss prox", b)
+            put("loss extra", [(x[0] - y[0], x[1] - y[1]) for x, y in zip(a, b, strict=True)])
+        else:
+            for key, fn in (
+                ("provider", self.provider_alone),
+                ("validation", self.validation_alone),
+            ):
+                put(key, [timed(fn) for _ in range(inner)])
+            put("monitor", [timed(self.monitor_alone, export=True) for _ in range(inner)])
+
+    def peak_memory(self) -> dict[str, int | None]:
+        """Peak memory per arm, untimed (the profiler slows the calls down)."""
+        self.state.restore()
+        mem = {"recompute": peak_bytes(self.recompute)}
+        self.state.restore()
+        mem["update a3po"] = peak_bytes(lambda: self.update("a3po"))
         stats_tracker.export()  # one update per export, as in training
-        state.restore()
-        mem["update prox"] = peak_bytes(lambda: update("recompute", prox))
+        self.state.restore()
+        mem["update prox"] = peak_bytes(lambda: self.update("recompute", self.prox))
         stats_tracker.export()
-        mem["loss a3po"] = peak_bytes(plugin_step)
+        mem["loss a3po"] = peak_bytes(self.plugin_step)
         stats_tracker.export()
-        mem["loss prox"] = peak_bytes(lambda: loss_calls(cap_prox))
+        mem["loss prox"] = peak_bytes(lambda: self.loss_calls(self.cap_prox))
         stats_tracker.export()
-        mem["provider"] = peak_bytes(provider_alone)
-        mem["validation"] = peak_bytes(validation_alone)
+        mem["provider"] = peak_bytes(self.provider_alone)
+        mem["validation"] = peak_bytes(self.validation_alone)
         stats_tracker.export()
-        mem["monitor"] = peak_bytes(monitor_alone)
+        mem["monitor"] = peak_bytes(self.monitor_alone)
         stats_tracker.export()
-    tmp.cleanup()
-    report(times, mem, rounds, (wall, cpu_share), args, traj, n_params, (setting, sizes, cfg))
-
-
-def report(times, mem, rounds, clock, args, traj, n_params, setup) -> None:
-    wall, cpu_share = clock
-    setting, sizes, cfg = setup
-    hidden, inter, layers, heads, kv, vocab, n_seqs, prompt, response, _ = sizes
-    seq = prompt + response
-    n_loss = sum(int(t["loss_mask"].sum()) for t in traj)
-    lags = sorted(
-        {int(v) for t in traj for v in (CURRENT_VERSION - t["versions"][t["versions"] >= 0])}
-    )
-    kind = (
-        "SmolLM2-135M-Instruct (Llama weights in a Qwen2 container), untied embeddings"
-        if setting == "smollm2"
-        else "Qwen2-shaped, random init, tied embeddings"
-    )
-    print(
-        f"model: {kind}: hidden {hidden}, intermediate {inter}, {layers} layers, "
-        f"{heads} heads ({kv} kv), vocab {vocab}: {n_params / 1e6:.1f} M parameters"
-        f" (setting: {setting})"
-    )
-    print(
-        f"batch: {n_seqs} sequences x {seq} tokens = {n_seqs * seq} tokens ({n_loss} in the loss), "
-        f"one sequence per micro-batch (mb_spec: n_mbs {cfg.mb_spec.n_mbs}, max_tokens_per_mb "
-        f"{cfg.mb_spec.max_tokens_per_mb}); current version {CURRENT_VERSION}, token lags {lags}"
-    )
-    print(
-        f"AReaL FSDPPPOActor on CPU (gloo, world size 1), torch threads {args.threads}, "
-        f"ppo_n_minibatches 1; {rounds} interleaved rounds in {wall:.0f} s, of which this process "
-        f"ran {cpu_share:.0%} (the rest: other processes on the machine); loss/provider rows: "
-        f"median of {args.inner} calls per round, over the whole batch; loss rows include the "
-        "step's stats_tracker.export"
-    )
-    mem = dict(mem, **{"loss extra": mem["loss a3po"] - mem["loss prox"]})
-    iv: dict[str, dict] = {}
-    for c, title in (("wall", "wall clock"), ("cpu", "CPU time of this process")):
-        iv[c] = {n: stats.median_ci_repeats([v[0] for v in times[c][n].values()]) for n in ARMS}
-        print(
-            f"{title}:\n{'arm':<12} {'median':>11}  {'95 % CI over rounds':<27} {'peak memory':>12}"
-        )
-        for name, i in iv[c].items():
-            ci = f"[{_ms(i.low)}, {_ms(i.high)}]" if i.has_interval else "(no interval)"
-            print(f"{name:<12} {_ms(i.estimate):>11}  {ci:<27} {_mib(mem[name]):>12}")
-        diff = stats.median_ci_repeats(
-            [times[c]["update a3po"][r][0] - times[c]["update prox"][r][0] for r in range(rounds)]
-        )
-        ratio = stats.repeats_ratio_ci(times[c]["update a3po"], times[c]["update prox"])
-        iv[c]["update diff"] = diff
-        print(
-            f"  update a3po - update prox, paired by round: {_ms(diff.estimate)} "
-            f"[{_ms(diff.low)}, {_ms(diff.high)}] (CI width {_ms(_width(diff))}: the noise of a "
-            f"whole update); ratio a3po/prox {ratio.estimate:.3f} [{ratio.low:.3f}, "
-            f"{ratio.high:.3f}]"
-        )
-    print(
-        f"peak memory, update a3po - update prox: {_mib(mem['update a3po'] - mem['update prox'])} "
-        f"(loss level: {_mib(mem['loss extra'])}); recompute stage: {_mib(mem['recompute'])}"
-    )
-    cpu = iv["cpu"]  # contention inflates wall time, not this process's CPU time
-    extra, diff = cpu["loss extra"], cpu["update diff"]
-    cost = extra.estimate
-    inside = diff.has_interval and diff.low <= cost <= diff.high
-    print(
-        f"provider cost (CPU time): loss-level extra {_ms(cost)} [{_ms(extra.low)}, "
-        f"{_ms(extra.high)}] per step, export included ({'inside' if inside else 'NOT inside'} "
-        f"the CI of update a3po - update prox); of it: provider {_ms(cpu['provider'].estimate)}, "
-        f"input validation {_ms(cpu['validation'].estimate)}, the rest is dispatch, the plugin's "
-        "statistics and their export, less AReaL's per-micro-batch proximal statistics that the "
-        "plugin's once-per-update statistics replace (a negative extra: the plugin's step costs "
-        "less than the recompute step's loss side). Ratio below: mean per-round extra / mean per-round "
-        "recompute stage, 95 % bootstrap interval over rounds (paired)."
-    )
-    ratio = stats.repeats_ratio_ci(times["cpu"]["loss extra"], times["cpu"]["recompute"])
-    interval = f"[{ratio.low:.6f}, {ratio.high:.6f}]" if ratio.has_interval else "(no interval)"
-    print(f"provider cost / recompute stage = {ratio.estimate:.6f} {interval}")
-    ratio = stats.repeats_ratio_ci(times["cpu"]["monitor"], times["cpu"]["recompute"])
-    interval = f"[{ratio.low:.6f}, {ratio.high:.6f}]" if ratio.has_interval else "(no interval)"
-    print(
-        "mismatch monitor (every method, recompute included; in loss a3po above), CPU time: "
-        f"{_ms(cpu['monitor'].estimate)} [{_ms(cpu['monitor'].low)}, {_ms(cpu['monitor'].high)}]"
-        " per step, export included"
-    )
-    print(f"monitor cost / recompute stage = {ratio.estimate:.6f} {interval}")
-
-
-def _width(iv) -> float | None:
-    return None if not iv.has_interval else iv.high - iv.low
-
-
-def _ms(seconds: float | None) -> str:
-    return "n/a" if seconds is None else f"{seconds * 1e3:.3f} ms"
-
-
-def _mib(nbytes: int | None) -> str:
-    return "n/a" if nbytes is None else f"{nbytes / 2**20:.2f} MiB"
+        return mem
 
 
 if __name__ == "__main__":

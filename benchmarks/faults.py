@@ -128,6 +128,30 @@ def _per_file(run_dir: Path) -> list[dict[str, dict[int, float]]]:
     return [load_scalars(path).scalars for path in find_event_files(str(run_dir))]
 
 
+def _per_step(files: list[dict], steps: int, provider: str) -> list[dict]:
+    """Per step, what each launch (``first``, ``second``: its event file) logged of it: the token
+    lag's range, the provider's statistics and hybrid's decision."""
+    per_step = []
+    for step in range(steps):
+        row: dict = {"step": step}
+        for name, scalars in zip(("first", "second"), files, strict=False):
+            if step not in scalars.get(f"{LAG}/max", {}):
+                continue
+            row[name] = {
+                "token_lag": [scalars[f"{LAG}/min"][step], scalars[f"{LAG}/max"][step]],
+                **{
+                    k.rsplit("/", 2)[-2]: scalars[k].get(step)
+                    for k in _plugin_stats(provider)
+                    if k in scalars
+                },
+            }
+            if keys.HYBRID_RECOMPUTE in scalars:
+                row[name]["hybrid_recompute"] = scalars[keys.HYBRID_RECOMPUTE].get(step)
+                row[name]["hybrid_escalated"] = scalars[keys.HYBRID_ESCALATED].get(step)
+        per_step.append(row)
+    return per_step
+
+
 def kill_resume(out: Path, provider: str, seed: int, steps: int, freq: int, kill_after: int):
     trial = provider
     more = [f"actor.prox_logp_method={provider}", f"recover.freq_steps={freq}"]
@@ -152,24 +176,7 @@ def kill_resume(out: Path, provider: str, seed: int, steps: int, freq: int, kill
     m = re.search(r"Recovering from StepInfo\(.*?global_step=(\d+)", log)
     resumed = int(m.group(1)) if m else None  # the step the relaunch starts at
     files = _per_file(run_dir)
-    per_step = []
-    for step in range(steps):
-        row: dict = {"step": step}
-        for name, scalars in zip(("first", "second"), files, strict=False):
-            if step not in scalars.get(f"{LAG}/max", {}):
-                continue
-            row[name] = {
-                "token_lag": [scalars[f"{LAG}/min"][step], scalars[f"{LAG}/max"][step]],
-                **{
-                    k.rsplit("/", 2)[-2]: scalars[k].get(step)
-                    for k in _plugin_stats(provider)
-                    if k in scalars
-                },
-            }
-            if keys.HYBRID_RECOMPUTE in scalars:
-                row[name]["hybrid_recompute"] = scalars[keys.HYBRID_RECOMPUTE].get(step)
-                row[name]["hybrid_escalated"] = scalars[keys.HYBRID_ESCALATED].get(step)
-        per_step.append(row)
+    per_step = _per_step(files, steps, provider)
     restored = re.findall(r"hybrid calibration [^\n]*", log)
     return {
         "provider": provider,

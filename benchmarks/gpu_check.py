@@ -48,7 +48,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from device_standins import stand_in_absent  # noqa: E402
-from trainer_setup import CURRENT_VERSION, State, fresh, make_batch, peak_bytes  # noqa: E402
+from trainer_setup import (  # noqa: E402
+    CURRENT_VERSION,
+    State,
+    fresh,
+    make_batch,
+    peak_bytes,
+    with_behave,
+)
 
 SCHEMA = "a3po-gpu-check/1"
 RECIPE = ROOT / "recipes" / "gsm8k_grpo_qwen2.5-1.5b-mb4_a3po.yaml"
@@ -134,17 +141,6 @@ def _wrapped(obj, name: str, record: list):
             setattr(obj, name, original)
 
 
-def with_behave(traj: list[dict], own: list[torch.Tensor], seed: int = 1) -> list[dict]:
-    """Behaviour log-probs: the model's own (inference layout) at lag 0, plus lag-sized noise."""
-    g = torch.Generator().manual_seed(seed)
-    for t, lp in zip(traj, own, strict=True):
-        logp = torch.roll(lp.reshape(1, -1).float().cpu(), shifts=1, dims=-1)
-        lag = (CURRENT_VERSION - t["versions"]).clamp(min=0).float()
-        noise = 0.05 * lag * torch.randn(logp.shape, generator=g)
-        t["logprobs"] = (logp + noise).clamp(max=0.0) * t["loss_mask"]
-    return traj
-
-
 def actor_config(model_dir: str, device: str, mb_tokens: int | None, fileroot: Path):
     """The recipe's actor as AReaL's loader reads it, on this model and one device."""
     from tests import harness as H
@@ -171,36 +167,47 @@ def run(args: argparse.Namespace) -> dict:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     shape = args.shape or ("qwen2.5-1.5b" if device == "cuda" else "small")
-    repeats = args.repeats or (3 if device == "cuda" else 1)
     if device == "cpu":
         torch.set_num_threads(args.threads)  # more threads than free cores only spin
     stood_in = stand_in_absent()
     import areal_a3po
 
     areal_a3po.activate()  # explicit: a pip --target install has no .pth hook (the device's)
-    import areal.trainer.ppo.actor as areal_actor
-    from areal.utils import stats_tracker
+    import areal.trainer.ppo.actor  # noqa: F401 - patched by the hook as it is imported
 
-    from areal_a3po import coupling, mismatch, prox_metrics, registry
-    from areal_a3po.coupling import gate
+    from areal_a3po import coupling
     from tests import harness as H
 
     assert coupling.hooked(), "areal-a3po did not patch AReaL in this process"
     flash = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
     n_seqs, prompt, response = BATCHES[shape]
     sizes = SHAPES[shape]
-    tmp = tempfile.TemporaryDirectory(prefix="gpu-check-")
-    model_dir = H.build_tiny_qwen2(
-        Path(tmp.name) / "model", max_positions=4096, weights=False, **sizes
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
+        model_dir = H.build_tiny_qwen2(
+            Path(tmp) / "model", max_positions=4096, weights=False, **sizes
+        )
+        cfg = actor_config(model_dir, device, None if flash else prompt + response, Path(tmp))
+        torch.manual_seed(0)
+        traj = make_batch(n_seqs, prompt, response, sizes["vocab"], MAX_LAG)
+        out = _header(args, device, shape, traj, cfg, flash, stood_in)
+        _measure(out, cfg, traj, device, args)
+    out["ok"] = all(
+        c["losses_finite"] and c["params_finite"] and c["lag0"]["exact"]
+        for c in (r["checks"] for r in out["runs"])
     )
-    cfg = actor_config(model_dir, device, None if flash else prompt + response, Path(tmp.name))
-    torch.manual_seed(0)
-    traj = make_batch(n_seqs, prompt, response, sizes["vocab"], MAX_LAG)
+    return out
+
+
+def _header(args, device: str, shape: str, traj, cfg, flash: bool, stood_in) -> dict:
+    """The JSON's description of what ran (its ``runs`` still empty)."""
+    import areal_a3po
+    from areal_a3po.coupling import gate
+
+    n_seqs, prompt, response = BATCHES[shape]
     lags = sorted(
         {int(v) for t in traj for v in CURRENT_VERSION - t["versions"][t["loss_mask"] > 0]}
     )
-    tol = TOLERANCE[cfg.dtype]
-    out: dict = {
+    return {
         "schema": SCHEMA,
         "ran_on": {
             "device": device,
@@ -212,7 +219,7 @@ def run(args: argparse.Namespace) -> dict:
             "torch_threads": torch.get_num_threads(),
             "stood_in": stood_in,
         },
-        "shape": {"name": shape, **sizes},
+        "shape": {"name": shape, **SHAPES[shape]},
         "batch": {
             "sequences": n_seqs, "prompt": prompt, "response": response,
             "tokens": n_seqs * (prompt + response), "current_version": CURRENT_VERSION,
@@ -230,16 +237,32 @@ def run(args: argparse.Namespace) -> dict:
         "memory_source": "torch.cuda.max_memory_allocated" if device == "cuda"
         else "torch CPU allocator (profiler memory events)" if args.cpu_memory
         else "n/a on CPU (--cpu-memory reads torch's CPU allocator)",
-        "tolerance": tol,
+        "tolerance": TOLERANCE[cfg.dtype],
         "runs": [],
     }  # fmt: skip
+
+
+def _measure(out: dict, cfg, traj, device: str, args: argparse.Namespace) -> None:
+    """Each ``ppo_n_minibatches`` setting measured and checked on AReaL's actor, into
+    ``out["runs"]`` (and the model's parameter count into ``out["shape"]``)."""
+    import areal.trainer.ppo.actor as areal_actor
+    from areal.utils import stats_tracker
+
+    from areal_a3po import mismatch, prox_metrics, registry
+    from tests import harness as H
+
+    repeats = args.repeats or (3 if device == "cuda" else 1)
+
+    def behave(traj: list[dict], own: list) -> None:  # lag 0 exact; the same noise each time
+        with_behave(traj, own, torch.Generator().manual_seed(1), exact_at_lag0=True)
+
     with H.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
         out["shape"]["parameters"] = sum(p.numel() for p in engine.model.parameters())
-        with_behave(traj, engine.compute_logp(fresh(traj)))
+        behave(traj, engine.compute_logp(fresh(traj)))
         bench = Bench(engine, traj, device, repeats, stats_tracker, args.cpu_memory)
         bench.update(PROVIDER, fresh(traj), 1)  # warm-up: optimizer state, allocator
         bench.state = State(engine)
-        with_behave(traj, engine.compute_logp(fresh(traj)))  # lag 0: these very weights
+        behave(traj, engine.compute_logp(fresh(traj)))  # lag 0: these very weights
         for k in MINIBATCHES:
             r = bench.setting(k, areal_actor, mismatch, prox_metrics, registry)
             r["plugin_s"] = plugin_cost(r.pop("spied"), args.inner, device)
@@ -247,14 +270,10 @@ def run(args: argparse.Namespace) -> dict:
                 name: s / r["recompute_logp"]["s"] for name, s in r["plugin_s"].items()
             }
             bench.state.restore()
-            r["checks"]["lag0"] = lag0_check(bench, k, registry.get_provider(PROVIDER), tol)
+            r["checks"]["lag0"] = lag0_check(
+                bench, k, registry.get_provider(PROVIDER), out["tolerance"]
+            )
             out["runs"].append(r)
-    tmp.cleanup()
-    out["ok"] = all(
-        c["losses_finite"] and c["params_finite"] and c["lag0"]["exact"]
-        for c in (r["checks"] for r in out["runs"])
-    )
-    return out
 
 
 @dataclasses.dataclass

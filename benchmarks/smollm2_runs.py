@@ -196,7 +196,11 @@ def markdown(kept: Path = KEPT) -> str:
     if not runs:
         return "*not yet run.*\n"
     records = [r for r, _ in runs]
-    out = []
+    return "\n".join(_runs_table(runs) + _breakdown(records) + _held_out(records, kept))
+
+
+def _runs_table(runs: list[tuple[RunRecord, dict]]) -> list[str]:
+    """What each run was: its command, exit code, wall time, steps and the model it trained."""
     rows = []
     for r, f in runs:
         m, b = f["model"], f["model_build"]
@@ -207,15 +211,20 @@ def markdown(kept: Path = KEPT) -> str:
             f" layers, hidden {m['hidden_size']}, vocabulary {m['vocab_size']},"
             f" as {m['architectures'][0]}",
         ])  # fmt: skip
-    out += [
+    header = ["run", "command", "exit", "wall s", "steps", "`ppo_actor/*` tags", "model trained"]
+    return [
         "Runs (each the header's local line with the overrides shown; the model is SmolLM2's"
         " Llama, converted into a Qwen2 container that computes it exactly,"
         " `areal_a3po/testbeds/smollm2/model.py`):",
         "",
+        pipe_table(header, rows, align_right_from=2),
+        "",
     ]
-    header = ["run", "command", "exit", "wall s", "steps", "`ppo_actor/*` tags", "model trained"]
-    out += [pipe_table(header, rows, align_right_from=2), ""]
 
+
+def _breakdown(records: list[RunRecord]) -> list[str]:
+    """Per run, the median seconds of each stage and the recompute share; the tiny model's
+    recompute share beside them."""
     rows = []
     for r in records:
         steps = _steps(r)
@@ -226,6 +235,22 @@ def markdown(kept: Path = KEPT) -> str:
             f"`{r.arm}`", f"{steps[0]}-{steps[-1]}", _fmt(r.stages.get("rollout", {}).get(0)),
             *cells, _fmt(statistics.median(totals[s] for s in steps)), _fmt(_share(r, steps), ".3f"),
         ])  # fmt: skip
+    rows += _tiny_share_row()
+    header = ["run", "steps", "step 0 generation", *STAGES, "step total", "recompute share"]
+    return [
+        "Per-step time breakdown, seconds, median over the steps shown (step 0 is left out: its"
+        " `rollout` wait is the first batch's whole generation, shown in its own column; after it,"
+        " generation overlaps training and `rollout` is only the trainer's wait). Recompute share"
+        " = `recompute_logp` / (`recompute_logp` + `train_step`), the trainer compute the"
+        " recompute forward takes; `eval` is the median over the evaluated steps:",
+        "",
+        pipe_table(header, rows, align_right_from=1),
+        "",
+    ]
+
+
+def _tiny_share_row() -> list[list[str]]:
+    """The tiny model's recompute share: its first kept study of :data:`TINY_STUDIES`."""
     for study, minibatches in TINY_STUDIES:
         tiny_runs = kept_dir(STUDIES[study]) / RUNS
         tiny = (
@@ -236,23 +261,16 @@ def markdown(kept: Path = KEPT) -> str:
         if tiny:
             shares = [_share(r, _steps(r)) for r in tiny]
             steps = _steps(tiny[0])
-            rows.append([
+            return [[
                 f"tiny model, `recompute` (median of {len(tiny)} {study} runs, {minibatches}"
                 f" minibatch{'es' if minibatches > 1 else ''})", f"{steps[0]}-{steps[-1]}",
                 *["-"] * 7, f"{statistics.median(shares):.3f}",
-            ])  # fmt: skip
-            break
-    out += [
-        "Per-step time breakdown, seconds, median over the steps shown (step 0 is left out: its"
-        " `rollout` wait is the first batch's whole generation, shown in its own column; after it,"
-        " generation overlaps training and `rollout` is only the trainer's wait). Recompute share"
-        " = `recompute_logp` / (`recompute_logp` + `train_step`), the trainer compute the"
-        " recompute forward takes; `eval` is the median over the evaluated steps:",
-        "",
-    ]
-    header = ["run", "steps", "step 0 generation", *STAGES, "step total", "recompute share"]
-    out += [pipe_table(header, rows, align_right_from=1), ""]
+            ]]  # fmt: skip
+    return []
 
+
+def _held_out(records: list[RunRecord], kept: Path) -> list[str]:
+    """Each evaluation's held-out reward with its interval, and its change since before training."""
     rows = []
     before = _before_training(kept)
     if before is not None:
@@ -262,23 +280,23 @@ def markdown(kept: Path = KEPT) -> str:
             [f"`{r.arm}`", str(s), _wilson(v), _newcombe(v, before) if before else "-"]
             for s, v in sorted(r.eval_reward.items())
         ]
-    if rows:
-        diff = "change since before training [95 % CI]"
-        out += [
-            f"**Withdrawn as reward evidence**: {RAW_LOGPROBS}; the stage times above stand.",
-            "",
-            f"Held-out reward (`eval-rollout/reward`: {EVAL_SIZE} held-out prompts of seed 1's"
-            " split, one greedy answer each, AReaL's evaluator after the step named): the mean"
-            " of reasoning-gym's score, 1 for the exact answer and partial credit"
-            " len(reference)/len(answer) for an answer that contains it, so nearly the pass rate."
-            " Wilson 95 % intervals at n = 64, approximately conservative for a score in [0, 1] (its"
-            " variance is at most p(1 - p)); the change since before training with Newcombe's"
-            " interval for two proportions (conservative for the same prompts twice):",
-            "",
-            pipe_table(["run", "after step", "held-out reward [95 % CI]", diff], rows),
-            "",
-        ]
-    return "\n".join(out)
+    if not rows:
+        return []
+    diff = "change since before training [95 % CI]"
+    return [
+        f"**Withdrawn as reward evidence**: {RAW_LOGPROBS}; the stage times above stand.",
+        "",
+        f"Held-out reward (`eval-rollout/reward`: {EVAL_SIZE} held-out prompts of seed 1's"
+        " split, one greedy answer each, AReaL's evaluator after the step named): the mean"
+        " of reasoning-gym's score, 1 for the exact answer and partial credit"
+        " len(reference)/len(answer) for an answer that contains it, so nearly the pass rate."
+        " Wilson 95 % intervals at n = 64, approximately conservative for a score in [0, 1] (its"
+        " variance is at most p(1 - p)); the change since before training with Newcombe's"
+        " interval for two proportions (conservative for the same prompts twice):",
+        "",
+        pipe_table(["run", "after step", "held-out reward [95 % CI]", diff], rows),
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

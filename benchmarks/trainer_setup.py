@@ -131,12 +131,13 @@ def make_batch(n_seqs, prompt, response, vocab, max_lag, seed=0) -> list[dict[st
     return out
 
 
-def with_behave(traj, recomputed, g: torch.Generator):
-    """Behave log-probs: the model's own, shifted to the inference layout, plus lag-sized noise."""
+def with_behave(traj, recomputed, g: torch.Generator, exact_at_lag0: bool = False):
+    """Behave log-probs: the model's own, shifted to the inference layout, plus lag-sized noise;
+    ``exact_at_lag0``: none at lag 0 (an inference engine with the trainer's very weights)."""
     for t, lp in zip(traj, recomputed, strict=True):
-        own = torch.roll(lp.reshape(1, -1).float(), shifts=1, dims=-1)  # token i at position i
+        own = torch.roll(lp.reshape(1, -1).float().cpu(), shifts=1, dims=-1)  # token i at i
         lag = (CURRENT_VERSION - t["versions"]).clamp(min=0).float()
-        noise = 0.05 * (1 + lag) * torch.randn(own.shape, generator=g)
+        noise = 0.05 * (lag if exact_at_lag0 else 1 + lag) * torch.randn(own.shape, generator=g)
         t["logprobs"] = (own + noise).clamp(max=0.0) * t["loss_mask"]
     return traj
 

@@ -34,10 +34,10 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
                      (``docs/benchmarks/gpu_check/device_wheels.json``, ``device_wheels.py fetch``)
 
 The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
-``--check`` recomputes every number from the runs, not from a kept report. README.md's inline
-values (the SmolLM2 comparison's time, the rows its switch quotes), docs/metrics.md's (the
-mismatch it measured) and docs/compare.md's (what the held-out reward of record's window changes)
-are filled the same way.
+``--check`` recomputes every number from the runs, not from a kept report. The inline values
+(``docs_values.py``), in this page and in README.md (the SmolLM2 comparison's time, the rows its
+switch quotes), docs/metrics.md (the mismatch it measured) and docs/compare.md (what the held-out
+reward of record's window changes), are filled the same way.
 
     python benchmarks/update_docs.py [--bench bench_trainer.txt] [--bench-smollm2 FILE]
                                      [--prox bench_prox.txt]
@@ -48,14 +48,14 @@ from __future__ import annotations
 
 import argparse
 import re
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from studies import (  # noqa: E402 - the sibling script
+from docs_values import BENCH, BENCH_SMOLLM2, DOC, NOT_RUN, value, verdict  # noqa: E402
+from studies import (  # noqa: E402 - the sibling scripts
     KEPT,
     RECOMMEND_FROM,
     RECOMMENDED,
@@ -69,47 +69,26 @@ from studies import (  # noqa: E402 - the sibling script
     study_arms,
 )
 
-from areal_a3po.mismatch import WARN_ABS_DLOGP, WARN_MIN_TOKENS  # noqa: E402
-from areal_a3po.report import stats  # noqa: E402
-from areal_a3po.report.defaults import BASELINE, LAST_EVALS, LAST_N, MARGIN  # noqa: E402
+from areal_a3po.report.defaults import BASELINE, MARGIN  # noqa: E402
 from areal_a3po.report.plots import write_seed_plots  # noqa: E402
 from areal_a3po.report.record import read_records  # noqa: E402
-from areal_a3po.report.render_arms import arms_tables, planning_text  # noqa: E402
-from areal_a3po.report.seeds import (  # noqa: E402
-    ArmSeeds,
-    group_records,
-    held_out_source,
-    train_source,
-)
+from areal_a3po.report.render_arms import arms_tables  # noqa: E402
+from areal_a3po.report.seeds import group_records  # noqa: E402
 from areal_a3po.report.sittings import sittings  # noqa: E402
 from areal_a3po.report.text import interval_text, pipe_table  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
 README = ROOT / "README.md"  # inline values only (its times), no generated blocks
 METRICS = ROOT / "docs" / "metrics.md"  # inline values only (the mismatch it measured)
 COMPARE = ROOT / "docs" / "compare.md"  # inline values only (why the held-out window)
-BENCH = KEPT / "bench_trainer.txt"
-BENCH_SMOLLM2 = KEPT / "bench_trainer_smollm2.txt"
 BENCH_FIRST_LINE = "\nmodel: "  # bench_trainer.py's first line
 PROX = KEPT / "bench_prox.txt"
 PROX_FIRST_LINE = "\nbench_prox: "  # bench_prox.py's first line
 PLOT = "reward_vs_step_seeds.png"
-NOT_RUN = "not yet run"
 _BLOCK_RE = r"(<!-- generated: {0} -->\n)(.*?)(<!-- end generated: {0} -->)"
 _VALUE_RE = re.compile(r"(<!-- value: (?P<name>[\w:.-]+) -->)(.*?)(<!-- end value -->)")
 
 
 # ----------------------------------------------------------------------------- blocks
-
-
-def _verdict(a: ArmSeeds, study: Study | None = None) -> str:
-    if study is not None and study.withdrawn:
-        return f"withdrawn: {study.withdrawn}"
-    speed = a.verdicts.get("faster (trainer_compute)", "n/a")
-    reward = a.verdicts.get("reward", "n/a").replace("baseline", BASELINE)
-    if planned := planning_text(a):
-        reward += f" ({planned})"
-    return f"trainer: {speed}; reward: {reward}"
 
 
 def study_label(study: Study) -> str:
@@ -141,7 +120,7 @@ def choosing() -> str:
                 [
                     *setting[:2], a.label, *setting[3:], str(len(a.seeds)), a.reward_source,
                     interval_text(a.ratio.get("trainer_compute")),
-                    interval_text(a.reward_difference), _verdict(a, s),
+                    interval_text(a.reward_difference), verdict(a, s),
                 ]
             )  # fmt: skip
     return pipe_table(header, rows, align_right_from=3) + "\n"
@@ -205,7 +184,7 @@ def repeat() -> str:
             ):
                 for d in by:
                     cells.append(interval_text(get(d[p])) if p in d else NOT_RUN)
-            cells += [_verdict(d[p]) if p in d else NOT_RUN for d in by]
+            cells += [verdict(d[p]) if p in d else NOT_RUN for d in by]
             record = next((d[p].reward_source for d in by if p in d), NOT_RUN)
             rows.append([f"{s.repeat_of} / {s.name}", p, record, *cells])
     header = [
@@ -222,241 +201,40 @@ def bench(path: Path = BENCH) -> str:
     return f"```text\n{path.read_text().rstrip()}\n```\n"
 
 
-def fidelity_block() -> str:
-    from fidelity import KEPT as FIDELITY_KEPT
-    from fidelity import markdown as fidelity_markdown
-
-    files = sorted(FIDELITY_KEPT.glob("*.json"))
+def _kept_files(kept: Path, render) -> str:
+    """``render(path)`` of each kept ``*.json`` in ``kept``, joined; "not yet run" without any."""
+    files = sorted(kept.glob("*.json"))
     if not files:
         return f"*{NOT_RUN}.*\n"
-    return "\n".join(f"### `{f.stem}`\n\n{fidelity_markdown(f)}" for f in files)
-
-
-def update_fidelity_block() -> str:
-    from update_fidelity import KEPT as UF_KEPT
-    from update_fidelity import markdown as uf_markdown
-
-    files = sorted(UF_KEPT.glob("*.json"))
-    if not files:
-        return f"*{NOT_RUN}.*\n"
-    return "\n".join(f"### `{f.stem}`\n\n{uf_markdown(f)}" for f in files)
-
-
-def validity_markdown() -> str:
-    from validity import markdown
-
-    return markdown()
-
-
-def mismatch_markdown() -> str:
-    from mismatch import markdown
-
-    return markdown()
-
-
-def faults_block() -> str:
-    from faults_report import KEPT as FAULTS_KEPT
-    from faults_report import markdown as faults_markdown
-
-    files = sorted(FAULTS_KEPT.glob("*.json"))
-    if not files:
-        return f"*{NOT_RUN}.*\n"
-    return "\n".join(faults_markdown(f) for f in files)
-
-
-def smollm2_runs_markdown() -> str:
-    from smollm2_runs import markdown
-
-    return markdown()
-
-
-def gpu_check_block() -> str:
-    from gpu_check_report import markdown
-
-    return markdown()
-
-
-def gpu_check_wheels_block() -> str:
-    from gpu_check_report import wheels_markdown
-
-    return wheels_markdown()
+    return "\n".join(render(f) for f in files)
 
 
 def blocks(plots_dir: Path) -> dict[str, str]:
+    import faults_report  # the sibling scripts that keep and render each block's data
+    import fidelity
+    import gpu_check_report
+    import mismatch
+    import smollm2_runs
+    import update_fidelity
+    import validity
+
     out = {"choosing": choosing(), "repeat": repeat(), "bench": bench()}
-    out["gpu_check"] = gpu_check_block()
-    out["gpu_check_wheels"] = gpu_check_wheels_block()
+    out["gpu_check"] = gpu_check_report.markdown()
+    out["gpu_check_wheels"] = gpu_check_report.wheels_markdown()
     out["bench_smollm2"] = bench(BENCH_SMOLLM2)
     out["prox"] = f"```text\n{PROX.read_text().rstrip()}\n```\n"
-    out["fidelity"] = fidelity_block()
-    out["update_fidelity"] = update_fidelity_block()
-    out["mismatch"] = mismatch_markdown() + "\n"
-    out["validity"] = validity_markdown()
-    out["faults"] = faults_block()
-    out["smollm2_runs"] = smollm2_runs_markdown()
+    for name, module in (("fidelity", fidelity), ("update_fidelity", update_fidelity)):
+        out[name] = _kept_files(
+            module.KEPT, lambda f, m=module: f"### `{f.stem}`\n\n{m.markdown(f)}"
+        )
+    out["mismatch"] = mismatch.markdown() + "\n"
+    out["validity"] = validity.markdown()
+    out["faults"] = _kept_files(faults_report.KEPT, faults_report.markdown)
+    out["smollm2_runs"] = smollm2_runs.markdown()
     for s in STUDIES.values():
         if s.evidence and not s.repeat_of:  # a repeat shows in the ``repeat`` block
             out[f"study:{s.name}"] = study_block(s, plots_dir / s.name)
     return out
-
-
-# ----------------------------------------------------------------------------- values
-
-
-def _eval_size() -> int:
-    from areal_a3po.testbeds.smollm2.task import EVAL_SIZE  # SmolLM2's held-out prompts
-
-    return EVAL_SIZE
-
-
-def _bench_value(pattern: str, path: Path = BENCH) -> str:
-    if not path.exists():
-        return NOT_RUN
-    m = re.search(pattern, path.read_text())
-    if not m:
-        raise ValueError(f"{path}: no match for {pattern!r}: was it written by bench_trainer.py?")
-    return m.group(1)
-
-
-_RATIO = r"provider cost / recompute stage = (-?[0-9.e-]+(?: \[[^\]]*\])?)"
-_EXTRA = r"loss-level extra (-?[0-9.]+ ms \[[^\]]*\])"
-_RECOMPUTE = r"CPU time of this process:\n.*\nrecompute\s+([0-9.]+ ms)"
-_MONITOR = r"monitor cost / recompute stage = (-?[0-9.e-]+(?: \[[^\]]*\])?)"
-
-
-VALUES = {
-    "margin": lambda: f"{MARGIN:g}",
-    "confidence": lambda: f"{round(stats.CONFIDENCE * 100)} %",
-    "min_seeds": lambda: str(stats.MIN_SEEDS),
-    "power": lambda: f"{round(stats.POWER * 100)} %",
-    "last_n": lambda: str(LAST_N),
-    "last_evals": lambda: str(LAST_EVALS),
-    "eval_size": lambda: str(_eval_size()),
-    "train_record": lambda: train_source(LAST_N),
-    "held_out_record": lambda: held_out_source(LAST_EVALS),
-    "bench_cost_ratio": lambda: _bench_value(_RATIO),
-    "bench_extra": lambda: _bench_value(_EXTRA),
-    "bench_recompute": lambda: _bench_value(_RECOMPUTE),
-    "bench_monitor_ratio": lambda: _bench_value(_MONITOR),
-    "mismatch_warn": lambda: f"{WARN_ABS_DLOGP:g}",
-    "mismatch_min_tokens": lambda: str(WARN_MIN_TOKENS),
-    "bench_smollm2_cost_ratio": lambda: _bench_value(_RATIO, BENCH_SMOLLM2),
-    "bench_smollm2_extra": lambda: _bench_value(_EXTRA, BENCH_SMOLLM2),
-    "bench_smollm2_recompute": lambda: _bench_value(_RECOMPUTE, BENCH_SMOLLM2),
-}
-
-
-def _arm(value_name: str, study_name: str, provider: str) -> tuple[ArmSeeds, ArmSeeds] | None:
-    """(the provider's arm, the baseline arm) of a kept study; None when it has not run."""
-    arms = study_arms(STUDIES[study_name])
-    if arms is None:
-        return None
-    arm = next((a for a in arms[1:] if a.label == provider), None)
-    if arm is None:
-        raise ValueError(f"value {value_name}: {study_name} has no arm {provider}")
-    return arm, arms[0]
-
-
-def _choice(study_name: str, provider: str, what: str) -> str:
-    """One provider's row of a study, for the README's switch: ``ratio``, ``reward``, ``verdict``."""
-    found = _arm(f"choice:{study_name}:{provider}", study_name, provider)
-    if found is None:
-        return NOT_RUN
-    arm = found[0]
-    if what == "ratio":
-        return interval_text(arm.ratio.get("trainer_compute"))
-    if what == "reward":
-        return interval_text(arm.reward_difference)
-    if what == "verdict":
-        return _verdict(arm, STUDIES[study_name])
-    raise ValueError(f"value choice:...:{what}: one of ratio, reward, verdict")
-
-
-def _stage_ratio(study_name: str, provider: str, stage: str) -> str:
-    """One timed stage of a provider's arm over recompute's: per-seed means, paired t-interval."""
-    found = _arm(f"stage_ratio:{study_name}:{provider}", study_name, provider)
-    if found is None:
-        return NOT_RUN
-    cols = [{s: x.time_s[stage] for s, x in a.per_seed.items() if stage in x.time_s}
-            for a in found]  # fmt: skip
-    if not all(cols):
-        raise ValueError(f"value stage_ratio:...:{stage}: not logged by both arms")
-    return interval_text(stats.ratio_ci(*cols))
-
-
-def _record(study_name: str) -> str:
-    """The reward of record of a kept study's tables (its name, as the tables give it)."""
-    arms = study_arms(STUDIES[study_name])
-    return NOT_RUN if arms is None else arms[0].reward_source
-
-
-def _window(study_name: str, provider: str, last_evals: str, what: str) -> str:
-    """A provider's reward difference (``reward``) or the seeds planned for a claim if the arms
-    were equal (``planned``), with the held-out reward of record over the last ``last_evals``
-    evaluations: what the window changes (docs/compare.md)."""
-    arms = study_arms(STUDIES[study_name], last_evals=int(last_evals))
-    if arms is None:
-        return NOT_RUN
-    arm = next((a for a in arms[1:] if a.label == provider), None)
-    if arm is None or not arm.held_out:
-        raise ValueError(f"value window:{study_name}:{provider}: no held-out arm {provider}")
-    if what == "reward":
-        return interval_text(arm.reward_difference)
-    if what == "planned":
-        n = stats.seeds_for_noninferiority(arm.reward_difference, arm.margin)
-        return f"more than {stats.MAX_PLANNED_SEEDS}" if n is None else str(n)
-    raise ValueError(f"value window:...:{what}: one of reward, planned")
-
-
-def _eval_variance_ratio(study_name: str, arm: str | None = None) -> str:
-    """Within a run, the variance of its held-out evaluations over the binomial variance at the
-    testbed's prompts: the mean over the study's runs (or one arm's) of each run's sample variance
-    across its evaluations, over p (1 - p) / n at their mean score p."""
-    from areal_a3po.testbeds.smollm2.task import EVAL_SIZE
-
-    runs = KEPT / study_name / RUNS
-    if not runs.is_dir():
-        return NOT_RUN
-    series = [
-        list(r.eval_reward.values()) for r in read_records(str(runs)) if arm is None or r.arm == arm
-    ]
-    if not series or any(len(x) < 2 for x in series):
-        raise ValueError(f"value eval_variance:{study_name}: runs with fewer than 2 evaluations")
-    within = statistics.fmean(statistics.variance(x) for x in series)
-    p = statistics.fmean(v for x in series for v in x)
-    return f"{within / (p * (1 - p) / EVAL_SIZE):.1f}"
-
-
-def value(name: str) -> str:
-    if name.startswith("record:"):
-        return _record(name.split(":", 1)[1])
-    if name.startswith("window:"):
-        return _window(*name.split(":")[1:])
-    if name.startswith("eval_variance:"):
-        return _eval_variance_ratio(*name.split(":")[1:])
-    if name.startswith("mismatch:"):
-        from mismatch import value as mismatch_value
-
-        return mismatch_value(*name.split(":")[1:])
-    if name.startswith("stage_ratio:"):
-        return _stage_ratio(*name.split(":")[1:])
-    if name.startswith("choice:"):
-        return _choice(*name.split(":")[1:])
-    if name.startswith("smollm2_compare_min:"):
-        from smollm2_runs import compare_minutes
-
-        return compare_minutes(int(name.split(":", 1)[1]))
-    if name == "validity":
-        from validity import summary
-
-        return summary()
-    if name.startswith("expected_h:"):
-        return f"{expected_seconds(STUDIES[name.split(':', 1)[1]]) / 3600:.1f}"
-    if name.startswith("target:"):
-        return f"{STUDIES[name.split(':', 1)[1]].target:g}"
-    if name not in VALUES:
-        raise ValueError(f"{DOC}: unknown value '{name}' (known: {sorted(VALUES)})")
-    return VALUES[name]()
 
 
 def rewrite(doc: str, plots_dir: Path) -> str:

@@ -81,6 +81,11 @@ def test_fidelity_cli_run_dirs_interval_only_from_min_seeds_closest_named(tmp_pa
         assert "no interval to tell them apart" in out
 
 
+def test_fidelity_cli_bad_staleness_error_names_a3po_fidelity(tmp_path):
+    with pytest.raises(SystemExit, match=r"^a3po fidelity: --staleness must be integers"):
+        cli.main(["fidelity", str(tmp_path), "--staleness", "two"])
+
+
 def test_fidelity_markdown_providers_beyond_the_known_ones_listed_after_them(tmp_path):
     run = table.reduce_run(_write_run(tmp_path, {"zeta": 0.3, "a3po": 0.1}))
     rows = [line for line in table.markdown([run]).splitlines() if line.startswith("| `")]

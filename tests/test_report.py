@@ -387,9 +387,13 @@ def test_markdown_sections_name_only_declared_metrics():
         render.STALENESS_SECTION,
         render.RECOMPUTED_SECTION,
     )
-    named = [c for section in sections for _, c in section if isinstance(c, str)]
-    named += [f"{f}_{n}" for f, _ in columns.REWARD_SPLITS for _, n in render.REWARD_SECTION]
+    named = [c if isinstance(c, str) else c[1] for section in sections for c in section]
+    named = [k for k in named if isinstance(k, str)]
+    named += [f"{f}_{n}" for f, _ in columns.REWARD_SPLITS for n in render.REWARD_SECTION]
     assert named and not [k for k in named if k not in columns.METRIC]
+    titled = [c for section in sections for c in section if isinstance(c, str)]
+    titled += [f"{f}_{n}" for f, _ in columns.REWARD_SPLITS for n in render.REWARD_SECTION]
+    assert all(columns.METRIC[k].header for k in titled)  # each titled where it is declared
 
 
 def test_default_labels_duplicate_dir_names_all_numbered(runs, tmp_path):

@@ -26,13 +26,14 @@ class Study:
     pace: str | None = None
 
 
-def int_list(text: str, what: str) -> list[int]:
-    """Integers separated by commas; SystemExit naming the option ``what`` otherwise."""
+def int_list(text: str, what: str, prog: str = "a3po compare") -> list[int]:
+    """Integers separated by commas; SystemExit naming the command ``prog`` and the option
+    ``what`` otherwise."""
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise SystemExit(
-            f"a3po compare: {what} must be integers separated by commas, got {text!r}"
+            f"{prog}: {what} must be integers separated by commas, got {text!r}"
         ) from None
 
 

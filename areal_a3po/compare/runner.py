@@ -66,7 +66,6 @@ __all__ = [  # the launch helpers are part of the runner's interface (tests, ben
 DEFAULT_STEPS = testbeds.get(testbeds.DEFAULT_TESTBED).default_steps
 DEFAULT_STALENESS = 2
 DEFAULT_SEED = 1
-CI_STEPS = 3
 FALLBACK_APPROX_PROVIDER = "loglinear"  # AReaL's built-in approximation (also skips recompute)
 POLL_S = 2.0
 STRAGGLE_S = 30.0  # past the arm's limit, coreutils timeout should have ended it: stop waiting

@@ -125,6 +125,16 @@ def patch(module: ModuleType) -> None:
             else "AReaL's checks do not read prox_logp_method"
         ),
     )
+    _wrap_init(cls)
+    _wrap_should_compute(cls)
+    gate.record(
+        target + "__init__",
+        "validates actor.prox_logp_method, actor.a3po and the pi_prox-reading loss options",
+    )
+    gate.record(target + "should_compute_prox_logp", "the provider decides if compute_logp runs")
+
+
+def _wrap_init(cls) -> None:
     init = cls.__init__
 
     @functools.wraps(init)
@@ -147,6 +157,10 @@ def patch(module: ModuleType) -> None:
                 "set actor.disable_dropout: true (minibatch 0 is otherwise an approximation too)."
             )
 
+    cls.__init__ = __init__
+
+
+def _wrap_should_compute(cls) -> None:
     should = cls.should_compute_prox_logp
 
     @functools.wraps(should)
@@ -170,10 +184,4 @@ def patch(module: ModuleType) -> None:
             return recompute
         return provider.needs_recompute
 
-    cls.__init__ = __init__
     cls.should_compute_prox_logp = should_compute_prox_logp
-    gate.record(
-        target + "__init__",
-        "validates actor.prox_logp_method, actor.a3po and the pi_prox-reading loss options",
-    )
-    gate.record(target + "should_compute_prox_logp", "the provider decides if compute_logp runs")

@@ -18,9 +18,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from areal_a3po.report import areal_keys as ak
-from areal_a3po.report.load import RunData, find_tag, is_eval, pivot, timeperf_parts
-from areal_a3po.report.summarise import lag_token_series, summarize_staleness
+from areal_a3po.report.load import RunData, pivot, timeperf_parts
+from areal_a3po.report.summarise import lag_token_series, reward_tags, summarize_staleness
 
 FORMAT = 1
 DIGITS = 6  # decimals kept: microseconds, and rewards/lags well below their noise
@@ -99,10 +98,7 @@ def record_from_run(
 ) -> RunRecord:
     """The kept scalars of one run, read with the report's own tag matching."""
     stages = {name: dict(data.scalars[tag]) for name, tag in timeperf_parts(data.scalars).items()}
-    reward_key = data.find(ak.REWARD_KEYS)
-    eval_key = find_tag(
-        [t for t in data.scalars if is_eval(t)], ak.EVAL_REWARD_KEYS, allow_eval=True
-    )
+    reward_key, eval_key = reward_tags(data)
     lag = summarize_staleness(data)
     return RunRecord(
         arm=arm,

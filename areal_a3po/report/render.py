@@ -1,7 +1,7 @@
 """A :class:`Report` and its text: the summary table, ``report.md`` and ``report.json``.
 
-Cells come from ``columns.METRICS``; each Markdown section below names the metrics it shows
-(header, metric key) and only adds its own headers and prose.
+Cells and column titles come from ``columns.METRICS``; each Markdown section below names the
+metrics it shows by key and only adds its own headings and prose.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from areal_a3po.report import stats
-from areal_a3po.report.columns import REWARD_SPLITS, TABLE_COLUMNS, cell, flat_row, fmt
+from areal_a3po.report.columns import (
+    REWARD_SPLITS,
+    TABLE_COLUMNS,
+    cell,
+    flat_row,
+    fmt,
+    header,
+)
 from areal_a3po.report.over_cap import WHY, OverCap
 from areal_a3po.report.record import RunRecord
 from areal_a3po.report.render_arms import ONE_SEED, arms_tables
@@ -53,55 +60,42 @@ class Report:
         return [flat_row(run) for run in self.runs]
 
 
-# A section column: (header, metric key) or (header, function giving the cell text).
-Column = tuple[str, str | Callable[[RunSummary], str]]
+# A section column: a metric key (titled by its ``Metric.header``), or (title, metric key or
+# function giving the cell text) where the section titles it otherwise or no metric holds it.
+Column = str | tuple[str, str | Callable[[RunSummary], str]]
 
-RUNS_SECTION: tuple[Column, ...] = (
-    ("run", "label"),
-    ("directory", "run_dir"),
-    ("event files", "n_event_files"),
-    ("steps", "steps"),
-    ("last step", "last_step"),
-)
+RUNS_SECTION: tuple[Column, ...] = ("label", "run_dir", "n_event_files", "steps", "last_step")
 STEP_TIME_SECTION: tuple[Column, ...] = (
-    ("run", "label"),
+    "label",
     ("steps used", lambda r: f"{r.timing.steps_used}/{r.timing.timed_steps}"),
-    ("warm-up", "warmup_skipped"),
-    ("step", "step_time_s"),
-    ("rollout", "rollout_s"),
-    ("recompute_logp", "recompute_logp_s"),
-    ("train_step", "train_step_s"),
-    ("update_weights", "update_weights_s"),
-    ("other", "other_s"),
-    ("commit interval", "commit_interval_s"),
+    "warmup_skipped",
+    "step_time_s",
+    "rollout_s",
+    "recompute_logp_s",
+    "train_step_s",
+    "update_weights_s",
+    "other_s",
+    "commit_interval_s",
 )
 SAVING_SECTION: tuple[Column, ...] = (
-    ("run", "label"),
-    ("step time ratio", "step_time_ratio"),
-    ("speedup (x)", "speedup"),
-    ("saved s/step", "saved_s_per_step"),
+    "label",
+    "step_time_ratio",
+    "speedup",
+    "saved_s_per_step",
     ("recompute_logp (s)", "recompute_logp_s"),
-    ("recompute_logp removed", "recompute_removed_share"),
+    "recompute_removed_share",
 )
 # One row per run and split (REWARD_SPLITS); metric key = "<split field>_<name>".
-REWARD_SECTION: tuple[tuple[str, str], ...] = (
-    ("key", "key"),
-    ("points", "n_points"),
-    ("final", "final"),
-    ("best", "best"),
-    ("best step", "best_step"),
-    ("last-N mean", "last_mean"),
-    ("last-N std", "last_std"),
-    ("last-N min", "last_min"),
-    ("last-N max", "last_max"),
-)
+REWARD_SECTION = (
+    "key", "n_points", "final", "best", "best_step", "last_mean", "last_std", "last_min", "last_max",
+)  # fmt: skip
 STALENESS_SECTION: tuple[Column, ...] = (
-    ("run", "label"),
-    ("source", "staleness_source"),
-    ("avg (mean over steps)", "staleness_avg"),
-    ("max", "staleness_max"),
-    ("train-inference mismatch, lag 0 (nats, mean over steps)", "mismatch_avg"),
-    ("mismatch, worst step", "mismatch_max"),
+    "label",
+    "staleness_source",
+    "staleness_avg",
+    "staleness_max",
+    "mismatch_avg",
+    "mismatch_max",
 )
 MISMATCH_NOTE = (
     "Train-inference mismatch: mean |log pi_trainer - log pi_behave| on the tokens the trainer "
@@ -111,16 +105,21 @@ MISMATCH_NOTE = (
     "in bf16; the plugin warns above its threshold, docs/metrics.md)."
 )
 RECOMPUTED_SECTION: tuple[Column, ...] = (
-    ("run", "label"),
-    ("steps recomputed", "recomputed_steps"),
-    ("share of steps", "recomputed_step_share"),
-    ("exact-token share", "exact_token_share"),
+    "label",
+    "recomputed_steps",
+    "recomputed_step_share",
+    "exact_token_share",
 )
 
 
+def _titled(column: Column) -> tuple[str, str | Callable[[RunSummary], str]]:
+    return (header(column), column) if isinstance(column, str) else column
+
+
 def _section(columns: Sequence[Column], runs: list[RunSummary], align_right_from: int = 1) -> str:
-    rows = [[c(r) if callable(c) else cell(c, r) for _, c in columns] for r in runs]
-    return pipe_table([h for h, _ in columns], rows, align_right_from)
+    titled = [_titled(c) for c in columns]
+    rows = [[c(r) if callable(c) else cell(c, r) for _, c in titled] for r in runs]
+    return pipe_table([h for h, _ in titled], rows, align_right_from)
 
 
 def format_table(report: Report) -> str:
@@ -178,13 +177,12 @@ def _reward(report: Report) -> list[str]:
         for part, split in REWARD_SPLITS:
             if split == "eval" and getattr(r, part).key is None:
                 continue
-            names = [f"{part}_{name}" for _, name in REWARD_SECTION]
-            rows.append([r.label, split] + [cell(k, r) for k in names])
-    header = ["run", "split"] + [h.replace("last-N", last) for h, _ in REWARD_SECTION]
+            rows.append([r.label, split] + [cell(f"{part}_{n}", r) for n in REWARD_SECTION])
+    titles = [header(f"reward_{n}").replace("last-N", last) for n in REWARD_SECTION]
     return [
         "## Reward",
         "",
-        pipe_table(header, rows, align_right_from=3),
+        pipe_table(["run", "split", *titles], rows, align_right_from=3),
         "",
         "std is the population std over the last-N logged points.",
         "",

@@ -118,6 +118,10 @@ def _paired(
     """Values of the seeds both ran (sorted by seed) and a note naming any seed left out."""
     a, b = _per_seed(arm, f"{what}, arm"), _per_seed(base, f"{what}, baseline")
     common = sorted(set(a) & set(b))
+    if not common:
+        raise ValueError(
+            f"{what}: the arms share no seed (arm {sorted(arm)}, base {sorted(base)})."
+        )
     left = sorted(set(a) ^ set(b))
     note = f"; seeds {left} ran in one arm only, left out" if left else ""
     return np.array([a[s] for s in common]), np.array([b[s] for s in common]), note
@@ -133,6 +137,18 @@ def _t_bounds(x: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def _t_interval(x: np.ndarray, method: str, confidence: float, *, log: bool = False) -> Interval:
+    """The mean of ``x`` with its t-interval, none under :data:`MIN_SEEDS` values; ``log``: ``x``
+    are log-ratios, the estimate and bounds given back exponentiated."""
+    estimate = float(np.exp(x.mean())) if log else float(x.mean())
+    if x.size < MIN_SEEDS:
+        return Interval(estimate, None, None, int(x.size), method, confidence)
+    low, high = _t_bounds(x, confidence)
+    if log:
+        low, high = math.exp(low), math.exp(high)
+    return Interval(estimate, low, high, int(x.size), method, confidence)
+
+
 # ----------------------------------------------------------------------------- across seeds
 
 
@@ -141,11 +157,7 @@ def mean_ci(
 ) -> Interval:
     """Mean over seeds of one value per seed, with its t-interval (an arm's own level)."""
     vals = np.array(list(_per_seed(per_seed, what).values()))
-    method = "t-interval over seeds"
-    if vals.size < MIN_SEEDS:
-        return Interval(float(vals.mean()), None, None, int(vals.size), method, confidence)
-    low, high = _t_bounds(vals, confidence)
-    return Interval(float(vals.mean()), low, high, int(vals.size), method, confidence)
+    return _t_interval(vals, "t-interval over seeds", confidence)
 
 
 def ratio_ci(
@@ -159,14 +171,7 @@ def ratio_ci(
     if np.any(a <= 0) or np.any(b <= 0):
         raise ValueError("ratio: per-seed times must be > 0 seconds.")
     method = "paired t-interval on per-seed log-ratios" + note
-    if a.size == 0:
-        raise ValueError(f"ratio: the arms share no seed (arm {sorted(arm)}, base {sorted(base)}).")
-    logs = np.log(a / b)
-    estimate = float(np.exp(logs.mean()))
-    if logs.size < MIN_SEEDS:
-        return Interval(estimate, None, None, int(logs.size), method, confidence)
-    low, high = _t_bounds(logs, confidence)
-    return Interval(estimate, math.exp(low), math.exp(high), int(logs.size), method, confidence)
+    return _t_interval(np.log(a / b), method, confidence, log=True)
 
 
 def difference_ci(
@@ -174,16 +179,8 @@ def difference_ci(
 ) -> Interval:
     """Arm - baseline: mean of per-seed differences, t-interval (paired by seed)."""
     a, b, note = _paired(arm, base, "difference")
-    if a.size == 0:
-        raise ValueError(
-            f"difference: the arms share no seed (arm {sorted(arm)}, base {sorted(base)})."
-        )
-    diffs = a - b
     method = "paired t-interval on per-seed differences" + note
-    if diffs.size < MIN_SEEDS:
-        return Interval(float(diffs.mean()), None, None, int(diffs.size), method, confidence)
-    low, high = _t_bounds(diffs, confidence)
-    return Interval(float(diffs.mean()), low, high, int(diffs.size), method, confidence)
+    return _t_interval(a - b, method, confidence)
 
 
 # ----------------------------------------------------------------------------- verdicts

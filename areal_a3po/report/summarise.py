@@ -27,7 +27,7 @@ class TimingSummary:
     step_time_s: float | None = None
     trainer_compute_s: float | None = None  # recompute_logp + train_step: the method's own cost
     parts_s: dict[str, float | None] = field(default_factory=dict)  # NAMED_TIME_PARTS + other
-    other_parts_s: dict[str, float | None] = field(default_factory=dict)  # stages in "other"
+    other_parts_s: dict[str, float | None] = field(default_factory=dict)  # summed in "other"
     logged_parts: list[str] = field(default_factory=list)
     commit_interval_s: float | None = None  # mean wall time between consecutive commits
     step_time_source: str | None = None
@@ -216,7 +216,8 @@ def summarize_timing(
     others = sorted(
         {k for r in rows for k in r} - set(ak.NAMED_TIME_PARTS) - set(ak.TIME_TOTAL_PARTS)
     )
-    parts[TIME_OTHER] = _mean(sum(r.get(k, 0.0) for k in others) for r in rows)
+    other_parts = {k: _mean(r.get(k, 0.0) for r in rows) for k in others}
+    parts[TIME_OTHER] = sum(other_parts.values(), 0.0)
     # Cross-check from the event files: wall time between consecutive commits.
     wall = wall_time or {}
     deltas = [wall[s] - wall[s - 1] for s in used if s - 1 in wall and s in wall]
@@ -230,7 +231,7 @@ def summarize_timing(
             r.get(ak.TIME_RECOMPUTE, 0.0) + r.get(ak.TIME_TRAIN, 0.0) for r in rows
         ),
         parts_s=parts,
-        other_parts_s={k: _mean(r.get(k, 0.0) for r in rows) for k in others},
+        other_parts_s=other_parts,
         logged_parts=logged,
         commit_interval_s=_mean(deltas),
         step_time_source="timeperf/total" if has_total else "sum of timeperf/* stages per step",
@@ -347,11 +348,15 @@ def summarize_approx(data: RunData) -> ApproxSummary:
     )
 
 
+def reward_tags(data: RunData) -> tuple[str | None, str | None]:
+    """The run's (training reward tag, held-out reward tag, from the eval tracker's tags)."""
+    eval_tags = [t for t in data.scalars if is_eval(t)]
+    return data.find(ak.REWARD_KEYS), find_tag(eval_tags, ak.EVAL_REWARD_KEYS, allow_eval=True)
+
+
 def summarize_run(data: RunData, label: str, warmup: int | None, last_n: int) -> RunSummary:
     """Everything the report shows about one run, without the comparison to the baseline."""
-    reward_key = data.find(ak.REWARD_KEYS)
-    eval_tags = [t for t in data.scalars if is_eval(t)]
-    eval_key = find_tag(eval_tags, ak.EVAL_REWARD_KEYS, allow_eval=True)
+    reward_key, eval_key = reward_tags(data)
     all_steps = sorted({s for series in data.scalars.values() for s in series})
     return RunSummary(
         label=label,
