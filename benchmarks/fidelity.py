@@ -96,19 +96,30 @@ def _run(args) -> None:
     recipe = runner.recipe_path("a3po", args.testbed)
     overrides = [*OVERRIDES, *args.set]
     check_overrides([recipe], overrides)
+    run_arms(args, seeds, stalenesses, overrides, "metrics_s{staleness}_seed{seed}")
+    print(f"kept: {reduce_study(args.out, args.name, args.note)}")
+
+
+def run_arms(args, seeds, stalenesses, overrides: list[str], label: str) -> None:
+    """One ``a3po-metrics`` arm per (seed, staleness) through ``a3po compare``'s runner, labelled
+    ``label.format(staleness=..., seed=...)`` (no '-': the arm label may not carry the provider's);
+    a failed launch is retried once in a clean directory, a second failure's directory is kept."""
+    from areal_a3po.compare import runner
+
     for i, (seed, staleness) in enumerate((s, k) for s in seeds for k in stalenesses):
+        arm = label.format(staleness=staleness, seed=seed)
         for attempt in (1, 2):  # a launch can fail on a loaded machine (ports, vLLM start-up)
             try:
-                runner.run_arm(  # the arm label may not carry the provider's '-'
+                runner.run_arm(
                     "a3po-metrics", args.out, steps=args.steps, staleness=staleness, seed=seed,
-                    label=f"metrics_s{staleness}_seed{seed}", progress=not args.no_progress,
-                    position=i, extra_overrides=overrides, pace=args.pace, testbed=args.testbed,
+                    label=arm, progress=not args.no_progress, position=i,
+                    extra_overrides=overrides, pace=args.pace, testbed=args.testbed,
                 )  # fmt: skip
                 break
             except runner.EmbeddedRunError as exc:
                 print(f"arm failed (attempt {attempt}/2): {str(exc).splitlines()[0]}", flush=True)
-                shutil.rmtree(Path(args.out) / f"metrics_s{staleness}_seed{seed}", True)
-    print(f"kept: {reduce_study(args.out, args.name, args.note)}")
+                if attempt == 1:
+                    shutil.rmtree(Path(args.out) / arm, True)
 
 
 def study_parser(doc, run_help, run, reduce, markdown_of, kept: Path, testbeds):

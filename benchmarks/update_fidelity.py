@@ -29,7 +29,6 @@ import datetime
 import json
 import math
 import re
-import shutil
 import sys
 import time
 from collections import defaultdict
@@ -37,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts
 
-from fidelity import N_MINIBATCHES, OVERRIDES, PROVIDERS, study_parser  # noqa: E402
+from fidelity import N_MINIBATCHES, OVERRIDES, PROVIDERS, run_arms, study_parser  # noqa: E402
 
 from areal_a3po import keys  # noqa: E402
 from areal_a3po.report.text import pipe_table  # noqa: E402
@@ -293,20 +292,7 @@ def _run(args) -> None:
     overrides += args.set
     check_overrides([recipe], ["actor.prox_logp_method=a3po-metrics", *overrides])  # as the arm
     started = datetime.datetime.now(datetime.timezone.utc)
-    for i, (seed, staleness) in enumerate((s, k) for s in seeds for k in stalenesses):
-        label = f"uf_s{staleness}_seed{seed}"  # the arm label may not carry the provider's '-'
-        for attempt in (1, 2):  # a launch can fail on a loaded machine (ports, vLLM start-up)
-            try:
-                runner.run_arm(
-                    "a3po-metrics", args.out, steps=args.steps, staleness=staleness, seed=seed,
-                    label=label, progress=not args.no_progress, position=i,
-                    extra_overrides=overrides, pace=args.pace, testbed=args.testbed,
-                )  # fmt: skip
-                break
-            except runner.EmbeddedRunError as exc:
-                print(f"arm failed (attempt {attempt}/2): {str(exc).splitlines()[0]}", flush=True)
-                if attempt == 1:
-                    shutil.rmtree(Path(args.out) / label, True)
+    run_arms(args, seeds, stalenesses, overrides, "uf_s{staleness}_seed{seed}")
     meta = {"testbed": args.testbed, "pace": args.pace, **stamp(started)}
     print(f"kept: {reduce_study(args.out, args.name, args.note, meta)}")
 

@@ -386,3 +386,27 @@ def on_areal_1_0() -> bool:
     from areal_a3po.coupling import gate
 
     return (gate.areal_version() or "").startswith("1.0.")
+
+
+@contextlib.contextmanager
+def spying(*names: str) -> Iterator[dict[str, list]]:
+    """Record every call of these providers' compute: {name: [(inputs, log pi_prox)]}, cloned."""
+    from areal_a3po import registry
+
+    records: dict[str, list] = {n: [] for n in names}
+    originals = {}
+    for name in names:
+        provider = registry.get_provider(name)
+        compute = originals[name] = provider.compute
+
+        def spy(inp, _compute=compute, _out=records[name]):
+            prox = _compute(inp)
+            _out.append((inp, prox.detach().clone()))
+            return prox
+
+        object.__setattr__(provider, "compute", spy)  # Provider is frozen; restored below
+    try:
+        yield records
+    finally:
+        for name, compute in originals.items():
+            object.__setattr__(registry.get_provider(name), "compute", compute)

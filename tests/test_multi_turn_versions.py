@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,30 +389,6 @@ SCORED = ("a3po", "a3po-linear", "a3po-step", "behave")  # what a3po-metrics cal
 N_MINIBATCHES = 2  # one trajectory each: a3po-step's weight differs between them
 
 
-@contextmanager
-def spying(names: tuple[str, ...]):
-    """Record every call of these providers' compute: {name: [(inputs, log pi_prox)]}."""
-    from areal_a3po import registry
-
-    records: dict[str, list] = {n: [] for n in names}
-    originals = {}
-    for name in names:
-        provider = registry.get_provider(name)
-        compute = originals[name] = provider.compute
-
-        def spy(inp, _compute=compute, _out=records[name]):
-            prox = _compute(inp)
-            _out.append((inp, prox.detach().clone()))
-            return prox
-
-        object.__setattr__(provider, "compute", spy)  # Provider is frozen; restored below
-    try:
-        yield records
-    finally:
-        for name, compute in originals.items():
-            object.__setattr__(registry.get_provider(name), "compute", compute)
-
-
 def train_step(actor, trajs: dict, method: str) -> dict[str, list]:
     """One actor step of PPOTrainer.train on the rollouts (as tests/harness.py's ppo_step), the
     scored providers spied."""
@@ -425,7 +400,7 @@ def train_step(actor, trajs: dict, method: str) -> dict[str, list]:
     # original_rewards, which MultiTurnWorkflow does not; one workflow's batch has one key set).
     common = set.intersection(*(set(t) for t in trajs.values()))
     rollout = [{k: v for k, v in t.items() if k in common} for t in trajs.values()]
-    with spying(SCORED) as records:
+    with H.spying(*SCORED) as records:
         if actor.config.should_compute_prox_logp():
             for traj, logp in zip(rollout, actor.compute_logp(rollout), strict=True):
                 traj["prox_logp"] = logp

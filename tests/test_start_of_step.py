@@ -9,12 +9,11 @@ same micro-batch (spied here), so the provider and the recompute see the same we
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 
 from areal_a3po.config import A3POConfig
+from tests import harness as H
 
 P = "ppo_actor/update/compute_logp/"
 PROMPT_LEN = 6  # tests/harness.py's batch: 6 prompt tokens, 10 response tokens per sequence
@@ -28,30 +27,6 @@ def interrupted(batch: dict[str, torch.Tensor]) -> None:
     for r in range(versions.shape[0]):
         versions[r, PROMPT_LEN : PROMPT_LEN + 5] = current - (r % 3 + 1)
         versions[r, PROMPT_LEN + 5 :] = current
-
-
-@contextmanager
-def spying(*names: str):
-    """Record every call of these providers' compute: (minibatch, inputs, output), cloned."""
-    from areal_a3po import registry
-
-    records: dict[str, list] = {n: [] for n in names}
-    originals = {}
-    for name in names:
-        provider = registry.get_provider(name)
-        compute = originals[name] = provider.compute
-
-        def spy(inp, _compute=compute, _out=records[name]):
-            prox = _compute(inp)
-            _out.append((inp, prox.detach().clone()))
-            return prox
-
-        object.__setattr__(provider, "compute", spy)  # Provider is frozen; restored below
-    try:
-        yield records
-    finally:
-        for name, compute in originals.items():
-            object.__setattr__(registry.get_provider(name), "compute", compute)
 
 
 def check_start_of_step(records: list) -> None:
@@ -95,7 +70,7 @@ def four_minibatch_records(make_actor, ppo_step):
     called on every micro-batch beside the recompute the loss trains on."""
     options = A3POConfig(eval_providers=["a3po-step", "a3po"])
     with make_actor(prox_logp_method="a3po-metrics", ppo_n_minibatches=4, a3po=options) as actor:
-        with spying("a3po-step", "a3po") as records:
+        with H.spying("a3po-step", "a3po") as records:
             step = ppo_step(actor, seed=2, edit_batch=interrupted)
     assert step.recomputed and step.forwards == 1
     return records
@@ -135,7 +110,7 @@ def test_anchor_one_version_off_fails_the_start_of_step_check(four_minibatch_rec
 
 def test_a3po_step_trained_four_minibatches_logs_the_weights_it_used(make_actor, ppo_step):
     with make_actor(prox_logp_method="a3po-step", ppo_n_minibatches=4) as actor:
-        with spying("a3po-step") as records:
+        with H.spying("a3po-step") as records:
             step = ppo_step(actor, seed=3, edit_batch=interrupted)
     assert step.forwards == 0
     weights, tokens = [], 0
