@@ -25,6 +25,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from areal_a3po.report import fidelity as table
@@ -48,14 +49,21 @@ WITHDRAWN = {
 }
 
 
-def reduce_study(out_dir: str, name: str, note: str = "") -> Path:
-    """Every arm under ``out_dir`` (the runner's layout, ``<arm>/summary.json``) -> kept file."""
-    runs = []
+def finished_arms(out_dir: str) -> Iterator[dict]:
+    """The runner's summary of every arm under ``out_dir`` (``<arm>/summary.json``) that logged
+    all its steps; the others are named and left out."""
     for summary in sorted(Path(out_dir).glob("*/summary.json")):
         arm = json.loads(summary.read_text())
         if len(arm.get("rewards", [])) < arm["steps"]:
             print(f"skipped (incomplete: {len(arm.get('rewards', []))}/{arm['steps']}): {summary}")
             continue
+        yield {**arm, "summary": str(summary)}
+
+
+def reduce_study(out_dir: str, name: str, note: str = "") -> Path:
+    """Every arm under ``out_dir`` (the runner's layout, ``<arm>/summary.json``) -> kept file."""
+    runs = []
+    for arm in finished_arms(out_dir):
         what = {k: arm[k] for k in ("label", "seed", "staleness", "steps", "command")}
         runs.append(table.reduce_run(arm["run_dir"], **what))
     if not runs:
@@ -82,22 +90,30 @@ def _run(args) -> None:
     from areal_a3po.compare import runner
     from areal_a3po.compare.arms import check_overrides
 
-    seeds = [int(s) for s in args.seeds.split(",")]
-    stalenesses = [int(s) for s in args.staleness.split(",")]
+    seeds, stalenesses = grid(args)
     n_arms = len(seeds) * len(stalenesses)
     expected = runner.expected_seconds(n_arms, args.steps, args.pace, args.testbed)
-    print(
-        f"fidelity study: {n_arms} a3po-metrics arms ({args.testbed}, staleness {stalenesses}, "
-        f"seeds {seeds}, {args.steps} steps, pace {args.pace}); expected about "
-        f"{expected / 60:.0f} min (runner.expected_seconds), started "
-        f"{time.strftime('%H:%M:%S UTC', time.gmtime())}",
-        flush=True,
-    )
+    announce("fidelity study", args, seeds, stalenesses, expected)
     recipe = runner.recipe_path("a3po", args.testbed)
     overrides = [*OVERRIDES, *args.set]
     check_overrides([recipe], overrides)
     run_arms(args, seeds, stalenesses, overrides, "metrics_s{staleness}_seed{seed}")
     print(f"kept: {reduce_study(args.out, args.name, args.note)}")
+
+
+def announce(study: str, args, seeds, stalenesses, expected_s: float, detail: str = "") -> None:
+    """The study's first line: its arms, its expected time (printed before it starts), the clock."""
+    print(
+        f"{study}: {len(seeds) * len(stalenesses)} a3po-metrics arms ({args.testbed}, staleness "
+        f"{stalenesses}, seeds {seeds}, {args.steps} steps{detail}, pace {args.pace}); expected "
+        f"about {expected_s / 60:.0f} min, started {time.strftime('%H:%M:%S UTC', time.gmtime())}",
+        flush=True,
+    )
+
+
+def grid(args) -> tuple[list[int], list[int]]:
+    """(seeds, stalenesses) of ``run``'s ``--seeds`` and ``--staleness`` lists."""
+    return [int(s) for s in args.seeds.split(",")], [int(s) for s in args.staleness.split(",")]
 
 
 def run_arms(args, seeds, stalenesses, overrides: list[str], label: str) -> None:

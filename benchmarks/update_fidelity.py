@@ -30,13 +30,21 @@ import json
 import math
 import re
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling scripts
 
-from fidelity import N_MINIBATCHES, OVERRIDES, PROVIDERS, run_arms, study_parser  # noqa: E402
+from fidelity import (  # noqa: E402
+    N_MINIBATCHES,
+    OVERRIDES,
+    PROVIDERS,
+    announce,
+    finished_arms,
+    grid,
+    run_arms,
+    study_parser,
+)
 
 from areal_a3po import keys  # noqa: E402
 from areal_a3po.report.text import pipe_table  # noqa: E402
@@ -126,14 +134,10 @@ def _override(command: list[str], key: str) -> str | None:
 def reduce_study(out_dir: str, name: str, note: str = "", meta: dict | None = None) -> Path:
     """Every finished arm under ``out_dir`` (``<arm>/summary.json``) -> the kept file."""
     runs = []
-    for summary in sorted(Path(out_dir).glob("*/summary.json")):
-        arm = json.loads(summary.read_text())
-        if len(arm.get("rewards", [])) < arm["steps"]:
-            print(f"skipped (incomplete: {len(arm.get('rewards', []))}/{arm['steps']}): {summary}")
-            continue
+    for arm in finished_arms(out_dir):
         every = _override(arm["command"], EVERY_KEY)
         if not every or every == "0":
-            print(f"skipped (no {EVERY_KEY}): {summary}")
+            print(f"skipped (no {EVERY_KEY}): {arm['summary']}")
             continue
         run = {k: arm[k] for k in ("label", "seed", "staleness", "steps", "command")}
         runs.append({**run, "every": int(every), **reduce_run(arm["run_dir"])})
@@ -270,21 +274,17 @@ def _run(args) -> None:
     from areal_a3po.compare.arms import check_overrides
     from areal_a3po.config import A3POConfig
 
-    seeds = [int(s) for s in args.seeds.split(",")]
-    stalenesses = [int(s) for s in args.staleness.split(",")]
+    seeds, stalenesses = grid(args)
     providers = [p for p in args.providers.split(",") if p]
     scored = scoring.scored_by_metrics(A3POConfig(eval_providers=providers))
     n_arms = len(seeds) * len(stalenesses)
     expected = expected_seconds(
         n_arms, args.steps, args.every, len(scored), args.pace, args.testbed
     )
-    print(
-        f"update fidelity: {n_arms} a3po-metrics arms ({args.testbed}, staleness {stalenesses}, "
-        f"seeds {seeds}, {args.steps} steps, {probes_in(args.steps, args.every)} probes each "
-        f"(every {args.every}), scored {scored}, pace {args.pace}); expected about "
-        f"{expected / 60:.0f} min, started {time.strftime('%H:%M:%S UTC', time.gmtime())}",
-        flush=True,
+    probes = (
+        f", {probes_in(args.steps, args.every)} probes each (every {args.every}), scored {scored}"
     )
+    announce("update fidelity", args, seeds, stalenesses, expected, probes)
     recipe = runner.recipe_path("a3po", args.testbed)
     overrides = [*OVERRIDES, f"+{EVERY_KEY}={args.every}"]
     if providers:

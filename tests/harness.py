@@ -410,3 +410,15 @@ def spying(*names: str) -> Iterator[dict[str, list]]:
     finally:
         for name, compute in originals.items():
             object.__setattr__(registry.get_provider(name), "compute", compute)
+
+
+def loss_kwargs(method: str, current_version: int) -> dict:
+    """AReaL's ``grpo_loss_fn`` keywords of the loss tests: decoupled PPO, symmetric clip 0.2."""
+    return dict(
+        eps_clip=0.2,
+        eps_clip_higher=None,
+        c_clip=None,
+        current_version=current_version,
+        prox_logp_method=method,
+        use_decoupled_loss=True,
+    )

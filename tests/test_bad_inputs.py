@@ -14,6 +14,7 @@ import torch
 
 from areal_a3po.config import A3POConfigError
 from areal_a3po.providers import ProxInputError
+from tests import harness as H
 
 CURRENT = 4
 A3PO_RECIPE = "gsm8k_grpo_qwen2.5-1.5b_a3po.yaml"
@@ -40,15 +41,7 @@ def run_loss(data, theta=None, method="a3po", current_version=CURRENT):
     if theta is None:
         theta = (data["logprobs"] - 0.1).clone().requires_grad_(True)
     return grpo_loss_fn(
-        theta,
-        torch.zeros_like(theta),
-        data,
-        eps_clip=0.2,
-        eps_clip_higher=None,
-        c_clip=None,
-        current_version=current_version,
-        prox_logp_method=method,
-        use_decoupled_loss=True,
+        theta, torch.zeros_like(theta), data, **H.loss_kwargs(method, current_version)
     )
 
 

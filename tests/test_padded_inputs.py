@@ -22,6 +22,7 @@ import torch
 
 from areal_a3po import keys, registry
 from areal_a3po.config import A3POConfig
+from tests import harness as H
 
 VERSION = 5  # the trainer's weight version
 MAX_LEN = 10
@@ -178,17 +179,6 @@ def ppo_update(method: str, with_recompute: bool, layout: str, n_minibatches: in
     return engine.losses, stats_tracker.export_all()
 
 
-def loss_kwargs(method: str) -> dict:
-    return dict(
-        eps_clip=0.2,
-        eps_clip_higher=None,
-        c_clip=None,
-        current_version=VERSION,
-        prox_logp_method=method,
-        use_decoupled_loss=True,
-    )
-
-
 def direct_loss(method: str, with_recompute: bool, layout: str) -> torch.Tensor:
     """AReaL's ``grpo_loss_fn`` (patched) called directly on the whole batch, as AReaL's own tests
     call it: outside an update, so the plugin logs this micro-batch at once."""
@@ -197,7 +187,7 @@ def direct_loss(method: str, with_recompute: bool, layout: str) -> torch.Tensor:
 
     data = advantages(method, with_recompute)
     theta, entropy = theta_of(data, 0)
-    loss_fn = functools.partial(actor_mod.grpo_loss_fn, **loss_kwargs(method))
+    loss_fn = functools.partial(actor_mod.grpo_loss_fn, **H.loss_kwargs(method, VERSION))
     with stats_tracker.scope(keys.WORKER_SCOPE):
         return call_loss(loss_fn, theta, entropy, data, layout)
 
