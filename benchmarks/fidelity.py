@@ -170,8 +170,10 @@ def study_parser(doc, run_help, run, reduce, markdown_of, kept: Path, testbeds):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from areal_a3po.testbeds import TESTBEDS
+
     parser, _ = study_parser(__doc__, "run the a3po-metrics arms, then reduce them", _run,
-                             reduce_study, markdown, KEPT, ["tiny", "smollm2"])  # fmt: skip
+                             reduce_study, markdown, KEPT, list(TESTBEDS))  # fmt: skip
     args = parser.parse_args(argv)
     args.fn(args)
     return 0

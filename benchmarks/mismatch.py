@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks" / "mismatch"
-TESTBEDS = ("smollm2", "tiny")
+TESTBEDS = ("smollm2", "tiny")  # run by default; --testbeds takes any of areal_a3po.testbeds
 MODES = ("raw_logprobs", "processed_logprobs")
 PROVIDER = "recompute"
 # rollout.max_head_offpolicyness: 0, so that every step's tokens are fresh (lag 0) and the monitor
@@ -42,8 +42,11 @@ def label(testbed: str, mode: str) -> str:
 
 
 def run(out: Path, steps: int, testbeds: list[str], seed: int) -> None:
+    from areal_a3po import testbeds as beds
     from areal_a3po.compare import runner
 
+    for testbed in testbeds:
+        beds.get(testbed)  # an unknown name fails before any run, naming the choices
     for testbed in testbeds:
         for mode in MODES:
             name = label(testbed, mode)
@@ -122,8 +125,15 @@ def _temperature(arm_dir: Path) -> float:
 
 def read_kept(directory: Path = KEPT) -> list[dict]:
     runs = [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
-    order = {(t, m): i for i, (t, m) in enumerate((t, m) for t in TESTBEDS for m in MODES)}
-    return sorted(runs, key=lambda r: order[(r["testbed"], r["logprobs_mode"])])
+    order = {t: i for i, t in enumerate(TESTBEDS)}  # the default testbeds first, then by name
+    return sorted(
+        runs,
+        key=lambda r: (
+            order.get(r["testbed"], len(order)),
+            r["testbed"],
+            MODES.index(r["logprobs_mode"]),
+        ),
+    )
 
 
 def mean_abs(run: dict) -> float:

@@ -1,7 +1,8 @@
 """Runs of the SmolLM2 recipe twins (issue 19), kept and shown in docs/benchmarks.md.
 
 ``keep`` reads one finished run of a twin's header line (``recipes/cpu_smollm2_*.yaml``, AReaL's
-local scheduler) and keeps, under ``docs/benchmarks/smollm2/``:
+local scheduler) and keeps, under ``docs/benchmarks/<testbed>/`` (``smollm2``, or
+``smollm2-multiturn`` for the multi-turn twins: the testbed whose entry script the line runs):
 
 * ``runs/<name>_seed<S>.json``: the run's scalars as ``a3po compare`` keeps them
   (``areal_a3po.report.record``: timed stages per step, training and held-out reward);
@@ -35,9 +36,10 @@ from areal_a3po.testbeds.smollm2.task import EVAL_SIZE, TASK, TASK_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks" / "smollm2"
+KEPT_MULTITURN = ROOT / "docs" / "benchmarks" / "smollm2-multiturn"
+UNTRAINED = KEPT / "heldout_untrained.json"  # the untrained model on the shared held-out set
 # The tiny model's recompute runs: its one-minibatch study (as the SmolLM2 recipes), else four.
 TINY_STUDIES = (("tiny-mb1", 1), ("tiny-mb4", 4))
-EXPERIMENT = "a3po-cpu-smollm2"
 MODEL_DIR = "models/smollm2-135m-instruct"
 STAGES = ("rollout", "recompute_logp", "train_step", "update_weights", "eval")
 MODEL_KEYS = ("model_type", "architectures", "num_hidden_layers", "hidden_size", "vocab_size")
@@ -47,7 +49,8 @@ BUILD_KEYS = ("source", "source_version", "gguf_file", "architecture")
 def keep(fileroot: Path, trial: str, name: str, seed: int, run_json: Path) -> list[str]:
     """Keep one finished run (see module doc); returns the written paths."""
     run = json.loads(run_json.read_text())  # {"cmd": ..., "rc": ..., "start": ..., "end": ...}
-    tb = fileroot / "tensorboard" / EXPERIMENT / trial
+    kept = kept_dir_of(run["cmd"])
+    tb = fileroot / "tensorboard" / str(_recipe_value(run["cmd"], "experiment_name")) / trial
     data = load_scalars(str(tb))
     provider = provider_of(run["cmd"])
     record = record_from_run(data, name, seed, provider=provider, overrides=run["cmd"].split()[1:])
@@ -63,27 +66,50 @@ def keep(fileroot: Path, trial: str, name: str, seed: int, run_json: Path) -> li
         "model_build": {k: build.get(k) for k in BUILD_KEYS},
         "ppo_actor_tags": sorted(t for t in data.scalars if t.startswith("ppo_actor/")),
     }
-    facts_path = KEPT / "facts" / f"{name}_seed{seed}.json"
+    facts_path = kept / "facts" / f"{name}_seed{seed}.json"
     facts_path.parent.mkdir(parents=True, exist_ok=True)
     facts_path.write_text(json.dumps(facts, indent=1) + "\n")
-    return [*write_records([record], str(KEPT / "runs")), str(facts_path)]
+    return [*write_records([record], str(kept / "runs")), str(facts_path)]
 
 
-def provider_of(cmd: str, root: Path = ROOT) -> str:
-    """``actor.prox_logp_method`` of a header line: its ``--config`` recipe with the line's
-    ``KEY=VALUE`` overrides merged over it, as AReaL's loader merges them."""
+def kept_dir_of(cmd: str) -> Path:
+    """Where a run of ``cmd`` is kept: :data:`KEPT` for the single-turn twins' entry script,
+    :data:`KEPT_MULTITURN` for the multi-turn twins' (the testbed records' ``entry_module``)."""
+    from areal_a3po import testbeds
+
+    dirs = {"smollm2": KEPT, "smollm2-multiturn": KEPT_MULTITURN}  # read at call time
+    args = cmd.split()
+    module = args[args.index("-m") + 1] if "-m" in args[:-1] else None
+    for name, kept in dirs.items():
+        if testbeds.get(name).entry_module == module:
+            return kept
+    entries = " or ".join(testbeds.get(name).entry_module for name in dirs)
+    raise ValueError(
+        f"run command {cmd!r}: not a SmolLM2 twin's header line (python3 -m {entries} "
+        "--config RECIPE ...)"
+    )
+
+
+def _recipe_value(cmd: str, key: str, root: Path = ROOT):
+    """``key`` of a header line's run: its ``--config`` recipe with the line's ``KEY=VALUE``
+    overrides merged over it, as AReaL's loader merges them."""
     from omegaconf import OmegaConf
 
     args = cmd.split()
     if "--config" not in args or args.index("--config") + 1 >= len(args):
-        raise ValueError(f"run command {cmd!r}: no '--config RECIPE' to read the provider from")
+        raise ValueError(f"run command {cmd!r}: no '--config RECIPE' to read {key} from")
     recipe = root / args[args.index("--config") + 1]
     overrides = [a for a in args if "=" in a and not a.startswith("-")]
     conf = OmegaConf.merge(OmegaConf.load(recipe), OmegaConf.from_dotlist(overrides))
-    method = OmegaConf.select(conf, "actor.prox_logp_method")
-    if method is None:
-        raise ValueError(f"{recipe}: no actor.prox_logp_method (nor in the line's overrides)")
-    return str(method)
+    value = OmegaConf.select(conf, key)
+    if value is None:
+        raise ValueError(f"{recipe}: no {key} (nor in the line's overrides)")
+    return value
+
+
+def provider_of(cmd: str, root: Path = ROOT) -> str:
+    """``actor.prox_logp_method`` of a header line (:func:`_recipe_value`)."""
+    return str(_recipe_value(cmd, "actor.prox_logp_method", root))
 
 
 def _median(series: dict[int, float], steps: list[int]) -> float | None:
@@ -110,6 +136,8 @@ def _steps(record: RunRecord) -> list[int]:
 
 def _kept_runs(kept: Path) -> list[tuple[RunRecord, dict]]:
     """Every kept run that has its facts file, with those facts."""
+    if not (kept / "runs").is_dir():
+        return []
     facts = {p.stem: json.loads(p.read_text()) for p in sorted((kept / "facts").glob("*.json"))}
     records = read_records(str(kept / "runs"))
     return [
@@ -145,14 +173,19 @@ def compare_minutes(steps: int, kept: Path = KEPT) -> str:
     return f"{(2 * startup + steps * per_step) / 60:.0f}"
 
 
-def _before_training(kept: Path) -> tuple[float, int] | None:
-    """Greedy held-out pass rate of the converted model before training, at the recipes' task."""
+def _before_training(kept: Path) -> tuple[str, float, int] | None:
+    """(file, greedy held-out pass rate, prompts) of the converted model before training: the
+    single-turn runs' ``initial_pass_rate.json``, else the shared held-out set's
+    :data:`UNTRAINED` (the set the multi-turn runs' evaluator uses)."""
     path = kept / "initial_pass_rate.json"
+    if not path.is_file():
+        path = UNTRAINED
     if not path.is_file():
         return None
     for res in json.loads(path.read_text())["results"]:
         if res["task"] == TASK and res["config"] == TASK_CONFIG:
-            return res["greedy"]["pass_rate"], res["greedy"]["n"]
+            greedy = res["greedy"]
+            return path.name, greedy["pass_rate"], greedy.get("n", res.get("prompts"))
     return None
 
 
@@ -272,9 +305,10 @@ def _tiny_share_row() -> list[list[str]]:
 def _held_out(records: list[RunRecord], kept: Path) -> list[str]:
     """Each evaluation's held-out reward with its interval, and its change since before training."""
     rows = []
-    before = _before_training(kept)
+    before_file, *before = _before_training(kept) or (None,)
+    before = tuple(before) if before_file else None
     if before is not None:
-        rows.append(["before training (`initial_pass_rate.json`)", "-", _wilson(*before), "-"])
+        rows.append([f"before training (`{before_file}`)", "-", _wilson(*before), "-"])
     for r in records:
         rows += [
             [f"`{r.arm}`", str(s), _wilson(v), _newcombe(v, before) if before else "-"]
@@ -283,11 +317,20 @@ def _held_out(records: list[RunRecord], kept: Path) -> list[str]:
     if not rows:
         return []
     diff = "change since before training [95 % CI]"
+    withdrawn = (
+        [f"**Withdrawn as reward evidence**: {RAW_LOGPROBS}; the stage times above stand.", ""]
+        if kept == KEPT
+        else []
+    )
+    heldout = (
+        f"{EVAL_SIZE} held-out prompts of seed 1's split"
+        if kept == KEPT
+        else f"the {EVAL_SIZE} held-out prompts every seed and arm shares, single-turn"
+    )
     return [
-        f"**Withdrawn as reward evidence**: {RAW_LOGPROBS}; the stage times above stand.",
-        "",
-        f"Held-out reward (`eval-rollout/reward`: {EVAL_SIZE} held-out prompts of seed 1's"
-        " split, one greedy answer each, AReaL's evaluator after the step named): the mean"
+        *withdrawn,
+        f"Held-out reward (`eval-rollout/reward`: {heldout}, one greedy answer each, AReaL's"
+        " evaluator after the step named): the mean"
         " of reasoning-gym's score, 1 for the exact answer and partial credit"
         " len(reference)/len(answer) for an answer that contains it, so nearly the pass rate."
         " Wilson 95 % intervals at n = 64, approximately conservative for a score in [0, 1] (its"
@@ -302,7 +345,7 @@ def _held_out(records: list[RunRecord], kept: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    k = sub.add_parser("keep", help="keep one finished run under docs/benchmarks/smollm2/")
+    k = sub.add_parser("keep", help="keep one finished run under docs/benchmarks/<testbed>/")
     k.add_argument("fileroot", type=Path)
     k.add_argument("trial")
     k.add_argument("--name", required=True)

