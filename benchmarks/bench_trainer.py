@@ -83,7 +83,7 @@ from trainer_setup import (  # noqa: E402
 from areal_a3po import loss, mismatch, prox_metrics, registry  # noqa: E402
 from areal_a3po.config import A3POConfig  # noqa: E402
 from areal_a3po.providers import check_update  # noqa: E402
-from tests import harness as H  # noqa: E402  (the project's real-AReaL-on-CPU helpers)
+from areal_a3po.testbeds import local_actor  # noqa: E402
 
 
 def main() -> None:
@@ -93,7 +93,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         n_params, sizes, cfg = _setup(setting, args.model_dir, Path(tmp))
-        with H.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
+        with local_actor.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
             bench = Bench(engine, cfg, sizes)
             times, clock = bench.rounds(rounds, args.inner)
             mem = bench.peak_memory()
@@ -133,7 +133,7 @@ def _setup(setting: str, model_dir: str | None, tmp: Path) -> tuple[int, tuple, 
     hidden, inter, layers, heads, kv, vocab, _, prompt, response, _ = sizes
     if setting != "smollm2":
         model_path, n_params = build_model(tmp / "model", hidden, inter, layers, heads, kv, vocab)
-    cfg = H.actor_config(
+    cfg = local_actor.actor_config(
         model_path,
         prox_logp_method="recompute",
         # one sequence per micro-batch (the recipe: its own mb_spec, which does the same)

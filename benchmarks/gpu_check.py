@@ -143,9 +143,9 @@ def _wrapped(obj, name: str, record: list):
 
 def actor_config(model_dir: str, device: str, mb_tokens: int | None, fileroot: Path):
     """The recipe's actor as AReaL's loader reads it, on this model and one device."""
-    from tests import harness as H
+    from areal_a3po.testbeds.local_actor import load_recipe
 
-    actor = H.load_recipe(RECIPE, fileroot).actor
+    actor = load_recipe(RECIPE, fileroot).actor
     cpu = device == "cpu"
     spec = actor.mb_spec if mb_tokens is None else dataclasses.replace(
         actor.mb_spec, max_tokens_per_mb=mb_tokens
@@ -176,14 +176,14 @@ def run(args: argparse.Namespace) -> dict:
     import areal.trainer.ppo.actor  # noqa: F401 - patched by the hook as it is imported
 
     from areal_a3po import coupling
-    from tests import harness as H
+    from areal_a3po.testbeds.local_actor import build_tiny_qwen2
 
     assert coupling.hooked(), "areal-a3po did not patch AReaL in this process"
     flash = device == "cuda" and importlib.util.find_spec("flash_attn") is not None
     n_seqs, prompt, response = BATCHES[shape]
     sizes = SHAPES[shape]
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-        model_dir = H.build_tiny_qwen2(
+        model_dir = build_tiny_qwen2(
             Path(tmp) / "model", max_positions=4096, weights=False, **sizes
         )
         cfg = actor_config(model_dir, device, None if flash else prompt + response, Path(tmp))
@@ -249,14 +249,14 @@ def _measure(out: dict, cfg, traj, device: str, args: argparse.Namespace) -> Non
     from areal.utils import stats_tracker
 
     from areal_a3po import mismatch, prox_metrics, registry
-    from tests import harness as H
+    from areal_a3po.testbeds.local_actor import fsdp_actor
 
     repeats = args.repeats or (3 if device == "cuda" else 1)
 
     def behave(traj: list[dict], own: list) -> None:  # lag 0 exact; the same noise each time
         with_behave(traj, own, torch.Generator().manual_seed(1), exact_at_lag0=True)
 
-    with H.fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
+    with fsdp_actor(cfg, version=CURRENT_VERSION) as engine:
         out["shape"]["parameters"] = sum(p.numel() for p in engine.model.parameters())
         behave(traj, engine.compute_logp(fresh(traj)))
         bench = Bench(engine, traj, device, repeats, stats_tracker, args.cpu_memory)

@@ -90,7 +90,7 @@ def smollm2_setting(model_dir: Path, recipe: Path = SMOLLM2_RECIPE) -> tuple[str
 
 def build_model(path: Path, hidden, inter, layers, heads, kv_heads, vocab) -> tuple[str, int]:
     """A randomly initialised Qwen2 (no download) and a word-level tokenizer; returns n_params."""
-    from tests.harness import build_tiny_qwen2
+    from areal_a3po.testbeds.local_actor import build_tiny_qwen2
 
     sizes = dict(hidden=hidden, intermediate=inter, layers=layers, heads=heads, kv_heads=kv_heads)
     model_dir = build_tiny_qwen2(path, vocab=vocab, max_positions=1024, **sizes)

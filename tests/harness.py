@@ -2,177 +2,55 @@
 
 Test modules use the fixtures, not this module (the one exception: scripts that a test runs in a
 fresh interpreter import it, since fixtures do not reach there). Nothing is mocked: the actor is
-``areal.engine.fsdp_engine.FSDPPPOActor`` (gloo, world size 1), the loss is AReaL's
-``grpo_loss_fn`` (patched by the plugin's import hook), statistics go through AReaL's
-``stats_tracker``. One sequence per micro-batch (CPU attention would leak across packed sequences
-otherwise).
+``areal.engine.fsdp_engine.FSDPPPOActor`` (gloo, world size 1) from the package's
+:mod:`areal_a3po.testbeds.local_actor` (which the benchmarks use too; here at the tests'
+micro-batch and version), the loss is AReaL's ``grpo_loss_fn`` (patched by the plugin's import
+hook), statistics go through AReaL's ``stats_tracker``. One sequence per micro-batch (CPU
+attention would leak across packed sequences otherwise).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+from areal_a3po.testbeds import local_actor
+from areal_a3po.testbeds.local_actor import (  # noqa: F401  (the tests' names for them)
+    build_tiny_qwen2,
+    dist_env,
+    free_port,
+    load_recipe,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT_LEN = 6
 RESPONSE_LEN = 10
 SEQ_LEN = PROMPT_LEN + RESPONSE_LEN
-VOCAB = 64
+VOCAB = local_actor.DEFAULT_VOCAB  # the tiny model's (build_tiny_qwen2's default)
 CURRENT_VERSION = 3  # the actor's weight version unless a test sets another
 N_SEQS = 4  # sequences per rollout batch in one PPO step
 
 LogpSource = Callable[[torch.Tensor], torch.Tensor]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def build_tiny_qwen2(
-    path: str | os.PathLike,
-    seed: int = 0,
-    *,
-    vocab: int = VOCAB,
-    hidden: int = 64,
-    intermediate: int = 128,
-    layers: int = 2,
-    heads: int = 2,
-    kv_heads: int = 1,
-    max_positions: int = 128,
-    weights: bool = True,
-) -> str:
-    """Save a randomly initialised Qwen2 (default: 2 layers, head_dim 32) and a word-level
-    tokenizer; the benchmarks build bigger ones with the same code. ``weights=False``: the config
-    and tokenizer only (AReaL's ``init_from_scratch`` initialises the model from the config)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    path = Path(path)
-    if (path / "config.json").exists():
-        return str(path)
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=hidden // heads,
-        max_position_embeddings=max_positions,
-        tie_word_embeddings=True,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    if weights:
-        Qwen2ForCausalLM(cfg).to(torch.float32).save_pretrained(path)
-    else:
-        cfg.save_pretrained(path)
-    words = {"<pad>": 0, "<s>": 1, "</s>": 2} | {f"t{i}": i for i in range(3, vocab)}
-    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<pad>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
-    ).save_pretrained(path)
-    return str(path)
-
-
-@contextlib.contextmanager
-def dist_env() -> Iterator[None]:
-    """World size 1 on loopback, as torchrun would set it for a single rank."""
-    env = {
-        "WORLD_SIZE": "1",
-        "RANK": "0",
-        "LOCAL_RANK": "0",
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(free_port()),
-        "GLOO_SOCKET_IFNAME": "lo",
-    }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def actor_config(model_path: str, **overrides):
-    """A PPOActorConfig for the tiny model on CPU (overrides are PPOActorConfig fields)."""
-    from areal.api.cli_args import MicroBatchSpec, OptimizerConfig, PPOActorConfig
+    """The package's one-rank PPOActorConfig with the tests' micro-batch: one sequence each."""
+    from areal.api.cli_args import MicroBatchSpec
 
-    kwargs = dict(
-        experiment_name="a3po-test",
-        trial_name="t0",
-        path=model_path,
-        backend="fsdp:d1",
-        attn_impl="sdpa",
-        dtype="float32",
-        grad_reduce_dtype="float32",
-        optimizer_dtype="float32",
-        mb_spec=MicroBatchSpec(max_tokens_per_mb=SEQ_LEN),
-        optimizer=OptimizerConfig(lr=1e-2, weight_decay=0.0, warmup_steps_proportion=0.0),
-        ppo_n_minibatches=1,
-        use_decoupled_loss=True,
-        prox_logp_method="recompute",
-        kl_ctl=0.0,
-        temperature=1.0,
-        disable_dropout=True,
-    )
-    kwargs.update(overrides)
-    return PPOActorConfig(**kwargs)
+    mb_spec = MicroBatchSpec(max_tokens_per_mb=SEQ_LEN)
+    return local_actor.actor_config(model_path, **({"mb_spec": mb_spec} | overrides))
 
 
-def count_forwards(engine) -> None:
-    """Count the engine's forward passes (the recompute stage) in ``engine.n_forward``."""
-    engine.n_forward = 0
-    forward = engine.forward
-
-    def counting_forward(*args, **kwargs):
-        engine.n_forward += 1
-        return forward(*args, **kwargs)
-
-    engine.forward = counting_forward
-
-
-@contextlib.contextmanager
-def fsdp_actor(config, version: int = CURRENT_VERSION, total_steps: int = 10) -> Iterator:
-    """AReaL's FSDPPPOActor on CPU (world size 1), forwards counted; destroyed on exit."""
-    from areal.api.io_struct import FinetuneSpec
-    from areal.engine.fsdp_engine import FSDPPPOActor
-
-    with dist_env():
-        actor = FSDPPPOActor(config)
-        try:
-            actor.create_process_group()
-            actor.initialize(
-                None,
-                FinetuneSpec(total_train_epochs=1, dataset_size=total_steps, train_batch_size=1),
-            )
-            actor.set_version(version)
-            count_forwards(actor)
-            yield actor
-        finally:
-            actor.destroy()
+def fsdp_actor(config, version: int = CURRENT_VERSION, total_steps: int = 10):
+    """The package's FSDPPPOActor context manager, at the tests' version unless given."""
+    return local_actor.fsdp_actor(config, version, total_steps)
 
 
 def make_batch(
@@ -317,21 +195,6 @@ def ppo_step(
         params_before=before,
         params_after=snapshot_params(engine) if keep_params else None,
     )
-
-
-def load_recipe(recipe: Path, fileroot: Path, *overrides: str):
-    """A recipe through AReaL's own ``load_expr_config(argv, GRPOConfig)``, under ``fileroot``."""
-    from areal.api.cli_args import GRPOConfig, load_expr_config
-
-    argv = [
-        "--config",
-        str(recipe),
-        f"cluster.fileroot={fileroot}",
-        f"cluster.name_resolve.nfs_record_root={fileroot}/name_resolve",
-        *overrides,
-    ]
-    cfg, _ = load_expr_config(argv, GRPOConfig)
-    return cfg
 
 
 class FreshPython:
