@@ -7,8 +7,9 @@
 
 Each folder holds its model, task, entry script and its :class:`~.testbed.Testbed` record
 (recipes, model builder, expected times). Shared by both: :mod:`.entry` (what the entry scripts
-add to AReaL's loop), :mod:`.stamped_dir` (model directories built once) and :mod:`.vllm_cpu` (the
-CPU vLLM bridge). Importing this package is cheap: torch, AReaL and vLLM are imported only by the
+add to AReaL's loop), :mod:`.stamped_dir` (model directories built once), :mod:`.vllm_cpu` (the
+CPU vLLM bridge) and :mod:`.local_actor` (AReaL's FSDPPPOActor on one rank in this process, for the
+benches and tests). Importing this package is cheap: torch, AReaL and vLLM are imported only by the
 functions that build or train.
 """
 
