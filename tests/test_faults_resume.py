@@ -120,8 +120,13 @@ def test_resumed_run_continues_versions_lags_and_calibration_schedule(killed_and
     for step in range(STEPS):
         lo, hi = s[f"{LAG}/min"][step], s[f"{LAG}/max"][step]
         assert 0 <= lo <= hi <= min(step, CAP), (step, lo, hi)  # V - v, never ahead of V = step
-        if step in s.get(f"{THETA}_max", {}):  # AReaL's own V - v, where it logs it
-            assert (s[f"{THETA}_min"][step], s[f"{THETA}_max"][step]) == (lo, hi)
+        if step in s.get(f"{THETA}_max", {}):  # AReaL's own V - v, where it logs it:
+            # per micro-batch (stats_tracker.scalar), so the step's value is the mean over
+            # micro-batches of each one's min / max, inside the plugin's token min / max
+            theta = (s[f"{THETA}_min"][step], s[f"{THETA}_max"][step])
+            assert lo <= theta[0] <= theta[1] <= hi, (step, theta, lo, hi)
+            if lo == hi:
+                assert theta == (lo, hi), (step, theta)
     escalated = s[keys.HYBRID_ESCALATED]
     expected = {  # the rule by the global step: a calibration step, or escalated before it
         step: float(step % INTERVAL == 0 or escalated[step] == 1.0) for step in range(STEPS)

@@ -36,7 +36,9 @@ ARMS = tuple(runner.default_providers())  # the main job's arms: recompute, a3po
 TWIN_OF = dict(zip(ARMS, TWINS, strict=True))  # the twin recipe each arm runs
 RECOMPUTE = "timeperf/recompute_logp"
 A3PO_STAT = f"ppo_actor/update/compute_logp/{ARMS[1]}/approx_logp/avg"
-STALENESS_MAX = "ppo_actor/update/version_stats/sample_staleness_theta_max"
+# the plugin's token lag over the step (every method); AReaL's version_stats max is a mean
+# over micro-batches of each one's max (stats_tracker.scalar), below 2 when some hold lag 1
+STALENESS_MAX = "ppo_actor/a3po/token_lag/max"
 
 
 # ----------------------------------------------------------------------------- cheap checks
