@@ -268,3 +268,25 @@ def test_compare_prints_arms_and_expected_time_before_launching(tmp_path, capsys
         f"expected ~{expected:.0f} min" in out
     )
     assert not list(tmp_path.iterdir())
+
+
+ENTRIES = (
+    ("areal_a3po.testbeds.tiny.train", "cpu_tiny_a3po.yaml"),
+    ("areal_a3po.testbeds.smollm2.train", "cpu_smollm2_a3po.yaml"),
+    ("areal_a3po.testbeds.smollm2.train_multiturn", "cpu_smollm2_multiturn_a3po.yaml"),
+)
+
+
+@pytest.mark.parametrize(("module", "recipe"), ENTRIES, ids=[m for m, _ in ENTRIES])
+def test_entry_script_sets_loopback_before_areal_is_imported(module, recipe):
+    """Each recipe's entry script, as its header line starts it: loopback mode must be on before
+    the first import of AReaL's network module, so its checks pass and the first error it meets
+    is the bad ``AREAL_A3PO_PACE`` (an entry that imported AReaL first stops on the hook check)."""
+    env = {k: v for k, v in os.environ.items() if k != "AREAL_A3PO_LOOPBACK"}
+    cmd = [sys.executable, "-m", module, "--config", str(H.ROOT / "recipes" / recipe)]
+    proc = subprocess.run(
+        cmd, env={**env, "AREAL_A3PO_PACE": "bogus"}, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0
+    assert "AREAL_A3PO_PACE='bogus': must be one of" in proc.stderr, proc.stderr[-2000:]
+    assert "hook is not active" not in proc.stderr

@@ -89,9 +89,10 @@ def check_lengths(config, prompt_lens: list[int], feedback_len: int) -> None:
 
 
 def main(argv: list[str]) -> None:
+    run = single_turn.prepare(argv)  # first: loopback mode is set before AReaL is imported
+
     from areal_a3po.testbeds.smollm2.workflow import FixedLengthMultiTurnWorkflow
 
-    run = single_turn.prepare(argv)
     kwargs = workflow_kwargs(run.config)
     check_turn_discount(run.config)
     feedback_len = FixedLengthMultiTurnWorkflow(**kwargs).feedback_len
