@@ -38,10 +38,11 @@ def _write_run(path: Path, abs_dlogp: dict[str, float], steps: int = 2) -> str:
     return str(path)
 
 
-def test_fidelity_cli_kept_file_prints_the_table_docs_show(capsys):
-    assert cli.main(["fidelity", str(KEPT / "pipeline-check-tiny.json")]) == 0
+@pytest.mark.parametrize("name", ["pipeline-check-tiny", "smollm2-multiturn"])
+def test_fidelity_cli_kept_file_prints_the_table_docs_show(name, capsys):
+    assert cli.main(["fidelity", str(KEPT / f"{name}.json")]) == 0
     out = capsys.readouterr().out
-    assert _docs_section("pipeline-check-tiny") in out
+    assert _docs_section(name) in out
     assert "Closest to the recompute at staleness 2: `a3po-step`" in out
 
 
