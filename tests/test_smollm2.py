@@ -199,8 +199,12 @@ def test_recipe_micro_batch_cap_holds_one_sequence_of_the_task(load_recipe, tmp_
     train, held = train_gym.build_splits(cfg.seed, train_gym.DATASET_SIZE)
     lens = gym_task.prompt_lengths(smollm2_dir, [*train, *held])
     train_gym.check_micro_batches(cfg, lens)
-    cfg.gconfig.max_new_tokens = 200
-    with pytest.raises(ValueError, match="actor.mb_spec.max_tokens_per_mb=96: must be >="):
+    longest = max(lens) + cfg.gconfig.max_new_tokens
+    cfg.actor.mb_spec.max_tokens_per_mb = longest - 1
+    with pytest.raises(ValueError, match=f"max_tokens_per_mb={longest - 1}: must be >= {longest}"):
+        train_gym.check_micro_batches(cfg, lens)
+    cfg.gconfig.max_new_tokens = 2 * min(lens)  # no cap holds the longest and not two shortest
+    with pytest.raises(ValueError, match="no actor.mb_spec.max_tokens_per_mb holds one sequence"):
         train_gym.check_micro_batches(cfg, lens)
 
 

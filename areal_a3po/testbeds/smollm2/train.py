@@ -44,21 +44,40 @@ def check_config(config) -> None:
         raise ValueError("config does not fit the SmolLM2 entry script: " + "; ".join(problems))
 
 
-def check_micro_batches(config, prompt_lens: list[int]) -> None:
-    """One sequence per micro-batch (packed ones leak attention on CPU), for any minibatch count.
+def micro_batch_problems(config, longest: int, longest_how: str, shortest: int,
+                         shortest_how: str) -> list[str]:  # fmt: skip
+    """What stops one sequence per micro-batch (packed ones leak attention on CPU), if anything.
 
-    ``actor.mb_spec.max_tokens_per_mb`` must hold the longest sequence (prompt + max_new_tokens)
-    and be less than the two shortest sequences (prompt + one token each) together.
+    ``actor.mb_spec.max_tokens_per_mb`` must hold the ``longest`` sequence and be less than two
+    ``shortest`` ones together; each entry script says how it derives both (the ``_how`` texts).
     """
     cap = config.actor.mb_spec.max_tokens_per_mb
-    longest = max(prompt_lens) + config.gconfig.max_new_tokens
-    pair = 2 * (min(prompt_lens) + 1)
+    pair = 2 * shortest
+    if longest >= pair:
+        return [
+            f"no actor.mb_spec.max_tokens_per_mb holds one sequence of every length: the longest "
+            f"({longest}: {longest_how}) is not shorter than two shortest ({pair}: 2 x "
+            f"({shortest_how})); the task's prompts are too uneven for these lengths"
+        ]
     if not longest <= cap < pair:
-        raise ValueError(
-            f"actor.mb_spec.max_tokens_per_mb={cap}: must be >= {longest} (longest prompt "
-            f"{max(prompt_lens)} + gconfig.max_new_tokens={config.gconfig.max_new_tokens}) and < "
-            f"{pair} (two shortest sequences), so that each micro-batch holds one sequence"
-        )
+        return [
+            f"actor.mb_spec.max_tokens_per_mb={cap}: must be >= {longest} ({longest_how}) and < "
+            f"{pair} (2 x ({shortest_how})), so that each micro-batch holds one sequence"
+        ]
+    return []
+
+
+def check_micro_batches(config, prompt_lens: list[int]) -> None:
+    """One sequence per micro-batch, for any minibatch count: the longest sequence is the longest
+    prompt + ``gconfig.max_new_tokens``, the shortest the shortest prompt + one token."""
+    new = config.gconfig.max_new_tokens
+    problems = micro_batch_problems(
+        config,
+        max(prompt_lens) + new, f"longest prompt {max(prompt_lens)} + gconfig.max_new_tokens={new}",
+        min(prompt_lens) + 1, f"shortest prompt {min(prompt_lens)} + 1 token",
+    )  # fmt: skip
+    if problems:
+        raise ValueError("config does not fit the SmolLM2 entry script: " + "; ".join(problems))
 
 
 def build_splits(seed: int, size: int) -> tuple[list[dict], list[dict]]:

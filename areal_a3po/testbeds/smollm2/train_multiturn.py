@@ -54,30 +54,20 @@ def check_lengths(config, prompt_lens: list[int], feedback_len: int) -> None:
     With fixed-length turns of ``gconfig.max_new_tokens`` tokens the shortest trajectory is one
     turn (prompt + max_new_tokens) and the longest :data:`MAX_TURNS` turns, each turn after the
     first behind an EOS (the workflow adds it after a turn cut by length) and the feedback message.
-    ``actor.mb_spec.max_tokens_per_mb`` must hold the longest and be less than two shortest, and
-    ``vllm.max_model_len`` must hold the longest (the last turn's request is all of it).
+    The micro-batch rule is the single-turn entry's
+    (:func:`~areal_a3po.testbeds.smollm2.train.micro_batch_problems`), and ``vllm.max_model_len``
+    must hold the longest (the last turn's request is all of it).
     """
-    problems = []
     new = config.gconfig.max_new_tokens
-    cap = config.actor.mb_spec.max_tokens_per_mb
     longest = max(prompt_lens) + MAX_TURNS * new + (MAX_TURNS - 1) * (1 + feedback_len)
-    pair = 2 * (min(prompt_lens) + new)
     what = (
         f"longest prompt {max(prompt_lens)} + {MAX_TURNS} turns of gconfig.max_new_tokens={new} "
         f"+ {MAX_TURNS - 1} x (EOS + feedback of {feedback_len} tokens)"
     )
-    if longest >= pair:
-        problems.append(
-            f"no actor.mb_spec.max_tokens_per_mb holds one trajectory of every length: the "
-            f"longest ({longest}: {what}) is not shorter than two one-turn trajectories ({pair}: "
-            f"2 x (shortest prompt {min(prompt_lens)} + {new})); this task's prompts are too "
-            "short for the feedback"
-        )
-    elif not longest <= cap < pair:
-        problems.append(
-            f"actor.mb_spec.max_tokens_per_mb={cap}: must be >= {longest} ({what}) and < {pair} "
-            f"(two one-turn trajectories), so that each micro-batch holds one trajectory"
-        )
+    shortest = f"one turn: shortest prompt {min(prompt_lens)} + {new}"
+    problems = single_turn.micro_batch_problems(
+        config, longest, what, min(prompt_lens) + new, shortest
+    )
     if config.vllm.max_model_len < longest:
         problems.append(
             f"vllm.max_model_len={config.vllm.max_model_len}: must be >= {longest} ({what})"
