@@ -47,13 +47,17 @@ from fidelity import (  # noqa: E402
 )
 
 from areal_a3po import keys  # noqa: E402
+from areal_a3po.report.defaults import MIN_SEEDS  # noqa: E402
+from areal_a3po.report.stats import Interval, ratio_ci  # noqa: E402
 from areal_a3po.report.text import pipe_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT = ROOT / "docs" / "benchmarks" / "update_fidelity"
 EVERY_KEY = "actor.a3po.update_fidelity_every"
 BELOW = "below the floor"
-ABOVE = "above"
+ABOVE = "above the floor"
+AT = "not told from the floor"  # the interval of error / floor holds 1
+EXACT = "exact"  # error 0 on every seed: the provider's pi_prox is the recompute's
 # One training pass over a step's batch (the update itself), seconds, on the 2-core machine: a
 # probe costs (scored providers + 2) of them. tiny: the demonstration's train_step on probe steps
 # less the others', over its 8 passes (docs/benchmarks/update_fidelity/tiny-demo.json: 17.4 s,
@@ -64,7 +68,7 @@ WARMUP_STEP = 0
 SPECIAL = {keys.UF_REFERENCE, keys.UF_NOISE_FLOOR, keys.UF_MINIBATCH}  # not providers
 META = ("testbed", "pace", "started_utc", "finished_utc", "machine")  # what ran, when, where
 HEADER = ["provider", "minibatch", "mean lag", "rel. L2 error", "cos", "noise floor"]
-HEADER += ["error / floor", "verdict"]
+HEADER += ["error / floor [95 % CI]", "verdict"]
 
 
 # ----------------------------------------------------------------------------- reduce
@@ -171,9 +175,47 @@ def _f(value: float | None, fmt: str = ".3g") -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def floor_ratio(runs: list[dict], name: str, mb: str) -> Interval | None:
+    """error / floor of one provider and minibatch across seeds. The run is the unit: each run's
+    mean error over its mean floor; across runs the geometric mean with a t-interval on the
+    log-ratios (:func:`areal_a3po.report.stats.ratio_ci`, none under ``MIN_SEEDS`` seeds)."""
+    err = {r["seed"]: e for r in runs if (e := _cell(r, name, mb, keys.UF_REL_L2)) is not None}
+    floor = {r["seed"]: f for r in runs if (f := _cell(r, keys.UF_NOISE_FLOOR, mb, keys.UF_REL_L2))}
+    seeds = sorted(set(err) & set(floor))
+    if not seeds:
+        return None
+    if all(err[s] == 0.0 for s in seeds):
+        return Interval(0.0, 0.0, 0.0, len(seeds), EXACT)
+    if any(err[s] == 0.0 for s in seeds):  # no log-ratio: the ratio of the means, no interval
+        point = sum(err[s] for s in seeds) / sum(floor[s] for s in seeds)
+        return Interval(point, None, None, len(seeds), "a seed's error is 0")
+    return ratio_ci({s: err[s] for s in seeds}, {s: floor[s] for s in seeds})
+
+
+def floor_verdict(ratio: Interval | None) -> str:
+    """Below / above the floor only when the whole interval is; a point alone says so."""
+    if ratio is None:
+        return "no floor"
+    if ratio.method == EXACT:
+        return EXACT
+    if not ratio.has_interval:
+        side = BELOW if ratio.estimate < 1.0 else ABOVE
+        return f"{side}, point only ({ratio.n_seeds} seed{'s' if ratio.n_seeds != 1 else ''})"
+    return BELOW if ratio.high < 1.0 else ABOVE if ratio.low > 1.0 else AT
+
+
+def _ratio_text(ratio: Interval | None) -> str:
+    if ratio is None:
+        return "–"
+    if not ratio.has_interval or ratio.method == EXACT:
+        return f"{ratio.estimate:.2f}"
+    return f"{ratio.estimate:.2f} [{ratio.low:.2f}, {ratio.high:.2f}]"
+
+
 def table_rows(runs: list[dict]) -> list[list[str]]:
     """Provider x minibatch rows of one setting (runs of one staleness): mean lag, the error,
-    the cosine, the noise floor, error / floor and the verdict."""
+    the cosine, the noise floor (means over probes and seeds), error / floor with its interval
+    across seeds (:func:`floor_ratio`) and the verdict."""
     names = {n for r in runs for n in r["cells"]} - SPECIAL
     ordered = [p for p in PROVIDERS if p in names] + sorted(names - set(PROVIDERS))
     mbs = sorted({mb for r in runs for n in ordered for mb in r["cells"][n]}, key=int)
@@ -183,9 +225,7 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
             err = _across(runs, name, mb, keys.UF_REL_L2)
             if err is None:
                 continue
-            floor = _across(runs, keys.UF_NOISE_FLOOR, mb, keys.UF_REL_L2)
-            ratio = err / floor if floor else None
-            verdict = "no floor" if ratio is None else BELOW if ratio < 1.0 else ABOVE
+            ratio = floor_ratio(runs, name, mb)
             rows.append(
                 [
                     f"`{name}`",
@@ -193,12 +233,33 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
                     _f(_across(runs, keys.UF_MINIBATCH, mb, keys.UF_MEAN_LAG), ".2f"),
                     _f(err),
                     _f(_across(runs, name, mb, keys.UF_COS), ".4f"),
-                    _f(floor),
-                    _f(ratio, ".2f"),
-                    verdict,
+                    _f(_across(runs, keys.UF_NOISE_FLOOR, mb, keys.UF_REL_L2)),
+                    _ratio_text(ratio),
+                    floor_verdict(ratio),
                 ]
             )
     return rows
+
+
+def verdict_summary(rows: list[list[str]]) -> str:
+    """Which providers sit below the floor on which minibatches, from the table's rows."""
+    by_provider: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for row in rows:
+        by_provider[row[0]].append((row[1], row[-1]))
+    parts = []
+    for name, cells in by_provider.items():
+        below = [mb for mb, verdict in cells if verdict in (BELOW, EXACT)]
+        if len(below) == len(cells):
+            where = "every minibatch"
+        elif below:
+            where = f"minibatch{'es' if len(below) > 1 else ''} {', '.join(below)}"
+        else:
+            where = "none"
+        parts.append(f"{name} on {where}")
+    return (
+        f"Below the floor (the whole interval under 1) or exact, per provider: {'; '.join(parts)}."
+        f" An interval needs >= {MIN_SEEDS} seeds; with fewer the verdict reads the point alone."
+    )
 
 
 def markdown(path: str | Path) -> str:
@@ -216,10 +277,12 @@ def markdown(path: str | Path) -> str:
             f"`ppo_n_minibatches={kept['n_minibatches']}`, `{EVERY_KEY}={','.join(map(str, every))}`"
             f", seeds {sorted(r['seed'] for r in runs)}, steps {sorted({r['steps'] for r in runs})}"
             f", probes at steps {probes}); per provider and PPO minibatch, mean over probes and "
-            "seeds: ‖G_p − G_rec‖ / ‖G_rec‖, cos(G_p, G_rec), the noise floor of G_rec, the two's "
-            "ratio:",
+            "seeds: ‖G_p − G_rec‖ / ‖G_rec‖, cos(G_p, G_rec), the noise floor of G_rec; the two's "
+            "ratio per seed, its geometric mean with a t-interval across seeds:",
             "",
-            pipe_table(HEADER, table_rows(runs), align_right_from=1),
+            pipe_table(HEADER, rows := table_rows(runs), align_right_from=1),
+            "",
+            verdict_summary(rows),
             "",
         ]
         cos_ab = [

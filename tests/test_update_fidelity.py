@@ -12,6 +12,7 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -240,6 +241,53 @@ def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp
     assert run["cells"]["noise_floor"]["1"]["rel_l2"] == pytest.approx(0.3)
     assert run["cells"]["minibatch"]["1"]["mean_lag"] == pytest.approx(1.5)
     assert run["train_step_s"] == {"probe": 10.0, "other": 2.0}
-    rows = bench.table_rows([run])
+    rows = bench.table_rows([{**run, "seed": 1}])  # as reduce_study keeps it
     verdicts = {r[0]: r[-1] for r in rows}
-    assert verdicts["`a3po-step`"] == bench.BELOW and verdicts["`behave`"] == bench.ABOVE
+    assert verdicts["`a3po-step`"] == f"{bench.BELOW}, point only (1 seed)"
+    assert verdicts["`behave`"] == f"{bench.ABOVE}, point only (1 seed)"
+
+
+def _seeded_runs(errors: dict[str, list[float]], floors: list[float]) -> list[dict]:
+    """Reduced runs (one per seed) of one minibatch: each provider's error, the floor."""
+    runs = []
+    for i, floor in enumerate(floors):
+        cells = {name: {"1": {"rel_l2": errs[i]}} for name, errs in errors.items()}
+        cells["noise_floor"] = {"1": {"rel_l2": floor}}
+        runs.append({"seed": i + 1, "cells": cells})
+    return runs
+
+
+@pytest.mark.version_independent
+def test_update_fidelity_verdict_across_seeds_only_whole_interval_counts():
+    """error / floor per seed, geometric mean and t-interval across seeds (the run is the unit):
+    below or above the floor only when the whole interval is; 0 on every seed reads exact."""
+    spec = importlib.util.spec_from_file_location(
+        "update_fidelity_bench", ROOT / "benchmarks" / "update_fidelity.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    floors = [1.0, 0.8, 1.2]
+    runs = _seeded_runs(
+        {
+            "a3po-step": [0.0, 0.0, 0.0],
+            "a3po": [0.30, 0.26, 0.33],  # ratios 0.30, 0.325, 0.275
+            "behave": [2.0, 1.7, 2.5],  # ratios 2.0, 2.125, 2.083
+            "loglinear": [0.2, 1.6, 1.2],  # ratios 0.2, 2.0, 1.0: the interval holds 1
+        },
+        floors,
+    )
+    ratio = bench.floor_ratio(runs, "a3po", "1")
+    logs = np.log([0.30, 0.26 / 0.8, 0.33 / 1.2])
+    assert ratio.estimate == pytest.approx(float(np.exp(logs.mean())))
+    assert ratio.n_seeds == 3 and ratio.low < ratio.estimate < ratio.high < 1.0
+    verdicts = {r[0]: r[-1] for r in bench.table_rows(runs)}
+    assert verdicts == {
+        "`a3po-step`": bench.EXACT,
+        "`a3po`": bench.BELOW,
+        "`behave`": bench.ABOVE,
+        "`loglinear`": bench.AT,
+    }
+    summary = bench.verdict_summary(bench.table_rows(runs))
+    for part in ("`a3po-step` on every minibatch", "`a3po` on every minibatch",
+                 "`loglinear` on none", "`behave` on none"):  # fmt: skip
+        assert part in summary
