@@ -19,7 +19,9 @@ finished arms are skipped, an interrupted one continues from AReaL's last checkp
 Kept data: ``docs/benchmarks/update_fidelity/<name>.json``, per run (staleness, seed) the probe
 steps, per (name, minibatch) each probe's value and the mean over probes of each logged scalar,
 the probe self-check's largest error, and the mean ``timeperf/train_step`` on probe steps and on
-the others (step 0, the warm-up, left out). The markdown (``docs/benchmarks.md``'s update-fidelity section, written by
+the others (step 0, the warm-up, left out). The tables weight each probe by the norm of the
+gradient the real step trained on (:func:`pooled`) and give error / floor an interval across seeds
+(:func:`floor_ratio`). The markdown (``docs/benchmarks.md``'s update-fidelity section, written by
 ``benchmarks/update_docs.py``) is :func:`markdown` of that file, nothing else.
 """
 
@@ -165,9 +167,27 @@ def _cell(run: dict, name: str, mb: str, metric: str) -> float | None:
     return run["cells"].get(name, {}).get(mb, {}).get(metric)
 
 
-def _across(runs: list[dict], name: str, mb: str, metric: str) -> float | None:
-    """Mean across runs (seeds) of the per-run means over probes."""
+def pooled(run: dict, name: str, mb: str, metric: str) -> float | None:
+    """One run's value of ``metric`` over its probes, each probe weighted by ‖G_rec‖, the norm
+    of the gradient the real step trained on: rel. L2 errors become Σ‖G_p − G_rec‖ / Σ‖G_rec‖,
+    so a probe whose step barely moves (few tokens with an advantage) counts little."""
+    values = run["cells"].get(name, {}).get(mb, {}).get("per_probe", {}).get(metric, {})
+    weights = _cell(run, keys.UF_REFERENCE, mb, "per_probe") or {}
+    weights = weights.get(keys.UF_GRAD_NORM, {})
+    steps = [s for s in values if weights.get(s, 0.0) > 0.0]
+    total = sum(weights[s] for s in steps)
+    return sum(values[s] * weights[s] for s in steps) / total if steps else None
+
+
+def _mean_across(runs: list[dict], name: str, mb: str, metric: str) -> float | None:
+    """Mean across runs (seeds) of each run's plain mean over its probes."""
     vals = [v for r in runs if (v := _cell(r, name, mb, metric)) is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _across(runs: list[dict], name: str, mb: str, metric: str) -> float | None:
+    """Mean across runs (seeds) of each run's pooled value (:func:`pooled`)."""
+    vals = [v for r in runs if (v := pooled(r, name, mb, metric)) is not None]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -177,10 +197,12 @@ def _f(value: float | None, fmt: str = ".3g") -> str:
 
 def floor_ratio(runs: list[dict], name: str, mb: str) -> Interval | None:
     """error / floor of one provider and minibatch across seeds. The run is the unit: each run's
-    mean error over its mean floor; across runs the geometric mean with a t-interval on the
+    pooled error over its pooled floor (:func:`pooled`); across runs the geometric mean with a t-interval on the
     log-ratios (:func:`areal_a3po.report.stats.ratio_ci`, none under ``MIN_SEEDS`` seeds)."""
-    err = {r["seed"]: e for r in runs if (e := _cell(r, name, mb, keys.UF_REL_L2)) is not None}
-    floor = {r["seed"]: f for r in runs if (f := _cell(r, keys.UF_NOISE_FLOOR, mb, keys.UF_REL_L2))}
+    err = {r["seed"]: e for r in runs if (e := pooled(r, name, mb, keys.UF_REL_L2)) is not None}
+    floor = {
+        r["seed"]: f for r in runs if (f := pooled(r, keys.UF_NOISE_FLOOR, mb, keys.UF_REL_L2))
+    }
     seeds = sorted(set(err) & set(floor))
     if not seeds:
         return None
@@ -214,7 +236,7 @@ def _ratio_text(ratio: Interval | None) -> str:
 
 def table_rows(runs: list[dict]) -> list[list[str]]:
     """Provider x minibatch rows of one setting (runs of one staleness): mean lag, the error,
-    the cosine, the noise floor (means over probes and seeds), error / floor with its interval
+    the cosine, the noise floor (pooled over probes, mean over seeds), error / floor with its interval
     across seeds (:func:`floor_ratio`) and the verdict."""
     names = {n for r in runs for n in r["cells"]} - SPECIAL
     ordered = [p for p in PROVIDERS if p in names] + sorted(names - set(PROVIDERS))
@@ -230,7 +252,7 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
                 [
                     f"`{name}`",
                     mb,
-                    _f(_across(runs, keys.UF_MINIBATCH, mb, keys.UF_MEAN_LAG), ".2f"),
+                    _f(_mean_across(runs, keys.UF_MINIBATCH, mb, keys.UF_MEAN_LAG), ".2f"),
                     _f(err),
                     _f(_across(runs, name, mb, keys.UF_COS), ".4f"),
                     _f(_across(runs, keys.UF_NOISE_FLOOR, mb, keys.UF_REL_L2)),
@@ -276,9 +298,10 @@ def markdown(path: str | Path) -> str:
             f"**staleness {staleness}** (`rollout.max_head_offpolicyness={staleness}`, "
             f"`ppo_n_minibatches={kept['n_minibatches']}`, `{EVERY_KEY}={','.join(map(str, every))}`"
             f", seeds {sorted(r['seed'] for r in runs)}, steps {sorted({r['steps'] for r in runs})}"
-            f", probes at steps {probes}); per provider and PPO minibatch, mean over probes and "
-            "seeds: ‖G_p − G_rec‖ / ‖G_rec‖, cos(G_p, G_rec), the noise floor of G_rec; the two's "
-            "ratio per seed, its geometric mean with a t-interval across seeds:",
+            f", probes at steps {probes}); per provider and PPO minibatch, each run's probes "
+            "weighted by ‖G_rec‖, then the mean over seeds: ‖G_p − G_rec‖ / ‖G_rec‖, "
+            "cos(G_p, G_rec), the noise floor of G_rec; the two's ratio per seed, its geometric "
+            "mean with a t-interval across seeds:",
             "",
             pipe_table(HEADER, rows := table_rows(runs), align_right_from=1),
             "",
@@ -286,7 +309,7 @@ def markdown(path: str | Path) -> str:
             "",
         ]
         cos_ab = [
-            _f(_across(runs, keys.UF_NOISE_FLOOR, str(mb), keys.UF_COS), ".3f")
+            _f(_mean_across(runs, keys.UF_NOISE_FLOOR, str(mb), keys.UF_COS), ".3f")
             for mb in range(kept["n_minibatches"])
         ]
         checks = [r["self_check_max"] for r in runs if r.get("self_check_max") is not None]

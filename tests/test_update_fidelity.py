@@ -220,12 +220,14 @@ def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp
             UF("behave", 1, "rel_l2"): 0.5,
             UF("noise_floor", 1, "rel_l2"): 0.2,
             UF("minibatch", 1, "mean_lag"): 1.0,
+            UF("recompute", 1, "grad_norm"): 1.0,
         },
         3: {
             UF("a3po-step", 1, "rel_l2"): 0.04,
             UF("behave", 1, "rel_l2"): 0.7,
             UF("noise_floor", 1, "rel_l2"): 0.4,
             UF("minibatch", 1, "mean_lag"): 2.0,
+            UF("recompute", 1, "grad_norm"): 3.0,
         },
     }
     for step, values in logged.items():
@@ -241,7 +243,11 @@ def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp
     assert run["cells"]["noise_floor"]["1"]["rel_l2"] == pytest.approx(0.3)
     assert run["cells"]["minibatch"]["1"]["mean_lag"] == pytest.approx(1.5)
     assert run["train_step_s"] == {"probe": 10.0, "other": 2.0}
-    rows = bench.table_rows([{**run, "seed": 1}])  # as reduce_study keeps it
+    kept = {**run, "seed": 1}  # as reduce_study keeps it
+    # the table weights each probe by ||G_rec||: (0.02 x 1 + 0.04 x 3) / 4
+    assert bench.pooled(kept, "a3po-step", "1", "rel_l2") == pytest.approx(0.035)
+    assert bench.pooled(kept, "noise_floor", "1", "rel_l2") == pytest.approx(0.35)
+    rows = bench.table_rows([kept])
     verdicts = {r[0]: r[-1] for r in rows}
     assert verdicts["`a3po-step`"] == f"{bench.BELOW}, point only (1 seed)"
     assert verdicts["`behave`"] == f"{bench.ABOVE}, point only (1 seed)"
@@ -249,10 +255,15 @@ def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp
 
 def _seeded_runs(errors: dict[str, list[float]], floors: list[float]) -> list[dict]:
     """Reduced runs (one per seed) of one minibatch: each provider's error, the floor."""
+
+    def probe(metric: str, value: float) -> dict:  # one probe, at step 1
+        return {"1": {metric: value, "per_probe": {metric: {"1": value}}}}
+
     runs = []
     for i, floor in enumerate(floors):
-        cells = {name: {"1": {"rel_l2": errs[i]}} for name, errs in errors.items()}
-        cells["noise_floor"] = {"1": {"rel_l2": floor}}
+        cells = {name: probe("rel_l2", errs[i]) for name, errs in errors.items()}
+        cells["noise_floor"] = probe("rel_l2", floor)
+        cells["recompute"] = probe("grad_norm", 2.0)
         runs.append({"seed": i + 1, "cells": cells})
     return runs
 
