@@ -178,3 +178,35 @@ def runs(dirs, labels=None, seeds=None, providers=None, caps=None):
     cols = [labels, seeds, providers, caps]
     cols = [c if c is not None else [None] * n for c in cols]
     return [Run(str(d), *vals) for d, *vals in zip(dirs, *cols, strict=True)]
+
+
+def write_seed_runs(root) -> tuple[list[str], list[str], list[int]]:
+    """Three arms x three seeds: 'same' equals the baseline, 'fast' skips the recompute."""
+    arms = {"recompute": (0.5, 1.0, 0.5), "same": (0.5, 1.0, 0.5), "fast": (0.0, 1.0, 0.8)}
+    dirs, labels, seeds = [], [], []
+    for seed in (1, 2, 3):  # interleaved, as a3po compare --seeds runs them
+        for label, (rc, tr, rw) in arms.items():
+            dirs.append(write_run(root, f"{label}_s{seed}", seed_run_stats(rc, tr, rw, seed)))
+            labels.append(label)
+            seeds.append(seed)
+    return dirs, labels, seeds
+
+
+def eval_records(evals: dict[str, list[list[float]]], every: int = 5):
+    """RunRecords whose held-out reward per seed is the given list, one evaluation per ``every``
+    steps (step 0 first), with one timed stage of 1 s per step."""
+    from areal_a3po.report.record import RunRecord
+
+    out = []
+    for arm, per_seed in evals.items():
+        for seed, values in enumerate(per_seed, 1):
+            steps = range(every * (len(values) - 1) + 1)
+            out.append(
+                RunRecord(
+                    arm, seed,
+                    stages={"train_step": {s: 1.0 for s in steps}},
+                    reward={s: 0.9 for s in steps},
+                    eval_reward={every * i: v for i, v in enumerate(values)},
+                )
+            )  # fmt: skip
+    return out
