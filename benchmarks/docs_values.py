@@ -162,7 +162,22 @@ def _eval_variance_ratio(study_name: str, arm: str | None = None) -> str:
     return f"{within / (p * (1 - p) / EVAL_SIZE):.1f}"
 
 
+def _fidelity_closest(name: str) -> str:
+    """Per staleness, the provider closest to the recompute in a kept fidelity table, and whether
+    the intervals across seeds separate it from the next (``areal_a3po.report.fidelity.closest``)."""
+    import json
+
+    from areal_a3po.report.fidelity import closest
+
+    path = KEPT / "fidelity" / f"{name}.json"
+    if not path.is_file():
+        return NOT_RUN
+    return " ".join(closest(json.loads(path.read_text())["runs"]))
+
+
 def value(name: str) -> str:
+    if name.startswith("fidelity_closest:"):
+        return _fidelity_closest(name.split(":", 1)[1])
     if name.startswith("record:"):
         return _record(name.split(":", 1)[1])
     if name.startswith("window:"):

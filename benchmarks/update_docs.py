@@ -38,8 +38,9 @@ Nothing in the page is typed by hand: each block between ``<!-- generated: NAME 
 The statistics are the report's own (``areal_a3po.report.seeds``), run on the kept records, so
 ``--check`` recomputes every number from the runs, not from a kept report. The inline values
 (``docs_values.py``), in this page and in README.md (the SmolLM2 comparison's time, the rows its
-switch quotes), docs/metrics.md (the mismatch it measured) and docs/compare.md (what the held-out
-reward of record's window changes), are filled the same way.
+switch quotes), docs/metrics.md (the mismatch it measured), docs/compare.md (what the held-out
+reward of record's window changes) and docs/method.md (the provider closest to the recompute in
+the SmolLM2 fidelity table), are filled the same way.
 
     python benchmarks/update_docs.py [--bench bench_trainer.txt] [--bench-smollm2 FILE]
                                      [--prox bench_prox.txt]
@@ -82,6 +83,7 @@ from areal_a3po.report.text import interval_text, pipe_table  # noqa: E402
 README = ROOT / "README.md"  # inline values only (its times), no generated blocks
 METRICS = ROOT / "docs" / "metrics.md"  # inline values only (the mismatch it measured)
 COMPARE = ROOT / "docs" / "compare.md"  # inline values only (why the held-out window)
+METHOD = ROOT / "docs" / "method.md"  # inline values only (which provider the fidelity favours)
 BENCH_FIRST_LINE = "\nmodel: "  # bench_trainer.py's first line
 PROX = KEPT / "bench_prox.txt"
 PROX_FIRST_LINE = "\nbench_prox: "  # bench_prox.py's first line
@@ -272,7 +274,8 @@ def main() -> int:
                 raise SystemExit(f"{given}: no '{first.strip()}' line")
             kept.write_text(text[start + 1 :])
     doc = DOC.read_text()
-    inline = {p: p.read_text() for p in (README, METRICS, COMPARE)}  # pages with inline values only
+    pages = (README, METRICS, COMPARE, METHOD)  # pages with inline values only
+    inline = {p: p.read_text() for p in pages}
     filled = {p: _fill_values(text) for p, text in inline.items()}
     if args.check:  # plots go to a scratch dir: built from the kept runs, not compared bytewise
         with tempfile.TemporaryDirectory() as tmp:
