@@ -31,6 +31,7 @@ import datetime
 import json
 import math
 import re
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -195,23 +196,81 @@ def _f(value: float | None, fmt: str = ".3g") -> str:
     return "–" if value is None else format(value, fmt)
 
 
-def floor_ratio(runs: list[dict], name: str, mb: str) -> Interval | None:
-    """error / floor of one provider and minibatch across seeds. The run is the unit: each run's
-    pooled error over its pooled floor (:func:`pooled`); across runs the geometric mean with a t-interval on the
-    log-ratios (:func:`areal_a3po.report.stats.ratio_ci`, none under ``MIN_SEEDS`` seeds)."""
-    err = {r["seed"]: e for r in runs if (e := pooled(r, name, mb, keys.UF_REL_L2)) is not None}
-    floor = {
-        r["seed"]: f for r in runs if (f := pooled(r, keys.UF_NOISE_FLOOR, mb, keys.UF_REL_L2))
-    }
-    seeds = sorted(set(err) & set(floor))
+def _per_seed(runs: list[dict], name: str, mb: str) -> dict[int, float]:
+    """seed -> the run's pooled rel. L2 error of ``name`` on minibatch ``mb`` (:func:`pooled`)."""
+    return {r["seed"]: v for r in runs if (v := pooled(r, name, mb, keys.UF_REL_L2)) is not None}
+
+
+def seed_ratio(num: dict[int, float], den: dict[int, float]) -> Interval | None:
+    """num / den across the seeds both have (den > 0). The run is the unit: the geometric mean of
+    the per-seed ratios with a t-interval on their logs (:func:`areal_a3po.report.stats.ratio_ci`,
+    none under ``MIN_SEEDS`` seeds); 0 on every seed reads :data:`EXACT`."""
+    seeds = sorted(s for s in set(num) & set(den) if den[s] > 0.0)
     if not seeds:
         return None
-    if all(err[s] == 0.0 for s in seeds):
+    if all(num[s] == 0.0 for s in seeds):
         return Interval(0.0, 0.0, 0.0, len(seeds), EXACT)
-    if any(err[s] == 0.0 for s in seeds):  # no log-ratio: the ratio of the means, no interval
-        point = sum(err[s] for s in seeds) / sum(floor[s] for s in seeds)
-        return Interval(point, None, None, len(seeds), "a seed's error is 0")
-    return ratio_ci({s: err[s] for s in seeds}, {s: floor[s] for s in seeds})
+    if any(num[s] == 0.0 for s in seeds):  # no log-ratio: the ratio of the means, no interval
+        point = sum(num[s] for s in seeds) / sum(den[s] for s in seeds)
+        return Interval(point, None, None, len(seeds), "a seed's value is 0")
+    return ratio_ci({s: num[s] for s in seeds}, {s: den[s] for s in seeds})
+
+
+def floor_ratio(runs: list[dict], name: str, mb: str) -> Interval | None:
+    """error / floor of one provider and minibatch across seeds (:func:`seed_ratio`)."""
+    return seed_ratio(_per_seed(runs, name, mb), _per_seed(runs, keys.UF_NOISE_FLOOR, mb))
+
+
+def _ordered(runs: list[dict]) -> list[str]:
+    """The scored providers of these runs, the known ones in their order, then the others."""
+    names = {n for r in runs for n in r["cells"]} - SPECIAL
+    return [p for p in PROVIDERS if p in names] + sorted(names - set(PROVIDERS))
+
+
+def _minibatches(runs: list[dict]) -> list[str]:
+    return sorted({mb for r in runs for n in _ordered(runs) for mb in r["cells"][n]}, key=int)
+
+
+def closest_summary(runs: list[dict]) -> str:
+    """Per minibatch, the provider whose gradient is closest to the recompute's (lowest geometric
+    mean of the per-seed pooled errors), and its error against the next provider's (:func:`seed_ratio`, paired by
+    seed); providers with the same error on every seed are named together."""
+    parts = []
+    for mb in _minibatches(runs):
+        errs = {n: e for n in _ordered(runs) if (e := _per_seed(runs, n, mb))}
+        groups: list[list[str]] = []  # providers with the same error on every seed
+        for name in sorted(errs, key=lambda n: _geometric_mean(errs[n])):
+            same = next((g for g in groups if errs[g[0]] == errs[name]), None)
+            if same is None:
+                groups.append([name])
+            else:
+                same.append(name)
+        if not groups:
+            continue
+        best, text = groups[0], ""
+        named = " = ".join(f"`{n}`" for n in best)
+        if _geometric_mean(errs[best[0]]) == 0.0:
+            parts.append(f"minibatch {mb}: {named}, exact")
+            continue
+        if len(groups) > 1:
+            r = seed_ratio(errs[best[0]], errs[groups[1][0]])
+            text = f", its error {r.estimate:.2f} x `{groups[1][0]}`'s"
+            if r.has_interval:
+                side = "lower" if r.high < 1.0 else "not told apart"
+                text += f" [{r.low:.2f}, {r.high:.2f}], {side}"
+            else:
+                text += f" (point only, {r.n_seeds} seed{'s' if r.n_seeds != 1 else ''})"
+        parts.append(f"minibatch {mb}: {named}{text}")
+    return (
+        "Closest to the recompute's gradient, per minibatch (geometric mean of the per-seed "
+        f"errors; against the next provider, of the per-seed error ratios): {'; '.join(parts)}."
+    )
+
+
+def _geometric_mean(per_seed: dict[int, float]) -> float:
+    """0 when a seed's value is 0 (an exact provider ranks first)."""
+    values = list(per_seed.values())
+    return 0.0 if min(values) <= 0.0 else statistics.geometric_mean(values)
 
 
 def floor_verdict(ratio: Interval | None) -> str:
@@ -238,12 +297,9 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
     """Provider x minibatch rows of one setting (runs of one staleness): mean lag, the error,
     the cosine, the noise floor (pooled over probes, mean over seeds), error / floor with its interval
     across seeds (:func:`floor_ratio`) and the verdict."""
-    names = {n for r in runs for n in r["cells"]} - SPECIAL
-    ordered = [p for p in PROVIDERS if p in names] + sorted(names - set(PROVIDERS))
-    mbs = sorted({mb for r in runs for n in ordered for mb in r["cells"][n]}, key=int)
     rows = []
-    for name in ordered:
-        for mb in mbs:
+    for name in _ordered(runs):
+        for mb in _minibatches(runs):
             err = _across(runs, name, mb, keys.UF_REL_L2)
             if err is None:
                 continue
@@ -306,6 +362,8 @@ def markdown(path: str | Path) -> str:
             pipe_table(HEADER, rows := table_rows(runs), align_right_from=1),
             "",
             verdict_summary(rows),
+            "",
+            closest_summary(runs),
             "",
         ]
         cos_ab = [

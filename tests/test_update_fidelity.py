@@ -302,3 +302,34 @@ def test_update_fidelity_verdict_across_seeds_only_whole_interval_counts():
     for part in ("`a3po-step` on every minibatch", "`a3po` on every minibatch",
                  "`loglinear` on none", "`behave` on none"):  # fmt: skip
         assert part in summary
+
+
+@pytest.mark.version_independent
+def test_update_fidelity_closest_summary_names_twins_and_tells_apart_only_by_interval():
+    """The provider closest to the recompute's gradient per minibatch: providers equal on every
+    seed are named together, the next one compared by the paired per-seed error ratios."""
+    spec = importlib.util.spec_from_file_location(
+        "update_fidelity_bench", ROOT / "benchmarks" / "update_fidelity.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    from scipy import stats
+
+    floors = [1.0, 1.0, 1.0]
+    a3po = [0.30, 0.26, 0.33]
+    runs = _seeded_runs({"a3po": a3po, "current": a3po, "behave": [2.0, 1.7, 2.5]}, floors)
+    lower = bench.closest_summary(runs)
+    ratios = np.log(np.array(a3po) / np.array([2.0, 1.7, 2.5]))
+    half = stats.t.ppf(0.975, df=2) * ratios.std(ddof=1) / np.sqrt(3)  # 95 % t-interval
+    low, high = np.exp(ratios.mean() - half), np.exp(ratios.mean() + half)
+    assert lower == (
+        "Closest to the recompute's gradient, per minibatch (geometric mean of the per-seed "
+        "errors; against the next provider, of the per-seed error ratios): minibatch 1: `a3po` = "
+        f"`current`, its error {np.exp(ratios.mean()):.2f} x `behave`'s [{low:.2f}, {high:.2f}], "
+        "lower."
+    )
+    runs = _seeded_runs({"a3po": a3po, "loglinear": [0.2, 1.6, 1.2]}, floors)
+    assert "`a3po`, its error" in (apart := bench.closest_summary(runs))
+    assert "`loglinear`'s" in apart and apart.endswith(", not told apart.")
+    runs = _seeded_runs({"a3po-step": [0.0, 0.0, 0.0], "a3po": a3po}, floors)
+    assert "minibatch 1: `a3po-step`, exact" in bench.closest_summary(runs)
