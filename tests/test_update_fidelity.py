@@ -8,7 +8,6 @@ probe's passes can be checked against what the update really did.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -205,14 +204,11 @@ def test_update_fidelity_every_without_a3po_metrics_error_names_the_key(actor_co
 
 @pytest.mark.version_independent
 def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp_path):
-    """benchmarks/update_fidelity.py on a synthetic tensorboard log of two probes."""
+    """areal_a3po.report.update_fidelity on a synthetic tensorboard log of two probes."""
     from torch.utils.tensorboard import SummaryWriter
 
-    spec = importlib.util.spec_from_file_location(
-        "update_fidelity_bench", ROOT / "benchmarks" / "update_fidelity.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from areal_a3po.report import update_fidelity as table
+
     writer = SummaryWriter(log_dir=str(tmp_path))
     logged = {  # step -> {local key: value}; step 2 is not a probe
         1: {
@@ -236,7 +232,7 @@ def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp
         writer.add_scalar("timeperf/train_step", 10.0, step)
     writer.add_scalar("timeperf/train_step", 2.0, 2)
     writer.close()
-    run = bench.reduce_run(str(tmp_path))
+    run = table.reduce_run(str(tmp_path))
     assert run["probes"] == [1, 3]
     cell = run["cells"]["a3po-step"]["1"]
     assert cell["rel_l2"] == pytest.approx(0.03) and cell["n_probes"] == 2
@@ -245,12 +241,12 @@ def test_update_fidelity_reduce_run_means_over_probes_with_floor_and_verdict(tmp
     assert run["train_step_s"] == {"probe": 10.0, "other": 2.0}
     kept = {**run, "seed": 1}  # as reduce_study keeps it
     # the table weights each probe by ||G_rec||: (0.02 x 1 + 0.04 x 3) / 4
-    assert bench.pooled(kept, "a3po-step", "1", "rel_l2") == pytest.approx(0.035)
-    assert bench.pooled(kept, "noise_floor", "1", "rel_l2") == pytest.approx(0.35)
-    rows = bench.table_rows([kept])
+    assert table.pooled(kept, "a3po-step", "1", "rel_l2") == pytest.approx(0.035)
+    assert table.pooled(kept, "noise_floor", "1", "rel_l2") == pytest.approx(0.35)
+    rows = table.table_rows([kept])
     verdicts = {r[0]: r[-1] for r in rows}
-    assert verdicts["`a3po-step`"] == f"{bench.BELOW}, point only (1 seed)"
-    assert verdicts["`behave`"] == f"{bench.ABOVE}, point only (1 seed)"
+    assert verdicts["`a3po-step`"] == f"{table.BELOW}, point only (1 seed)"
+    assert verdicts["`behave`"] == f"{table.ABOVE}, point only (1 seed)"
 
 
 def _seeded_runs(errors: dict[str, list[float]], floors: list[float]) -> list[dict]:
@@ -272,11 +268,8 @@ def _seeded_runs(errors: dict[str, list[float]], floors: list[float]) -> list[di
 def test_update_fidelity_verdict_across_seeds_only_whole_interval_counts():
     """error / floor per seed, geometric mean and t-interval across seeds (the run is the unit):
     below or above the floor only when the whole interval is; 0 on every seed reads exact."""
-    spec = importlib.util.spec_from_file_location(
-        "update_fidelity_bench", ROOT / "benchmarks" / "update_fidelity.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from areal_a3po.report import update_fidelity as table
+
     floors = [1.0, 0.8, 1.2]
     runs = _seeded_runs(
         {
@@ -287,18 +280,18 @@ def test_update_fidelity_verdict_across_seeds_only_whole_interval_counts():
         },
         floors,
     )
-    ratio = bench.floor_ratio(runs, "a3po", "1")
+    ratio = table.floor_ratio(runs, "a3po", "1")
     logs = np.log([0.30, 0.26 / 0.8, 0.33 / 1.2])
     assert ratio.estimate == pytest.approx(float(np.exp(logs.mean())))
     assert ratio.n_seeds == 3 and ratio.low < ratio.estimate < ratio.high < 1.0
-    verdicts = {r[0]: r[-1] for r in bench.table_rows(runs)}
+    verdicts = {r[0]: r[-1] for r in table.table_rows(runs)}
     assert verdicts == {
-        "`a3po-step`": bench.EXACT,
-        "`a3po`": bench.BELOW,
-        "`behave`": bench.ABOVE,
-        "`loglinear`": bench.AT,
+        "`a3po-step`": table.EXACT,
+        "`a3po`": table.BELOW,
+        "`behave`": table.ABOVE,
+        "`loglinear`": table.AT,
     }
-    summary = bench.verdict_summary(bench.table_rows(runs))
+    summary = table.verdict_summary(table.table_rows(runs))
     for part in ("`a3po-step` on every minibatch", "`a3po` on every minibatch",
                  "`loglinear` on none", "`behave` on none"):  # fmt: skip
         assert part in summary
@@ -308,17 +301,14 @@ def test_update_fidelity_verdict_across_seeds_only_whole_interval_counts():
 def test_update_fidelity_closest_summary_names_twins_and_tells_apart_only_by_interval():
     """The provider closest to the recompute's gradient per minibatch: providers equal on every
     seed are named together, the next one compared by the paired per-seed error ratios."""
-    spec = importlib.util.spec_from_file_location(
-        "update_fidelity_bench", ROOT / "benchmarks" / "update_fidelity.py"
-    )
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     from scipy import stats
+
+    from areal_a3po.report import update_fidelity as table
 
     floors = [1.0, 1.0, 1.0]
     a3po = [0.30, 0.26, 0.33]
     runs = _seeded_runs({"a3po": a3po, "current": a3po, "behave": [2.0, 1.7, 2.5]}, floors)
-    lower = bench.closest_summary(runs)
+    lower = table.closest_summary(runs)
     ratios = np.log(np.array(a3po) / np.array([2.0, 1.7, 2.5]))
     half = stats.t.ppf(0.975, df=2) * ratios.std(ddof=1) / np.sqrt(3)  # 95 % t-interval
     low, high = np.exp(ratios.mean() - half), np.exp(ratios.mean() + half)
@@ -329,7 +319,7 @@ def test_update_fidelity_closest_summary_names_twins_and_tells_apart_only_by_int
         "lower."
     )
     runs = _seeded_runs({"a3po": a3po, "loglinear": [0.2, 1.6, 1.2]}, floors)
-    assert "`a3po`, its error" in (apart := bench.closest_summary(runs))
+    assert "`a3po`, its error" in (apart := table.closest_summary(runs))
     assert "`loglinear`'s" in apart and apart.endswith(", not told apart.")
     runs = _seeded_runs({"a3po-step": [0.0, 0.0, 0.0], "a3po": a3po}, floors)
-    assert "minibatch 1: `a3po-step`, exact" in bench.closest_summary(runs)
+    assert "minibatch 1: `a3po-step`, exact" in table.closest_summary(runs)
