@@ -54,7 +54,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _fidelity(args: argparse.Namespace) -> int:
     from areal_a3po.compare.command import int_list
-    from areal_a3po.report import fidelity
+    from areal_a3po.report import fidelity, update_fidelity
     from areal_a3po.report.load import RunDataError
 
     staleness = int_list(args.staleness, "--staleness", "a3po fidelity") if args.staleness else None
@@ -68,6 +68,14 @@ def _fidelity(args: argparse.Namespace) -> int:
             print(f"seed {run['seed']}: {run['label']}")
     print(fidelity.markdown(runs, head=notes))
     print("\n".join(fidelity.closest(runs)))
+    dirs = [r for r in runs if r.get("command") is None]  # the run directories, in order
+    paths = [p for p in args.runs if not p.endswith(".json")]
+    probed = update_fidelity.probed_runs(
+        paths, [r["seed"] for r in dirs], [r["staleness"] for r in dirs]
+    )
+    if probed:  # actor.a3po.update_fidelity_every was on: the gradient against the recompute's
+        print("\n## Update fidelity against the noise floor\n")
+        print(update_fidelity.markdown_runs(probed, fidelity.n_minibatches(dirs)))
     return 0
 
 
@@ -191,7 +199,8 @@ def _add_fidelity_parser(sub) -> None:
     p_fid = sub.add_parser(
         "fidelity",
         help="the fidelity table of a3po-metrics runs (every provider against the recompute, per "
-        "lag and PPO minibatch) and the provider closest to the recompute on that workload",
+        "lag and PPO minibatch) and the provider closest to the recompute on that workload; with "
+        "actor.a3po.update_fidelity_every probes, the update-fidelity table too",
     )
     p_fid.add_argument(
         "runs", nargs="+", metavar="RUN", help="a3po-metrics run / tensorboard dirs (one per "

@@ -323,3 +323,50 @@ def test_update_fidelity_closest_summary_names_twins_and_tells_apart_only_by_int
     assert "`loglinear`'s" in apart and apart.endswith(", not told apart.")
     runs = _seeded_runs({"a3po-step": [0.0, 0.0, 0.0], "a3po": a3po}, floors)
     assert "minibatch 1: `a3po-step`, exact" in table.closest_summary(runs)
+
+
+def _write_probed_run(path: Path, seed: int, probed: bool) -> str:
+    """An a3po-metrics run's log: fidelity scores on minibatches 0 and 1 at every step, and, when
+    ``probed``, update-fidelity probes at steps 1 and 3 (every 2) on minibatch 1."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(log_dir=str(path))
+    for step in range(4):
+        for mb in (0, 1):
+            writer.add_scalar(P + keys.fidelity_tokens(mb, "1"), 10.0, step)
+            for metric in keys.FIDELITY_METRICS:
+                value = 0.05 * seed if metric == keys.ABS_DLOGP else 0.0
+                writer.add_scalar(P + keys.fidelity_key("a3po", mb, "1", metric), value, step)
+        if probed and step in (1, 3):
+            writer.add_scalar(P + UF("a3po", 1, "rel_l2"), 0.2 * seed, step)
+            writer.add_scalar(P + UF("noise_floor", 1, "rel_l2"), 1.0, step)
+            writer.add_scalar(P + UF("recompute", 1, "grad_norm"), 2.0, step)
+            writer.add_scalar(P + UF("minibatch", 1, "mean_lag"), 1.0, step)
+    writer.close()
+    return str(path)
+
+
+@pytest.mark.version_independent
+def test_fidelity_cli_probed_runs_print_update_fidelity_table_unprobed_runs_do_not(
+    tmp_path, capsys
+):
+    """``a3po fidelity`` on run directories: the update-fidelity table follows the fidelity table
+    when the runs logged probes (``every`` read off the probe steps), and is absent otherwise."""
+    from areal_a3po import cli
+
+    runs = [_write_probed_run(tmp_path / f"s{i}", i, probed=True) for i in (1, 2, 3)]
+    assert cli.main(["fidelity", *runs, "--staleness", "2"]) == 0
+    out = capsys.readouterr().out
+    uf = out.split("## Update fidelity against the noise floor\n", 1)[1]
+    assert uf.startswith(
+        "\n**staleness 2** (`rollout.max_head_offpolicyness=2`, `ppo_n_minibatches=2`, "
+        "`actor.a3po.update_fidelity_every=2`, seeds [1, 2, 3], probes at steps [1, 3]);"
+    )
+    row = next(line for line in uf.splitlines() if line.startswith("| `a3po`"))
+    assert [c.strip() for c in row.strip("|").split("|")][:6] == [
+        "`a3po`", "1", "1.00", "0.4", "–", "1"
+    ]  # fmt: skip
+    assert "minibatch 1: `a3po`" in uf
+    plain = [_write_probed_run(tmp_path / f"p{i}", i, probed=False) for i in (1, 2)]
+    assert cli.main(["fidelity", *plain]) == 0
+    assert "Update fidelity" not in capsys.readouterr().out

@@ -270,51 +270,82 @@ def verdict_summary(rows: list[list[str]]) -> str:
 
 
 def markdown(path: str | Path) -> str:
-    """The update-fidelity tables of one kept file, one per staleness."""
+    """The update-fidelity tables of one kept file (``benchmarks/update_fidelity.py``)."""
     kept = json.loads(Path(path).read_text())
-    lines = [f"*{kept['note']}*", ""] if kept.get("note") else []
-    by_staleness: dict[int, list[dict]] = defaultdict(list)
-    for run in kept["runs"]:
+    head = [f"*{kept['note']}*", ""] if kept.get("note") else []
+    return markdown_runs(kept["runs"], kept["n_minibatches"], head)
+
+
+def markdown_runs(runs: list[dict], n_mb: int, head: list[str] = ()) -> str:
+    """The update-fidelity tables of reduced runs (each with its seed, staleness, ``every`` and
+    optionally ``steps``), one per staleness; ``head``: lines above them (a note)."""
+    lines = list(head)
+    by_staleness: dict[int | None, list[dict]] = defaultdict(list)
+    for run in runs:
         by_staleness[run["staleness"]].append(run)
-    for staleness, runs in sorted(by_staleness.items()):
-        every = sorted({r["every"] for r in runs})
-        probes = sorted({p for r in runs for p in r["probes"]})
-        lines += [
-            f"**staleness {staleness}** (`rollout.max_head_offpolicyness={staleness}`, "
-            f"`ppo_n_minibatches={kept['n_minibatches']}`, `{EVERY_KEY}={','.join(map(str, every))}`"
-            f", seeds {sorted(r['seed'] for r in runs)}, steps {sorted({r['steps'] for r in runs})}"
-            f", probes at steps {probes}); per provider and PPO minibatch, each run's probes "
-            "weighted by ‖G_rec‖, then the mean over seeds: ‖G_p − G_rec‖ / ‖G_rec‖, "
-            "cos(G_p, G_rec), the noise floor of G_rec; the two's ratio per seed, its geometric "
-            "mean with a t-interval across seeds:",
-            "",
-            pipe_table(HEADER, rows := table_rows(runs), align_right_from=1),
-            "",
-            verdict_summary(rows),
-            "",
-            closest_summary(runs),
-            "",
-        ]
-        cos_ab = [
-            _f(_mean_across(runs, keys.UF_NOISE_FLOOR, str(mb), keys.UF_COS), ".3f")
-            for mb in range(kept["n_minibatches"])
-        ]
-        checks = [r["self_check_max"] for r in runs if r.get("self_check_max") is not None]
-        lines += [
-            f"cos(G_A, G_B) of the two halves per minibatch: {', '.join(cos_ab)}. Probe "
-            "self-check (the real step's gradient against the probe's recompute gradient, "
-            f"largest rel. L2 error over every probe): {_f(max(checks) if checks else None)}.",
-            "",
-        ]
-        times = [r["train_step_s"] for r in runs if r["train_step_s"].get("probe") is not None]
-        if times and all(t.get("other") is not None for t in times):
-            probe = sum(t["probe"] for t in times) / len(times)
-            other = sum(t["other"] for t in times) / len(times)
-            passes = len({n for r in runs for n in r["cells"]} - SPECIAL) + 2
-            lines += [
-                f"Cost: `timeperf/train_step` {probe:.1f} s on probe steps against {other:.1f} s "
-                f"on the others (step {WARMUP_STEP} left out): {probe - other:+.1f} s per probe, "
-                f"{passes} extra training passes over each minibatch (scored providers + 2).",
-                "",
-            ]
+    for staleness, group in sorted(by_staleness.items(), key=lambda kv: (kv[0] is None, kv[0])):
+        lines += _setting(staleness, group, n_mb)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def probed_runs(run_dirs: list[str], seeds: list[int], stalenesses: list[int | None]) -> list[dict]:
+    """The run directories that logged update-fidelity probes, reduced, each with its seed and
+    staleness as ``a3po fidelity`` numbered them and ``every`` read off its probe steps."""
+    out = []
+    for run_dir, seed, staleness in zip(run_dirs, seeds, stalenesses, strict=True):
+        run = reduce_run(run_dir)
+        if run["probes"]:  # the update at version v is a probe when (v + 1) % every == 0
+            every = math.gcd(*(p + 1 for p in run["probes"]))
+            out.append({**run, "seed": seed, "staleness": staleness, "every": every})
+    return out
+
+
+def _setting(staleness: int | None, runs: list[dict], n_mb: int) -> list[str]:
+    """One staleness point: its header line, table, summaries, noise halves, self-check, cost."""
+    every = ",".join(map(str, sorted({r["every"] for r in runs})))
+    probes = sorted({p for r in runs for p in r["probes"]})
+    where = "the runs given" if staleness is None else f"staleness {staleness}"
+    point = "" if staleness is None else f"`rollout.max_head_offpolicyness={staleness}`, "
+    steps = sorted({r["steps"] for r in runs if "steps" in r})
+    lines = [
+        f"**{where}** ({point}`ppo_n_minibatches={n_mb}`, `{EVERY_KEY}={every}`, seeds "
+        f"{sorted(r['seed'] for r in runs)}{f', steps {steps}' if steps else ''}, probes at "
+        f"steps {probes}); per provider and PPO minibatch, each run's probes weighted by ‖G_rec‖, "
+        "then the mean over seeds: ‖G_p − G_rec‖ / ‖G_rec‖, cos(G_p, G_rec), the noise floor of "
+        "G_rec; the two's ratio per seed, its geometric mean with a t-interval across seeds:",
+        "",
+        pipe_table(HEADER, rows := table_rows(runs), align_right_from=1),
+        "",
+        verdict_summary(rows),
+        "",
+        closest_summary(runs),
+        "",
+    ]
+    cos_ab = [
+        _f(_mean_across(runs, keys.UF_NOISE_FLOOR, str(mb), keys.UF_COS), ".3f")
+        for mb in range(n_mb)
+    ]
+    checks = [r["self_check_max"] for r in runs if r.get("self_check_max") is not None]
+    lines += [
+        f"cos(G_A, G_B) of the two halves per minibatch: {', '.join(cos_ab)}. Probe "
+        "self-check (the real step's gradient against the probe's recompute gradient, "
+        f"largest rel. L2 error over every probe): {_f(max(checks) if checks else None)}.",
+        "",
+    ]
+    return lines + _cost(runs)
+
+
+def _cost(runs: list[dict]) -> list[str]:
+    """What the probes cost: train_step on probe steps against the others."""
+    times = [r["train_step_s"] for r in runs if r["train_step_s"].get("probe") is not None]
+    if not times or any(t.get("other") is None for t in times):
+        return []
+    probe = sum(t["probe"] for t in times) / len(times)
+    other = sum(t["other"] for t in times) / len(times)
+    passes = len({n for r in runs for n in r["cells"]} - SPECIAL) + 2
+    return [
+        f"Cost: `timeperf/train_step` {probe:.1f} s on probe steps against {other:.1f} s "
+        f"on the others (step {WARMUP_STEP} left out): {probe - other:+.1f} s per probe, "
+        f"{passes} extra training passes over each minibatch (scored providers + 2).",
+        "",
+    ]
