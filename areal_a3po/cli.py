@@ -68,11 +68,8 @@ def _fidelity(args: argparse.Namespace) -> int:
             print(f"seed {run['seed']}: {run['label']}")
     print(fidelity.markdown(runs, head=notes))
     print("\n".join(fidelity.closest(runs)))
-    dirs = [r for r in runs if r.get("command") is None]  # the run directories, in order
-    paths = [p for p in args.runs if not p.endswith(".json")]
-    probed = update_fidelity.probed_runs(
-        paths, [r["seed"] for r in dirs], [r["staleness"] for r in dirs]
-    )
+    dirs = [r for r in runs if "path" in r]  # the run directories (kept files have none)
+    probed = update_fidelity.probed_runs(dirs)
     if probed:  # actor.a3po.update_fidelity_every was on: the gradient against the recompute's
         print("\n## Update fidelity against the noise floor\n")
         print(update_fidelity.markdown_runs(probed, fidelity.n_minibatches(dirs)))

@@ -165,14 +165,14 @@ def _eval_variance_ratio(study_name: str, arm: str | None = None) -> str:
 def _fidelity_closest(name: str) -> str:
     """Per staleness, the provider closest to the recompute in a kept fidelity table, and whether
     the intervals across seeds separate it from the next (``areal_a3po.report.fidelity.closest``)."""
-    import json
+    from fidelity import KEPT as FIDELITY_KEPT  # the sibling script that keeps the tables
 
-    from areal_a3po.report.fidelity import closest
+    from areal_a3po.report.fidelity import closest, load
 
-    path = KEPT / "fidelity" / f"{name}.json"
+    path = FIDELITY_KEPT / f"{name}.json"
     if not path.is_file():
         return NOT_RUN
-    return " ".join(closest(json.loads(path.read_text())["runs"]))
+    return " ".join(closest(load([str(path)])[0]))
 
 
 def value(name: str) -> str:

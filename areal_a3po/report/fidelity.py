@@ -268,7 +268,8 @@ def closest(runs: list[dict]) -> list[str]:
 def load(paths: list[str], staleness: list[int] | None = None) -> tuple[list[dict], list[str]]:
     """The runs of ``paths`` (run directories of ``a3po-metrics`` runs, or kept fidelity files
     ``*.json`` of ``benchmarks/fidelity.py``) and the kept files' notes. A run directory's seed is
-    its position (1, 2, ...); ``staleness``: one for every run directory, or one each."""
+    its position (1, 2, ...) and its run keeps its ``path``; ``staleness``: one for
+    every run directory, or one each."""
     import json
     import os
 
@@ -286,5 +287,5 @@ def load(paths: list[str], staleness: list[int] | None = None) -> tuple[list[dic
         i = len([r for r in runs if r.get("command") is None])
         point = None if staleness is None else staleness[min(i, len(staleness) - 1)]
         label = os.path.basename(os.path.normpath(path)) or path
-        runs.append(reduce_run(path, label=label, seed=i + 1, staleness=point))
+        runs.append(reduce_run(path, label=label, seed=i + 1, staleness=point, path=path))
     return runs, notes

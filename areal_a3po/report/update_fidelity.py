@@ -15,6 +15,7 @@ import math
 import re
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from areal_a3po import keys
@@ -97,13 +98,17 @@ def _cell(run: dict, name: str, mb: str, metric: str) -> float | None:
     return run["cells"].get(name, {}).get(mb, {}).get(metric)
 
 
+def _per_probe(run: dict, name: str, mb: str, metric: str) -> dict[str, float]:
+    """step -> value of ``metric`` at each of the run's probes."""
+    return run["cells"].get(name, {}).get(mb, {}).get("per_probe", {}).get(metric, {})
+
+
 def pooled(run: dict, name: str, mb: str, metric: str) -> float | None:
     """One run's value of ``metric`` over its probes, each probe weighted by ‖G_rec‖, the norm
     of the gradient the real step trained on: rel. L2 errors become Σ‖G_p − G_rec‖ / Σ‖G_rec‖,
     so a probe whose step barely moves (few tokens with an advantage) counts little."""
-    values = run["cells"].get(name, {}).get(mb, {}).get("per_probe", {}).get(metric, {})
-    weights = _cell(run, keys.UF_REFERENCE, mb, "per_probe") or {}
-    weights = weights.get(keys.UF_GRAD_NORM, {})
+    values = _per_probe(run, name, mb, metric)
+    weights = _per_probe(run, keys.UF_REFERENCE, mb, keys.UF_GRAD_NORM)
     steps = [s for s in values if weights.get(s, 0.0) > 0.0]
     total = sum(weights[s] for s in steps)
     return sum(values[s] * weights[s] for s in steps) / total if steps else None
@@ -164,9 +169,9 @@ def closest_summary(runs: list[dict]) -> str:
     """Per minibatch, the provider whose gradient is closest to the recompute's (lowest geometric
     mean of the per-seed pooled errors), and its error against the next provider's (:func:`seed_ratio`, paired by
     seed); providers with the same error on every seed are named together."""
-    parts = []
+    parts, providers = [], _ordered(runs)
     for mb in _minibatches(runs):
-        errs = {n: e for n in _ordered(runs) if (e := _per_seed(runs, n, mb))}
+        errs = {n: e for n in providers if (e := _per_seed(runs, n, mb))}
         groups: list[list[str]] = []  # providers with the same error on every seed
         for name in sorted(errs, key=lambda n: _geometric_mean(errs[n])):
             same = next((g for g in groups if errs[g[0]] == errs[name]), None)
@@ -226,9 +231,9 @@ def table_rows(runs: list[dict]) -> list[list[str]]:
     """Provider x minibatch rows of one setting (runs of one staleness): mean lag, the error,
     the cosine, the noise floor (pooled over probes, mean over seeds), error / floor with its interval
     across seeds (:func:`floor_ratio`) and the verdict."""
-    rows = []
+    rows, mbs = [], _minibatches(runs)
     for name in _ordered(runs):
-        for mb in _minibatches(runs):
+        for mb in mbs:
             err = _across(runs, name, mb, keys.UF_REL_L2)
             if err is None:
                 continue
@@ -276,7 +281,7 @@ def markdown(path: str | Path) -> str:
     return markdown_runs(kept["runs"], kept["n_minibatches"], head)
 
 
-def markdown_runs(runs: list[dict], n_mb: int, head: list[str] = ()) -> str:
+def markdown_runs(runs: list[dict], n_mb: int, head: Sequence[str] = ()) -> str:
     """The update-fidelity tables of reduced runs (each with its seed, staleness, ``every`` and
     optionally ``steps``), one per staleness; ``head``: lines above them (a note)."""
     lines = list(head)
@@ -288,15 +293,17 @@ def markdown_runs(runs: list[dict], n_mb: int, head: list[str] = ()) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def probed_runs(run_dirs: list[str], seeds: list[int], stalenesses: list[int | None]) -> list[dict]:
-    """The run directories that logged update-fidelity probes, reduced, each with its seed and
-    staleness as ``a3po fidelity`` numbered them and ``every`` read off its probe steps."""
+def probed_runs(dir_runs: list[dict]) -> list[dict]:
+    """Of the run directories ``a3po fidelity`` read (its runs with a ``path``), those that
+    logged update-fidelity probes, reduced, each with that run's seed and staleness and ``every``
+    read off its probe steps."""
     out = []
-    for run_dir, seed, staleness in zip(run_dirs, seeds, stalenesses, strict=True):
-        run = reduce_run(run_dir)
+    for source in dir_runs:
+        run = reduce_run(source["path"])
         if run["probes"]:  # the update at version v is a probe when (v + 1) % every == 0
             every = math.gcd(*(p + 1 for p in run["probes"]))
-            out.append({**run, "seed": seed, "staleness": staleness, "every": every})
+            out.append({**run, "seed": source["seed"], "staleness": source["staleness"],
+                        "every": every})  # fmt: skip
     return out
 
 
