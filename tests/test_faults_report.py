@@ -22,7 +22,14 @@ pytestmark = pytest.mark.version_independent
 STEPS = 6
 
 
-def _write_run(run_dir: Path, steps: int = STEPS, start: int = 0, reward0: float = 0.5) -> Path:
+def _write_run(
+    run_dir: Path,
+    steps: int = STEPS,
+    start: int = 0,
+    reward0: float = 0.5,
+    evals: dict[int, float] | None = None,
+) -> Path:
+    """One sitting of a run (one writer, as one StatsLogger); ``evals``: step -> held-out reward."""
     from tensorboardX import SummaryWriter
 
     writer = SummaryWriter(log_dir=str(run_dir))
@@ -30,6 +37,8 @@ def _write_run(run_dir: Path, steps: int = STEPS, start: int = 0, reward0: float
         writer.add_scalar("rollout/reward", reward0 + 0.01 * step, step)
         writer.add_scalar("timeperf/train_step", 1.0, step)
         writer.add_scalar("timeperf/total", 2.0, step)
+        if step in (evals or {}):
+            writer.add_scalar("eval-rollout/reward", evals[step], step)
     writer.close()
     return run_dir
 
@@ -123,6 +132,28 @@ def test_load_resumed_run_merges_the_relogged_steps(tb):
     assert data.superseded_files == [] and len(data.event_files) == 2
     expected = {s: 0.5 + 0.01 * s for s in range(3)} | {s: 0.2 + 0.01 * s for s in range(3, 6)}
     assert data.scalars["rollout/reward"] == pytest.approx(expected)
+
+
+def test_load_resumed_run_drops_what_the_interrupted_sitting_logged_after_the_checkpoint(
+    tb, tmp_path
+):
+    """areal 1.0.4 / 2.0.0 save the recover checkpoint before the evaluator's check, so a run
+    resumed from step 2 evaluates at 3 where the interrupted sitting evaluated at 4: that orphan
+    of weights trained again must not become the run's last evaluation."""
+    run = _write_run(tb / "exp" / "a3po", steps=5, evals={0: 0.3, 4: 0.9})  # killed after 4
+    time.sleep(1.1)  # tensorboardX names files by the second
+    _write_run(run, steps=STEPS - 3, start=3, reward0=0.2, evals={3: 0.4})  # from step 2's
+    data = load_scalars(str(run))
+    assert data.scalars["eval-rollout/reward"] == pytest.approx({0: 0.3, 3: 0.4})
+    assert data.superseded_files == [] and len(data.orphaned) == 1
+    # rollout/reward, timeperf/train_step, timeperf/total at 3 and 4, eval-rollout/reward at 4
+    assert data.orphaned[0].endswith(": 7 values at steps >= 3"), data.orphaned
+    rc, _, notes = _compare(tmp_path, tb / "exp" / "recompute", run)
+    assert rc == 0
+    assert [n for n in notes if "resumed from a recover checkpoint" in n] == [
+        "a3po: resumed from a recover checkpoint; dropped what the interrupted sitting logged "
+        f"after it, as the resumed one trains those steps again: {data.orphaned[0]}"
+    ]
 
 
 def test_load_directory_without_event_files_raises(tmp_path):

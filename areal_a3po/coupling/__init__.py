@@ -28,7 +28,8 @@ areal.infra.remote_inf_engine  generated tokens labelled with the weight version
                                process that exits during start-up ends the wait at once
                                (:mod:`.remote_inf_engine`)
 ``areal.utils.recover``        ``hybrid``'s calibration state saved beside AReaL's recover
-                               checkpoint and restored with it (:mod:`.recover`)
+                               checkpoint and restored with it; the evaluator's state saved as
+                               of after the checkpointed step's check (:mod:`.recover`)
 =============================  =========================================================
 
 Whether AReaL is patched at all is decided by :mod:`.gate`. When a future AReaL ships a plugin

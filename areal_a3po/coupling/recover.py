@@ -12,14 +12,23 @@ and main cbff54d) and no hook for extra state, so the plugin keeps its own file 
   were observed (:func:`after_observe`, called by :mod:`.stats`); main cbff54d exports first.
 * ``RecoverHandler.load``: when AReaL resumes from step g, every ``hybrid`` calibrator continues at
   g + 1 with the saved state, or re-derives it (:func:`areal_a3po.calibration.resume` says which).
+* ``RecoverHandler.dump`` also gets the evaluator as it is once step g's check has run
+  (:func:`evaluator_after_check`): areal 1.0.4 and 2.0.0 checkpoint before that check
+  (``rl_trainer.py:797`` before ``:815``; 2.0.0 ``:809`` before ``:827``), so the state they save is
+  one check behind and a resumed run evaluates on other steps than an uninterrupted one (with
+  ``evaluator.freq_steps: 5``, resumed from step 9: at 10 and 15, not 14 and 19); main cbff54d
+  checks first (``:920`` before ``:993``) and saves what the copy holds.
 
-Only ``hybrid`` has state across steps; the other providers need none (token lags come from the
-weight versions AReaL restores). Written on rank 0 / the controller only, like AReaL's own files.
+Of the providers only ``hybrid`` has state across steps; the others need none (token lags come
+from the weight versions AReaL restores). Written on rank 0 / the controller only, like AReaL's own files.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
+import inspect
 import json
 import os
 import tempfile
@@ -111,11 +120,35 @@ def _state_path(handler) -> str:
     return os.path.join(root, STATE_FILE)
 
 
+def evaluator_after_check(evaluator: Any, step_info: Any) -> Any:
+    """``evaluator`` (AReaL's ``Evaluator``) as it is once the check of ``step_info``'s step g ran.
+
+    The trainer checks once per global step (0, 1, ..., g), so an evaluator that has counted g
+    checks has step g's still to come: then a copy that has made it (through AReaL's own
+    ``Evaluator.evaluate``, with nothing to evaluate), else the evaluator itself.
+    """
+    if evaluator.freq_ctl.step_ctl.total_steps != step_info.global_step:
+        return (
+            evaluator  # checked already (AReaL main), or not checked every step (no held-out set)
+        )
+    after = copy.copy(evaluator)
+    after.freq_ctl = dataclasses.replace(evaluator.freq_ctl)  # fresh counters ...
+    after.load_state_dict(evaluator.state_dict())  # ... holding the evaluator's state
+    after.evaluate(lambda: None, step_info.epoch, step_info.epoch_step, step_info.global_step)
+    return after
+
+
 def _wrap_dump(dump):
+    signature = inspect.signature(dump)
+
     @functools.wraps(dump)
     def wrapped(self, engine, step_info, *args, **kwargs):
         global _PENDING
-        out = dump(self, engine, step_info, *args, **kwargs)
+        bound = signature.bind(self, engine, step_info, *args, **kwargs)
+        bound.arguments["evaluator"] = evaluator_after_check(
+            bound.arguments["evaluator"], step_info
+        )
+        out = dump(*bound.args, **bound.kwargs)
         if self.last_step_info is step_info and calibration.live() and _writes_here():
             path = _state_path(self)
             write_state(path, step_info.global_step)
@@ -151,5 +184,9 @@ def patch(module: ModuleType) -> None:
     handler.dump = _wrap_dump(handler.dump)
     handler.load = _wrap_load(handler.load)
     target = "areal.utils.recover.RecoverHandler."
-    gate.record(target + "dump", f"hybrid's calibration state saved beside it ({STATE_FILE})")
+    gate.record(
+        target + "dump",
+        f"hybrid's calibration state saved beside it ({STATE_FILE}); the evaluator's state "
+        "saved as of after the checkpointed step's check",
+    )
     gate.record(target + "load", "hybrid's calibration continues at the checkpointed step")

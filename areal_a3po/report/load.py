@@ -11,8 +11,10 @@ AReaL's keys do not matter.
 
 Damaged inputs are named, never mixed silently (:func:`data_notes` gives the report's lines): a
 truncated or corrupt event file (its records before the damage are used), event files of an earlier
-run that restarted in the same directory (ignored), runs with fewer steps than the others, runs of
-different experiments; a run directory whose files hold no scalar raises :class:`RunDataError`.
+run that restarted in the same directory (ignored), values an interrupted sitting logged after the
+checkpoint its resumed sitting continued from (dropped), runs with fewer steps than the others,
+runs of different experiments; a run directory whose files hold no scalar raises
+:class:`RunDataError`.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class RunData:
     skipped_files: list[str] = field(default_factory=list)
     damaged_files: list[str] = field(default_factory=list)  # "path: what is damaged"
     superseded_files: list[str] = field(default_factory=list)  # an earlier run's, ignored
+    orphaned: list[str] = field(default_factory=list)  # "path: n values at steps >= k", dropped
     experiment: str | None = None  # <experiment> of .../tensorboard/<experiment>/<trial>
 
     def find(self, keys: Iterable[str], *, allow_eval: bool = False) -> str | None:
@@ -82,8 +85,11 @@ def find_event_files(run_dir: str) -> list[str]:
 def load_scalars(run_dir: str) -> RunData:
     """Read every scalar of every event file under ``run_dir``.
 
-    Files are merged oldest first (by first event wall time); a later file overrides the same
-    (tag, step), which is what a recovered run that re-logs a step means.
+    Files are merged oldest first (by first event wall time). A later file that starts at step
+    k (a run recovered from the checkpoint of step k - 1) orphans every value the earlier files
+    logged at step k or later, in every tag: those steps are trained again, and what the
+    interrupted sitting logged for them (an evaluation that the resumed one logs at other steps,
+    say) describes weights that no longer exist.
     """
     from tensorboard.backend.event_processing.event_accumulator import (
         SCALARS,
@@ -122,6 +128,15 @@ def load_scalars(run_dir: str) -> RunData:
         if first_step <= earlier:
             superseded = [p for _, p, _ in loaded[:i]]
     loaded = [item for item in loaded if item[1] not in superseded]
+    orphaned = []
+    for i in range(1, len(loaded)):  # a resumed sitting logs again from step k (checkpoint + 1):
+        k = min(ev.step for evs in loaded[i][2].values() for ev in evs)
+        for _, path, per_tag in loaded[:i]:  # what the earlier ones logged from k on is orphaned
+            n = sum(ev.step >= k for evs in per_tag.values() for ev in evs)
+            if n:
+                for tag, evs in per_tag.items():
+                    per_tag[tag] = [ev for ev in evs if ev.step < k]
+                orphaned.append(f"{path}: {n} values at steps >= {k}")
 
     scalars, wall = _merge([per_tag for _, _, per_tag in loaded])
     return RunData(
@@ -132,6 +147,7 @@ def load_scalars(run_dir: str) -> RunData:
         skipped_files=skipped,
         damaged_files=damaged,
         superseded_files=superseded,
+        orphaned=orphaned,
         experiment=experiment_of(run_dir),
     )
 
@@ -186,6 +202,11 @@ def data_notes(datas: list[RunData], labels: list[str]) -> list[str]:
             f"{label}: event file of an earlier run in the same directory ignored (the newest "
             f"run restarted from its first step): {path}"
             for path in data.superseded_files
+        ]
+        notes += [
+            f"{label}: resumed from a recover checkpoint; dropped what the interrupted sitting "
+            f"logged after it, as the resumed one trains those steps again: {what}"
+            for what in data.orphaned
         ]
     steps = [len({s for series in d.scalars.values() for s in series}) for d in datas]
     longest = max(range(len(datas)), key=lambda i: steps[i])
