@@ -1,8 +1,9 @@
 """The held-out evaluations of a resumed run fall on the steps of an uninterrupted one.
 
 AReaL's own ``Evaluator`` (``areal.utils.evaluator``, its ``EvaluatorConfig`` and
-``FinetuneSpec``) is driven through the steps in the trainer's order: areal 1.0.4 and 2.0.0 save the
-recover checkpoint before the evaluator's check of the step, main checks first. The checkpoint's
+``FinetuneSpec``) is driven through the steps in the trainer's order: AReaL (1.0.4, 2.0.0, main
+cbff54d) saves the recover checkpoint before the evaluator's check of the step; the other order is
+checked too, should a later AReaL check first. The checkpoint's
 evaluator state is what ``RecoverHandler.dump`` receives from the plugin's wrapper
 (``coupling.recover.evaluator_after_check``), through JSON as ``RecoverInfo`` writes
 ``evaluator_info.json``; a fresh evaluator loads it, as ``RecoverHandler.load`` does, and goes on.
@@ -54,15 +55,15 @@ def _run(evaluator, steps: range, order: str, fix: bool = True) -> tuple[list[in
             saved.update(json.loads(json.dumps(state)))
 
     for step in steps:
-        if order == "areal-1.0":
+        if order == "checkpoint-first":
             checkpoint(step)
         evaluator.evaluate(lambda s=step: evaluated.append(s), 0, step, step)
-        if order == "main":
+        if order == "check-first":
             checkpoint(step)
     return evaluated, saved
 
 
-@pytest.mark.parametrize("order", ["areal-1.0", "main"])
+@pytest.mark.parametrize("order", ["checkpoint-first", "check-first"])
 def test_evaluator_resumed_from_checkpoint_evaluates_on_uninterrupted_steps(order):
     whole, saved = _run(_evaluator(), range(STEPS), order)
     assert whole == EVERY_STEP  # the copy handed to the checkpoint leaves the live one alone
@@ -72,13 +73,35 @@ def test_evaluator_resumed_from_checkpoint_evaluates_on_uninterrupted_steps(orde
     assert [s for s in whole if s <= CHECKPOINT] + after == EVERY_STEP
 
 
+def _installed_order() -> str:
+    """The order of the installed AReaL's ``PPOTrainer.train``: checkpoint or evaluator first."""
+    from areal.trainer.rl_trainer import PPOTrainer
+
+    source = inspect.getsource(PPOTrainer.train)
+    saves = ("self._save_recover_checkpoint(", "self._save_training_state(")  # main: the latter
+    checkpoint = min(source.index(s) for s in saves if s in source)
+    return "checkpoint-first" if checkpoint < source.index("self._evaluate(") else "check-first"
+
+
+def test_evaluator_installed_areal_order_resumes_on_uninterrupted_steps():
+    """The installed AReaL's own order, through the wrapper, evaluates on the uninterrupted steps
+    after a resume; 1.0.4, 2.0.0 and main cbff54d all checkpoint first."""
+    order = _installed_order()
+    assert order == "checkpoint-first", "this AReaL checks first: the wrapper has nothing to do"
+    whole, saved = _run(_evaluator(), range(STEPS), order)
+    resumed = _evaluator()
+    resumed.load_state_dict(saved)
+    after, _ = _run(resumed, range(CHECKPOINT + 1, STEPS), order)
+    assert whole == EVERY_STEP and [s for s in whole if s <= CHECKPOINT] + after == EVERY_STEP
+
+
 def test_evaluator_state_saved_before_the_check_shifts_the_resumed_schedule():
-    """Why the wrapper exists: AReaL 1.0.4's order alone evaluates early after a resume."""
-    whole, saved = _run(_evaluator(), range(STEPS), "areal-1.0", fix=False)
+    """Why the wrapper exists: AReaL's order alone evaluates early after a resume."""
+    whole, saved = _run(_evaluator(), range(STEPS), "checkpoint-first", fix=False)
     assert whole == EVERY_STEP
     resumed = _evaluator()
     resumed.load_state_dict(saved)
-    after, _ = _run(resumed, range(CHECKPOINT + 1, STEPS), "areal-1.0", fix=False)
+    after, _ = _run(resumed, range(CHECKPOINT + 1, STEPS), "checkpoint-first", fix=False)
     assert after == [10, 15]
 
 

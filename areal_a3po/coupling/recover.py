@@ -7,17 +7,17 @@ and main cbff54d) and no hook for extra state, so the plugin keeps its own file 
 
 * ``RecoverHandler.dump``: when AReaL has written a checkpoint of global step g (it sets
   ``last_step_info`` to that step), the calibrators' state goes to ``a3po_state.json`` there
-  (atomic: temporary file, fsync, rename). areal 1.0.4 and 2.0.0 checkpoint before they export step
-  g's statistics (``rl_trainer.py:797`` before ``:854``), so the file is written again once they
-  were observed (:func:`after_observe`, called by :mod:`.stats`); main cbff54d exports first.
+  (atomic: temporary file, fsync, rename). AReaL checkpoints before it exports step g's statistics
+  (``rl_trainer.py:797`` before ``:854``; 2.0.0 ``:809`` before ``:866``; main cbff54d
+  ``_save_training_state`` at ``:900`` before ``:959``), so the file is written again once they
+  were observed (:func:`after_observe`, called by :mod:`.stats`).
 * ``RecoverHandler.load``: when AReaL resumes from step g, every ``hybrid`` calibrator continues at
   g + 1 with the saved state, or re-derives it (:func:`areal_a3po.calibration.resume` says which).
 * ``RecoverHandler.dump`` also gets the evaluator as it is once step g's check has run
-  (:func:`evaluator_after_check`): areal 1.0.4 and 2.0.0 checkpoint before that check
-  (``rl_trainer.py:797`` before ``:815``; 2.0.0 ``:809`` before ``:827``), so the state they save is
-  one check behind and a resumed run evaluates on other steps than an uninterrupted one (with
-  ``evaluator.freq_steps: 5``, resumed from step 9: at 10 and 15, not 14 and 19); main cbff54d
-  checks first (``:920`` before ``:993``) and saves what the copy holds.
+  (:func:`evaluator_after_check`): AReaL checkpoints before that check too (``:797`` before
+  ``:815``; 2.0.0 ``:809`` before ``:827``; main cbff54d ``:900`` before ``:920``), so the state it
+  saves is one check behind and a resumed run would evaluate on other steps than an uninterrupted
+  one (with ``evaluator.freq_steps: 5``, resumed from step 9: at 10 and 15, not 14 and 19).
 
 Of the providers only ``hybrid`` has state across steps; the others need none (token lags come
 from the weight versions AReaL restores). Written on rank 0 / the controller only, like AReaL's own files.
@@ -128,9 +128,7 @@ def evaluator_after_check(evaluator: Any, step_info: Any) -> Any:
     ``Evaluator.evaluate``, with nothing to evaluate), else the evaluator itself.
     """
     if evaluator.freq_ctl.step_ctl.total_steps != step_info.global_step:
-        return (
-            evaluator  # checked already (AReaL main), or not checked every step (no held-out set)
-        )
+        return evaluator  # checked already, or not checked every step (no held-out set)
     after = copy.copy(evaluator)
     after.freq_ctl = dataclasses.replace(evaluator.freq_ctl)  # fresh counters ...
     after.load_state_dict(evaluator.state_dict())  # ... holding the evaluator's state
