@@ -20,7 +20,8 @@ and main cbff54d) and no hook for extra state, so the plugin keeps its own file 
   one (with ``evaluator.freq_steps: 5``, resumed from step 9: at 10 and 15, not 14 and 19).
 
 Of the providers only ``hybrid`` has state across steps; the others need none (token lags come
-from the weight versions AReaL restores). Written on rank 0 / the controller only, like AReaL's own files.
+from the weight versions AReaL restores). Written on rank 0 / the controller only, like AReaL's
+own files.
 """
 
 from __future__ import annotations
