@@ -37,6 +37,10 @@ SEQ_LEN = PROMPT_LEN + RESPONSE_LEN
 VOCAB = local_actor.DEFAULT_VOCAB  # the tiny model's (build_tiny_qwen2's default)
 CURRENT_VERSION = 3  # the actor's weight version unless a test sets another
 N_SEQS = 4  # sequences per rollout batch in one PPO step
+# AReaL overrides that give the tiny recipes an evaluation (they have none): the task's 8 prompts,
+# one greedy completion each (the entry script builds the set); evaluator.freq_steps sets when.
+TINY_VALID_DATASET = "+valid_dataset={path:embedded-continue-alphabet,type:rl,batch_size:8}"
+TINY_EVALUATION = (TINY_VALID_DATASET, "+eval_gconfig={n_samples:1,greedy:true,max_new_tokens:16}")
 
 LogpSource = Callable[[torch.Tensor], torch.Tensor]
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from areal_a3po.testbeds.tiny import task
+from tests import harness as H
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,6 +125,16 @@ def test_entry_script_config_not_matching_task_raises_naming_key(recipe_config, 
 
     with pytest.raises(ValueError, match=re.escape(key)):
         check_task_consistency(recipe_config[0](override))
+
+
+def test_entry_script_checks_eval_gconfig_only_with_an_evaluation_set(recipe_config):
+    from areal_a3po.testbeds.tiny.train import check_task_consistency
+
+    load, short = recipe_config[0], "+eval_gconfig={max_new_tokens:8}"
+    check_task_consistency(load(short))  # the recipe has no valid_dataset: AReaL never reads it
+    check_task_consistency(load(*H.TINY_EVALUATION))
+    with pytest.raises(ValueError, match=re.escape("eval_gconfig.max_new_tokens=8")):
+        check_task_consistency(load(H.TINY_VALID_DATASET, short))
 
 
 def test_tiny_workflow_drops_stop_tokens_so_every_completion_is_max_length(tmp_path):

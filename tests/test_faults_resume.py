@@ -7,7 +7,10 @@ tensorboard, and the same line is launched again. Checked: nothing of the killed
 running; the second run starts after the last checkpoint (AReaL's ``RecoverHandler``), logs to the
 same tensorboard steps, its weight versions continue (token lags >= 0, equal to AReaL's own
 V - v, within the staleness cap), and ``hybrid``'s calibration follows the global step with its
-state restored from the file the plugin wrote beside AReaL's checkpoint.
+state restored from the file the plugin wrote beside AReaL's checkpoint. AReaL's evaluator runs
+every EVAL_FREQ steps (on the task's prompts, ``harness.TINY_EVALUATION``): the merged run's evaluations fall on the
+steps AReaL's own ``Evaluator`` picks in an uninterrupted run, although AReaL checkpoints before
+the evaluator's check of the step (the plugin's ``coupling.recover.evaluator_after_check``).
 """
 
 from __future__ import annotations
@@ -25,12 +28,12 @@ import pytest
 from areal_a3po import keys
 from areal_a3po.compare import procs, runner
 from areal_a3po.compare.progress import steps_logged
-from areal_a3po.report import load_scalars
+from areal_a3po.report import EVAL_REWARD_KEYS, load_scalars
 from areal_a3po.testbeds.tiny import task
 from areal_a3po.testbeds.tiny.model import build_model_dir
 from tests import harness as H
 
-STEPS, FREQ, KILL_AFTER, INTERVAL, CAP = 5, 2, 2, 3, 2
+STEPS, FREQ, KILL_AFTER, INTERVAL, CAP, EVAL_FREQ = 5, 2, 2, 3, 2, 2
 LIMIT_S = 900  # per launch, on a loaded 2-core machine (~2 min each when quiet)
 # AReaL draws worker ports from the global `random` it seeds with `seed` (areal 1.0.4
 # rl_trainer.py:129, utils/network.py:156): a seed no other end-to-end test uses keeps this run's
@@ -60,8 +63,10 @@ def killed_and_resumed(tmp_path_factory):
         f"trial_name={TRIAL}", f"seed={SEED}", "actor.prox_logp_method=hybrid",
         f"recover.freq_steps={FREQ}", "rollout.setup_timeout=900",
         f"+actor.a3po.calibration_interval={INTERVAL}", f"rollout.max_head_offpolicyness={CAP}",
+        f"evaluator.freq_steps={EVAL_FREQ}", *H.TINY_EVALUATION,
     ]  # fmt: skip
-    cmd, cmd_env = runner.launch_command(runner.recipe_path("a3po"), overrides)
+    recipe = runner.recipe_path("a3po")
+    cmd, cmd_env = runner.launch_command(recipe, overrides)
     env = dict(os.environ, PYTHONUNBUFFERED="1", **cmd_env)
     run_dir = fileroot / "tensorboard" / EXPERIMENT / TRIAL
     logs = []
@@ -99,14 +104,21 @@ def killed_and_resumed(tmp_path_factory):
         "killed_at": killed_at, "left": left, "before": before,
         "after": load_scalars(str(run_dir)), "second_log": logs[-1].read_text(errors="replace"),
         "leftovers": procs.processes_mentioning(str(out)), "fileroot": fileroot,
+        "recipe": recipe, "overrides": overrides,
     }  # fmt: skip
+
+
+def _resumed_at(log: str) -> int:
+    """The first step the second run trains: AReaL's ``RecoverHandler`` logs the checkpoint's
+    ``StepInfo`` and goes on after it."""
+    return int(log.split("Recovering from StepInfo(")[1].split("global_step=")[1].split(",")[0])
 
 
 def test_kill_leaves_no_process_and_relaunch_resumes_after_checkpoint(killed_and_resumed):
     r = killed_and_resumed
     assert r["killed_at"] > KILL_AFTER and r["left"] == [] and r["leftovers"] == []
     log = r["second_log"]
-    resumed = int(log.split("Recovering from StepInfo(")[1].split("global_step=")[1].split(",")[0])
+    resumed = _resumed_at(log)
     # the last checkpoint before the kill: steps FREQ-1, 2*FREQ-1, ... were checkpointed
     assert resumed % FREQ == 0 and 0 < resumed <= r["killed_at"], resumed
     assert f"hybrid calibration restored at global step {resumed - 1}" in log
@@ -133,6 +145,35 @@ def test_resumed_run_continues_versions_lags_and_calibration_schedule(killed_and
     }
     assert s[keys.HYBRID_RECOMPUTE] == expected
     assert s["ppo_actor/update/compute_logp/recomputed"] == expected  # workers agree
+
+
+def _uninterrupted_evaluations(recipe: Path, overrides: list[str]) -> list[int]:
+    """The steps AReaL's ``Evaluator``, configured by AReaL's loader from the launched line, picks
+    in a run of STEPS steps that nobody stops (the trainer checks it once per step)."""
+    from areal.api.cli_args import GRPOConfig, load_expr_config
+    from areal.api.io_struct import FinetuneSpec
+    from areal.utils.evaluator import Evaluator
+
+    config, _ = load_expr_config(["--config", str(recipe), *overrides], GRPOConfig)
+    batch = config.train_dataset.batch_size
+    evaluator = Evaluator(
+        config.evaluator,
+        FinetuneSpec(total_train_epochs=1, dataset_size=STEPS * batch, train_batch_size=batch),
+    )
+    steps: list[int] = []
+    for step in range(STEPS):
+        evaluator.evaluate(lambda s=step: steps.append(s), 0, step, step)
+    return steps
+
+
+def test_resumed_run_evaluates_on_the_uninterrupted_steps(killed_and_resumed):
+    r = killed_and_resumed
+    expected = _uninterrupted_evaluations(r["recipe"], r["overrides"])
+    # the checkpointed step evaluated, after AReaL took its checkpoint: the case the plugin fixes
+    assert _resumed_at(r["second_log"]) - 1 in expected, expected
+    rewards = r["after"].scalars[EVAL_REWARD_KEYS[0]]
+    assert sorted(rewards) == expected, (sorted(rewards), r["after"].orphaned)
+    assert all(0.0 <= v <= 1.0 for v in rewards.values()), rewards
 
 
 def test_plugin_state_saved_beside_areal_checkpoint(killed_and_resumed):

@@ -8,6 +8,10 @@ AReaL's scheduler (``scheduler.type=local`` or ``ray``: this process is the cont
 the actor and rollout workers and the vLLM server). What this script adds to gsm8k_rl.py:
 
 - the synthetic dataset and reward of :mod:`areal_a3po.testbeds.tiny.task`;
+- where the YAML has a ``valid_dataset`` (the recipes have none), AReaL's evaluator on the task's
+  8 prompts, each once with ``eval_gconfig``, every ``evaluator.freq_steps`` steps. The task has
+  no other prompts, so this scores the policy on the prompts it trains on, not on held-out data:
+  the tests use it to check where a resumed run evaluates, and a report would call it held-out;
 - the tiny model and tokenizer, built at ``actor.path`` on first use (cached: reused when the
   directory holds a build for the same seed; see :func:`areal_a3po.testbeds.tiny.model.build_model_dir`),
   before AReaL reads ``actor.path``;
@@ -24,6 +28,7 @@ from __future__ import annotations
 import sys
 
 TASK = "areal_a3po.testbeds.tiny.task"
+WORKFLOW = "areal_a3po.testbeds.tiny.workflow.FixedLengthRLVRWorkflow"
 DATASET_SIZE = 512  # prompts; the dataloader is cycled, total_train_steps bounds the run
 
 
@@ -36,10 +41,14 @@ def check_task_consistency(config) -> None:
     """
     from areal_a3po.testbeds.tiny import task
 
-    g, a = config.gconfig, config.actor
+    a = config.actor
     problems = []
-    if g.max_new_tokens != task.MAX_NEW_TOKENS:
-        problems.append(f"gconfig.max_new_tokens={g.max_new_tokens} != {task.MAX_NEW_TOKENS}")
+    gconfigs = {"gconfig": config.gconfig}
+    if config.valid_dataset is not None:  # evaluated with eval_gconfig through the same workflow
+        gconfigs["eval_gconfig"] = config.eval_gconfig
+    for key, g in gconfigs.items():
+        if g.max_new_tokens != task.MAX_NEW_TOKENS:
+            problems.append(f"{key}.max_new_tokens={g.max_new_tokens} != {task.MAX_NEW_TOKENS}")
     if a.mb_spec.max_tokens_per_mb != task.MAX_SEQ_LEN:
         problems.append(
             f"actor.mb_spec.max_tokens_per_mb={a.mb_spec.max_tokens_per_mb} != "
@@ -82,21 +91,29 @@ def main(argv: list[str]) -> None:
         ),
         seed=config.seed,
     )
-    workflow_kwargs = dict(
-        reward_fn=f"{TASK}.reward_fn",
-        gconfig=config.gconfig,
-        tokenizer=config.tokenizer_path,
-        enable_thinking=False,
-        get_input_ids_fn=f"{TASK}.get_input_ids",
-        data_extract_prompt_fn=f"{TASK}.extract_prompt",
-    )
+    valid_dataset = None
+    if config.valid_dataset is not None:  # every prompt of the task once (one block of starts)
+        valid_dataset = task.build_hf_dataset(size=len(task.LETTERS), seed=config.seed)
+
+    def workflow_kwargs(gconfig) -> dict:
+        return dict(
+            reward_fn=f"{TASK}.reward_fn",
+            gconfig=gconfig,
+            tokenizer=config.tokenizer_path,
+            enable_thinking=False,
+            get_input_ids_fn=f"{TASK}.get_input_ids",
+            data_extract_prompt_fn=f"{TASK}.extract_prompt",
+        )
+
     with entry.stopping_leftovers():
-        with PPOTrainer(config, train_dataset=train_dataset, valid_dataset=None) as trainer:
+        with PPOTrainer(config, train_dataset=train_dataset, valid_dataset=valid_dataset) as tr:
             if pace == pacing.CAP:
-                pacing.pace_at_cap(trainer.rollout)
-            trainer.train(
-                workflow="areal_a3po.testbeds.tiny.workflow.FixedLengthRLVRWorkflow",
-                workflow_kwargs=workflow_kwargs,
+                pacing.pace_at_cap(tr.rollout)
+            tr.train(
+                workflow=WORKFLOW,
+                workflow_kwargs=workflow_kwargs(config.gconfig),
+                eval_workflow=WORKFLOW,
+                eval_workflow_kwargs=workflow_kwargs(config.eval_gconfig),
             )
 
 
