@@ -29,6 +29,7 @@ from areal_a3po.testbeds.local_actor import (  # noqa: F401  (the tests' names f
     free_port,
     load_recipe,
 )
+from areal_a3po.testbeds.tiny import task as tiny_task
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT_LEN = 6
@@ -40,7 +41,10 @@ N_SEQS = 4  # sequences per rollout batch in one PPO step
 # AReaL overrides that give the tiny recipes an evaluation (they have none): the task's 8 prompts,
 # one greedy completion each (the entry script builds the set); evaluator.freq_steps sets when.
 TINY_VALID_DATASET = "+valid_dataset={path:embedded-continue-alphabet,type:rl,batch_size:8}"
-TINY_EVALUATION = (TINY_VALID_DATASET, "+eval_gconfig={n_samples:1,greedy:true,max_new_tokens:16}")
+TINY_EVALUATION = (
+    TINY_VALID_DATASET,
+    f"+eval_gconfig={{n_samples:1,greedy:true,max_new_tokens:{tiny_task.MAX_NEW_TOKENS}}}",
+)
 
 LogpSource = Callable[[torch.Tensor], torch.Tensor]
 

@@ -8,9 +8,10 @@ running; the second run starts after the last checkpoint (AReaL's ``RecoverHandl
 same tensorboard steps, its weight versions continue (token lags >= 0, equal to AReaL's own
 V - v, within the staleness cap), and ``hybrid``'s calibration follows the global step with its
 state restored from the file the plugin wrote beside AReaL's checkpoint. AReaL's evaluator runs
-every EVAL_FREQ steps (on the task's prompts, ``harness.TINY_EVALUATION``): the merged run's evaluations fall on the
-steps AReaL's own ``Evaluator`` picks in an uninterrupted run, although AReaL checkpoints before
-the evaluator's check of the step (the plugin's ``coupling.recover.evaluator_after_check``).
+every EVAL_FREQ steps (on the task's prompts, ``harness.TINY_EVALUATION``): the merged run's
+evaluations fall on the steps AReaL's own ``Evaluator`` picks in an uninterrupted run, although
+AReaL checkpoints before the evaluator's check of the step (the plugin's
+``coupling.recover.evaluator_after_check``).
 """
 
 from __future__ import annotations
