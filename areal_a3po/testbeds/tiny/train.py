@@ -10,8 +10,9 @@ the actor and rollout workers and the vLLM server). What this script adds to gsm
 - the synthetic dataset and reward of :mod:`areal_a3po.testbeds.tiny.task`;
 - where the YAML has a ``valid_dataset`` (the recipes have none), AReaL's evaluator on the task's
   8 prompts, each once with ``eval_gconfig``, every ``evaluator.freq_steps`` steps. The task has
-  no other prompts, so this scores the policy on the prompts it trains on, not on held-out data:
-  the tests use it to check where a resumed run evaluates, and a report would call it held-out;
+  no other prompts, so this scores the policy on the prompts it trains on, not on held-out data.
+  The tests use it to check where a resumed run evaluates; the recipes leave it out because a
+  report would present its score as held-out reward;
 - the tiny model and tokenizer, built at ``actor.path`` on first use (cached: reused when the
   directory holds a build for the same seed; see :func:`areal_a3po.testbeds.tiny.model.build_model_dir`),
   before AReaL reads ``actor.path``;
